@@ -1,0 +1,3 @@
+"""bipsync-partner: the server side of a Bipsync partner integration."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,11 @@
+"""The Celery app: configuration comes from Django settings prefixed CELERY_."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bipsync_partner.settings")
+
+app = Celery("bipsync_partner")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,54 @@
+"""Shared fixtures: a few named people around one team, as every page test needs them.
+
+- ``alice``: admin of ``team`` ("Acme Research")
+- ``bob``: member of ``team``
+- ``charlie``: an outsider, admin of ``other_team`` only
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from accounts.models import Membership, Team, User
+
+PASSWORD = "correct horse battery staple"
+
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture
+def team(db: None) -> Team:
+    return Team.objects.create(name="Acme Research", slug="acme")
+
+
+@pytest.fixture
+def other_team(db: None) -> Team:
+    return Team.objects.create(name="Globex", slug="globex")
+
+
+@pytest.fixture
+def alice(team: Team) -> User:
+    user = User.objects.create_user("alice@example.com", PASSWORD, name="Alice Admin")
+    team.add_member(user, Membership.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def bob(team: Team) -> User:
+    user = User.objects.create_user("bob@example.com", PASSWORD, name="Bob Member")
+    team.add_member(user, Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def charlie(other_team: Team) -> User:
+    user = User.objects.create_user("charlie@example.com", PASSWORD, name="Charlie Outsider")
+    other_team.add_member(user, Membership.Role.ADMIN)
+    return user
+
+
+def signed_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
