@@ -21,6 +21,7 @@ from bipsync_partner.env import (
     env_optional,
     env_str,
 )
+from bipsync_partner.ops.logs import logging_config
 
 # Lets classes such as admin.ModelAdmin[Model] be subscripted at run time, as django-stubs types them.
 django_stubs_ext.monkeypatch()
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "bipsync_partner.ops.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -205,14 +207,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {}
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 CELERY_TIMEZONE = "UTC"
+# Workers log through Django's LOGGING (JSON, ids, redaction) instead of Celery's own setup.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# --- Logging ------------------------------------------------------------------------------------------
+# --- Logging and metrics ----------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
-}
+# JSON lines for log shippers in production; readable lines in development.
+LOG_JSON = env_bool("LOG_JSON", not DEBUG)
+LOGGING = logging_config(json_lines=LOG_JSON, level=LOG_LEVEL)
+# When set, /metrics requires "Authorization: Bearer <this>".
+METRICS_BEARER_TOKEN = env_optional("METRICS_BEARER_TOKEN")

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
+from bipsync_partner.ops import views as ops_views
 
 admin.site.site_header = "bipsync-partner back office"
 
@@ -9,4 +10,7 @@ urlpatterns = [
     path("", account_views.home, name="home"),
     path("", include("accounts.urls")),
     path("admin/", admin.site.urls),
+    path("healthz", ops_views.liveness, name="healthz"),
+    path("readyz", ops_views.readiness, name="readyz"),
+    path("metrics", ops_views.prometheus, name="metrics"),
 ]

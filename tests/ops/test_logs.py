@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from bipsync_partner.ops import context
+from bipsync_partner.ops.logs import ContextFilter, JsonFormatter, redact
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Authorization: Bearer eyJhbGciOi.abc-def_123", "eyJhbGciOi.abc-def_123"),
+        ("Authorization: Basic Y2xpZW50OnNlY3JldA==", "Y2xpZW50OnNlY3JldA=="),
+        ('{"access_token": "at-secret-1", "expires_in": 3600}', "at-secret-1"),
+        ("grant_type=refresh_token&refresh_token=rt-secret-2&client_id=x", "rt-secret-2"),
+        ("client_secret=cs-secret-3", "cs-secret-3"),
+        ("code_verifier: verifier-secret-4", "verifier-secret-4"),
+    ],
+)
+def test_it_masks_secrets_in_log_text(text: str, secret: str) -> None:
+    cleaned = redact(text)
+    assert secret not in cleaned
+    assert "[redacted]" in cleaned
+
+
+def test_it_leaves_ordinary_text_alone() -> None:
+    text = "Refreshed connection 42 for tenant acme in 120 ms"
+    assert redact(text) == text
+
+
+def make_record(message: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("test", logging.INFO, __file__, 1, message, args, None)
+
+
+def test_it_writes_json_lines_with_request_and_connection_ids() -> None:
+    record = make_record("refreshed %s", "ok")
+    with context.bound(request="req-123", connection="conn-9"):
+        ContextFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "refreshed ok"
+    assert line["request_id"] == "req-123"
+    assert line["connection_id"] == "conn-9"
+    assert line["level"] == "INFO"
+
+
+def test_it_masks_secrets_passed_as_arguments() -> None:
+    record = make_record("token response %s", '{"refresh_token": "rt-very-secret"}')
+    ContextFilter().filter(record)
+    assert "rt-very-secret" not in JsonFormatter().format(record)
+
+
+def test_it_resets_the_ids_after_the_block() -> None:
+    with context.bound(connection="abc"):
+        assert context.connection_id.get() == "abc"
+    assert context.connection_id.get() == "-"
