@@ -1,0 +1,336 @@
+"""Connections to Bipsync tenants, their encrypted tokens, and their history.
+
+A *connection* is what one authorization produced: a team's service account, a member's own user
+authorization (in the browser or from the command line with the device grant), or a team's
+machine credentials (client credentials grant). The token service (:mod:`tokens`) is the only
+writer of tokens after the first exchange; everything else reads status and expiry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import User
+from bipsync_partner.connections.fields import EncryptedModel, EncryptedTextField
+from bipsync_partner.oauth.tenants import SLUG_PATTERN
+
+tenant_validator = RegexValidator(
+    SLUG_PATTERN,
+    "A tenant is 1-63 lowercase letters, digits or inner hyphens, as in acme for acme.bipsync.com.",
+)
+# Bipsync ids are 24 hexadecimal characters (bipsync-platform.md, "The REST API slice").
+bipsync_id_validator = RegexValidator(
+    r"^[0-9a-f]{24}$", "A Bipsync team id is 24 hexadecimal characters (0-9, a-f)."
+)
+
+
+class ConnectionQuerySet(models.QuerySet["Connection"]):
+    def live(self) -> ConnectionQuerySet:
+        return self.exclude(status=Connection.Status.DISCONNECTED)
+
+    def due_for_refresh(self, *, now: datetime, horizon: timedelta) -> ConnectionQuerySet:
+        """Connections the sweep should refresh: usable ones whose access token expires within
+        ``horizon``, and failing ones whose back-off has passed. Served by the
+        (status, access_expires_at) index."""
+        soon = now + horizon
+        retry_due = models.Q(next_retry_at__isnull=True) | models.Q(next_retry_at__lte=now)
+        return self.filter(
+            models.Q(status=Connection.Status.ACTIVE, access_expires_at__lte=soon)
+            | (models.Q(status=Connection.Status.FAILING, access_expires_at__lte=soon) & retry_due)
+        )
+
+
+class Connection(EncryptedModel):
+    """One authorization to one Bipsync tenant, owned by a team (and, for user and device
+    connections, by one of its members)."""
+
+    class Kind(models.TextChoices):
+        USER = "user", "User"
+        SERVICE_ACCOUNT = "service_account", "Service account"
+        DEVICE = "device", "User (command line)"
+        CLIENT_CREDENTIALS = "client_credentials", "Machine (client credentials)"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        FAILING = "failing", "Retrying"
+        NEEDS_RECONNECT = "needs_reconnect", "Needs reconnecting"
+        DISCONNECTED = "disconnected", "Disconnected"
+
+    STATUS_SENTENCES: ClassVar[dict[str, str]] = {
+        Status.ACTIVE: "Connected. Tokens are refreshed automatically.",
+        Status.FAILING: (
+            "Bipsync could not be reached on the last attempt to refresh the tokens; the app "
+            "keeps retrying on its own."
+        ),
+        Status.NEEDS_RECONNECT: (
+            "Bipsync no longer accepts this connection's authorization; someone has to "
+            "reconnect it."
+        ),
+        Status.DISCONNECTED: "Disconnected; the tokens were deleted. Connect again to resume.",
+    }
+    #: Kinds owned by one member (the tokens act as that person).
+    PERSONAL_KINDS: ClassVar[tuple[str, ...]] = (Kind.USER, Kind.DEVICE)
+
+    team = models.ForeignKey("accounts.Team", models.CASCADE, related_name="bipsync_connections")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="bipsync_connections",
+        help_text="The member whose authorization this is; empty for team-wide connections.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    tenant = models.CharField(max_length=63, validators=[tenant_validator])
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+
+    subject_id = models.CharField(
+        "Bipsync subject", max_length=64, blank=True, help_text="Who the tokens act as."
+    )
+    subject_name = models.CharField("Bipsync display name", max_length=200, blank=True)
+    scopes = models.TextField(blank=True, help_text="Granted scopes, space separated.")
+
+    access_token = EncryptedTextField(null=True, blank=True)
+    refresh_token = EncryptedTextField(null=True, blank=True)
+    access_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+
+    # Client credentials connections: the customer's own application.
+    client_id = models.CharField(max_length=200, blank=True)
+    client_secret = EncryptedTextField(null=True, blank=True)
+    bipsync_team_id = models.CharField(
+        "Bipsync team id", max_length=24, blank=True, validators=[bipsync_id_validator]
+    )
+
+    version = models.PositiveIntegerField(
+        default=0, help_text="Incremented on every change of the tokens."
+    )
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    last_error_code = models.CharField(max_length=64, blank=True)
+    last_error_message = models.TextField(
+        blank=True, help_text="A sentence for people; never contains a token."
+    )
+
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects: ClassVar[ConnectionQuerySet] = ConnectionQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        ordering = ["team__name", "tenant", "kind", "created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "tenant"],
+                condition=models.Q(kind="service_account") & ~models.Q(status="disconnected"),
+                name="one_live_service_account_per_team_tenant",
+            ),
+            # A member may hold one browser and one command-line authorization per tenant; each
+            # kind reconnects in place.
+            models.UniqueConstraint(
+                fields=["team", "user", "tenant", "kind"],
+                condition=models.Q(kind__in=["user", "device"]) & ~models.Q(status="disconnected"),
+                name="one_live_user_connection_per_member_tenant",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind__in=["user", "device"], user__isnull=False)
+                    | models.Q(
+                        kind__in=["service_account", "client_credentials"], user__isnull=True
+                    )
+                ),
+                name="connection_owner_matches_kind",
+                violation_error_message=(
+                    "User connections belong to a member; service-account and machine "
+                    "connections belong to the team."
+                ),
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind="client_credentials")
+                | (~models.Q(client_id="") & ~models.Q(bipsync_team_id="")),
+                name="client_credentials_have_client_and_team",
+                violation_error_message="A machine connection needs a client id and a Bipsync team id.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "access_expires_at"], name="connection_refresh_sweep"),
+        ]
+
+    def __str__(self) -> str:
+        owner = str(self.team) if self.team_id is not None else "no team"
+        if self.user_id is not None:
+            owner = f"{owner} / {self.user}"
+        return f"{self.get_kind_display()} connection to {self.tenant} for {owner}"
+
+    def __repr__(self) -> str:
+        return (
+            f"<Connection {self.pk} kind={self.kind} tenant={self.tenant} "
+            f"team={self.team_id} status={self.status} version={self.version}>"
+        )
+
+    @property
+    def status_sentence(self) -> str:
+        return self.STATUS_SENTENCES.get(self.status, "")
+
+    @property
+    def is_live(self) -> bool:
+        return self.status != self.Status.DISCONNECTED
+
+    @property
+    def is_usable(self) -> bool:
+        """Whether the token service may hand out or obtain a token for it."""
+        return self.status in (self.Status.ACTIVE, self.Status.FAILING)
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+    def _has_secret(self, name: str) -> bool:
+        # Looks at the stored state: no decryption.
+        field = self._meta.get_field(name)
+        assert isinstance(field, EncryptedTextField)
+        return field.sealed(self) is not None
+
+    @property
+    def has_access_token(self) -> bool:
+        return self._has_secret("access_token")
+
+    @property
+    def has_refresh_token(self) -> bool:
+        return self._has_secret("refresh_token")
+
+    def access_token_expires_within(self, leeway: timedelta, *, now: datetime) -> bool:
+        """True when there is no access token, or it expires within ``leeway`` of ``now``.
+        A token without a known expiry is trusted until the API refuses it."""
+        if not self.has_access_token:
+            return True
+        if self.access_expires_at is None:
+            return False
+        return self.access_expires_at <= now + leeway
+
+    def set_tokens(
+        self,
+        *,
+        access_token: str,
+        refresh_token: str | None,
+        access_expires_at: datetime | None,
+        refresh_expires_at: datetime | None = None,
+        scopes: str | None = None,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """Store a new token pair and mark the connection healthy; bumps ``version``.
+
+        Returns the names of the changed fields for ``save(update_fields=...)``. A ``None``
+        ``refresh_token`` keeps the stored one only for client-credentials connections (they
+        have none); for the others the server's answer is the truth.
+        """
+        self.access_token = access_token
+        self.refresh_token = refresh_token
+        self.access_expires_at = access_expires_at
+        self.refresh_expires_at = refresh_expires_at
+        if scopes is not None:
+            self.scopes = scopes
+        self.version += 1
+        self.status = self.Status.ACTIVE
+        self.last_refreshed_at = now or timezone.now()
+        self.clear_failures()
+        return [
+            "access_token",
+            "refresh_token",
+            "access_expires_at",
+            "refresh_expires_at",
+            "scopes",
+            "version",
+            "status",
+            "last_refreshed_at",
+            "consecutive_failures",
+            "next_retry_at",
+            "last_error_code",
+            "last_error_message",
+            "updated",
+        ]
+
+    def wipe_tokens(self) -> list[str]:
+        """Forget the tokens (and a machine connection's secret); bumps ``version``."""
+        self.access_token = None
+        self.refresh_token = None
+        self.client_secret = None
+        self.access_expires_at = None
+        self.refresh_expires_at = None
+        self.version += 1
+        return [
+            "access_token",
+            "refresh_token",
+            "client_secret",
+            "access_expires_at",
+            "refresh_expires_at",
+            "version",
+            "updated",
+        ]
+
+    def clear_failures(self) -> None:
+        self.consecutive_failures = 0
+        self.next_retry_at = None
+        self.last_error_code = ""
+        self.last_error_message = ""
+
+    def record(
+        self,
+        kind: str,
+        actor: User | None = None,
+        message: str = "",
+    ) -> ConnectionEvent:
+        """Append an event to the connection's history (``actor`` None means the system)."""
+        return ConnectionEvent.objects.create(
+            connection=self, kind=kind, actor=actor, message=message
+        )
+
+
+class ConnectionEvent(models.Model):
+    """One line of a connection's history, shown on its page and in the admin."""
+
+    class Kind(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        RECONNECTED = "reconnected", "Reconnected"
+        TOKEN_ACQUIRED = "token_acquired", "Token acquired"
+        REFRESHED = "refreshed", "Refreshed"
+        REFRESH_FAILED = "refresh_failed", "Refresh failed"
+        NEEDS_RECONNECT = "needs_reconnect", "Needs reconnecting"
+        DISCONNECTED = "disconnected", "Disconnected"
+        REVOKED = "revoked", "Revoked at Bipsync"
+        REVOCATION_FAILED = "revocation_failed", "Revocation failed"
+        KEY_ROTATED = "key_rotated", "Encryption key rotated"
+
+    connection = models.ForeignKey(Connection, models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who did it; empty when the app did it on its own.",
+    )
+    message = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["connection", "-created"], name="connection_event_history")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.created:%Y-%m-%d %H:%M})"
+
+    @property
+    def actor_display(self) -> str:
+        return str(self.actor) if self.actor_id is not None else "the app"

@@ -1,0 +1,45 @@
+"""Fixtures for connection tests: keys, and connections of each kind for the named users."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import Team, User
+from bipsync_partner.connections.models import Connection
+from bipsync_partner.devstack.secrets import new_encryption_key
+
+MakeConnection = Callable[..., Connection]
+
+
+@pytest.fixture
+def make_connection(team: Team, alice: User) -> MakeConnection:
+    """Save a user connection of alice's in "acme" unless told otherwise."""
+
+    def make(**fields: Any) -> Connection:
+        defaults: dict[str, Any] = {
+            "team": team,
+            "user": alice,
+            "created_by": alice,
+            "tenant": "acme",
+            "kind": Connection.Kind.USER,
+            "subject_id": "5f0c9a1b2c3d4e5f60718293",
+            "subject_name": "Alice at Acme",
+            "scopes": "rest_api:read rest_api:fields:read",
+            "access_token": "at-" + new_encryption_key(),
+            "refresh_token": "rt-" + new_encryption_key(),
+            "access_expires_at": timezone.now() + timedelta(hours=1),
+        }
+        defaults.update(fields)
+        return Connection.objects.create(**defaults)
+
+    return make
+
+
+def key_pair() -> tuple[str, str]:
+    """Two fresh TOKEN_ENCRYPTION_KEYS entries (old, new)."""
+    return new_encryption_key(), new_encryption_key()
