@@ -14,7 +14,7 @@ from accounts.models import Membership, Team, User
 
 PASSWORD = "correct horse battery staple"
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.support.sandbox"]
 
 
 @pytest.fixture

@@ -1,0 +1,24 @@
+"""``python -m bipsync_partner.sandbox <command>``: the sandbox's manage.py.
+
+Always uses the sandbox's own settings, whatever DJANGO_SETTINGS_MODULE says (the partner app's
+settings must never leak into the emulator). ``serve`` migrates and runs gunicorn::
+
+    python -m bipsync_partner.sandbox serve --port 8100 [--workers N] [--threads N]
+    python -m bipsync_partner.sandbox seed_demo
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from django.core.management import execute_from_command_line
+
+
+def main() -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bipsync_partner.sandbox.settings"
+    execute_from_command_line([f"{sys.executable} -m bipsync_partner.sandbox", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()
