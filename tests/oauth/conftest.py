@@ -40,7 +40,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def metadata_document(issuer: str, **overrides: Any) -> dict[str, Any]:
+def metadata_document(issuer: str, /, **overrides: Any) -> dict[str, Any]:
     """A valid metadata document for ``issuer``, Bipsync-shaped, with ``overrides`` applied
     (a value of None removes the member)."""
     document: dict[str, Any] = {
