@@ -1,0 +1,72 @@
+"""Per-token rate limit of the REST API ([choice]: Bipsync has limits but does not document them).
+
+A fixed window per access token, counted in Postgres so that every gunicorn worker shares it: one
+upsert per request on an UNLOGGED table (no extra service for partners to run in their CI, and the
+sandbox already holds a connection). Over the limit the API answers 429 with ``Retry-After``, the
+seconds until the window ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+
+from bipsync_partner.sandbox.api.errors import ApiError
+from bipsync_partner.sandbox.api.models import ApiSettings
+
+_HIT_SQL = (
+    "INSERT INTO sandbox_api_ratewindow AS r (token_id, window_index, hits) VALUES (%s, %s, 1) "
+    "ON CONFLICT (token_id) DO UPDATE SET "
+    "hits = CASE WHEN r.window_index = EXCLUDED.window_index THEN r.hits + 1 ELSE 1 END, "
+    "window_index = EXCLUDED.window_index "
+    "RETURNING hits"
+)
+
+
+@dataclass(frozen=True)
+class Limit:
+    requests: int  # 0 = no limit
+    window: int  # seconds
+
+
+def current_limit() -> Limit:
+    """The run-time override (admin API) if set, else the settings."""
+    row = ApiSettings.objects.filter(pk=ApiSettings.SINGLETON_ID).first()
+    requests = settings.SANDBOX_API_RATE_LIMIT
+    window = settings.SANDBOX_API_RATE_WINDOW
+    if row is not None:
+        if row.rate_limit is not None:
+            requests = row.rate_limit
+        if row.rate_window is not None:
+            window = row.rate_window
+    return Limit(requests=requests, window=max(1, window))
+
+
+def hit(token_id: int, limit: Limit, now: float | None = None) -> None:
+    """Count one request of ``token_id``; raise a 429 :class:`ApiError` when over the limit."""
+    if limit.requests <= 0:
+        return
+    moment = time.time() if now is None else now
+    window = int(moment // limit.window)
+    with connection.cursor() as cursor:
+        cursor.execute(_HIT_SQL, [token_id, window])
+        (hits,) = cursor.fetchone()
+    if hits > limit.requests:
+        retry_after = max(1, math.ceil((window + 1) * limit.window - moment))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many requests: at most {limit.requests} per {limit.window} s per access token.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def reset() -> int:
+    """Forget every window (the admin API's reset)."""
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM sandbox_api_ratewindow")
+        return int(cursor.rowcount)
