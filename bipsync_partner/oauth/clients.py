@@ -162,7 +162,7 @@ class AuthorizationClients:
         service_account: the service-account application (mode ``separate_client``, default).
         service_account_mode: ``separate_client`` or ``authorize_parameters``.
         service_account_parameters: extra authorize parameters for mode ``authorize_parameters``
-            (sent with the ``user`` client), e.g. ``{"account_type": "service"}``.
+            (sent with the ``user`` client), e.g. ``{"account_type": "service_account"}``.
     """
 
     user: ClientConfig

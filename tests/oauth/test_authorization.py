@@ -93,14 +93,14 @@ def test_the_service_account_kind_can_be_selected_by_authorize_parameters(
     clients = AuthorizationClients(
         user=USER,
         service_account_mode="authorize_parameters",
-        service_account_parameters={"account_type": "service"},
+        service_account_parameters={"account_type": "service_account"},
     )
     url, _ = start_authorization(
         metadata, clients, redirect_uri=REDIRECT, scopes="a", now=NOW, kind="service_account"
     )
     query = _query(url)
     assert query["client_id"] == ["user-client"]
-    assert query["account_type"] == ["service"]
+    assert query["account_type"] == ["service_account"]
     user_url, _ = start_authorization(metadata, clients, redirect_uri=REDIRECT, scopes="a", now=NOW)
     assert "account_type" not in _query(user_url)
 
