@@ -12,7 +12,9 @@ error response, or a malformed one), then requires one JSON object, then:
 - ``refresh_token``: optional, visible ASCII;
 - ``scope``: optional; when absent the granted scope is the requested one (RFC 6749 §5.1).
 
-Unknown members are ignored (RFC 6749 §5.1). Every failure is an ``OAuthError``; a property test
+Unknown members are ignored for validation (RFC 6749 §5.1), but short, printable string-valued
+ones are kept in :attr:`Token.extra` so that callers can read a server's additional parameters
+(e.g. the sandbox's ``subject``, a configurable [choice]) without this module knowing them. Every failure is an ``OAuthError``; a property test
 checks that nothing else escapes, whatever the bytes.
 """
 
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Final, NoReturn
 
 from bipsync_partner.oauth._time import require_aware
@@ -34,6 +37,12 @@ from bipsync_partner.oauth.transport import BearerAuth
 MAX_EXPIRES_IN: Final = 10 * 366 * 24 * 3600
 #: Default safety margin for "is this access token still good for one more request?".
 DEFAULT_LEEWAY: Final = timedelta(seconds=60)
+#: The members RFC 6749 §5.1 defines; everything else is an additional parameter.
+STANDARD_MEMBERS: Final = frozenset(
+    {"access_token", "token_type", "expires_in", "refresh_token", "scope"}
+)
+#: Additional string parameters longer than this are not kept (they are not identifiers).
+MAX_EXTRA_LENGTH: Final = 500
 
 
 @dataclass(frozen=True, repr=False)
@@ -48,6 +57,8 @@ class Token:
         refresh_token: the refresh token, or None (client credentials have none).
         scopes: the granted scopes.
         received_at: when we received the response (our clock).
+        extra: the response's additional string parameters (RFC 6749 §5.1 allows them), e.g.
+            who the token acts as; never shown in the repr.
     """
 
     access_token: str
@@ -56,6 +67,7 @@ class Token:
     refresh_token: str | None
     scopes: tuple[str, ...]
     received_at: datetime
+    extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
 
     def is_expired(self, now: datetime, leeway: timedelta = DEFAULT_LEEWAY) -> bool:
         """True when the token is expired at ``now`` or will be within ``leeway``."""
@@ -166,6 +178,14 @@ def parse_token_document(
     else:
         _malformed("scope is not a string", status)
 
+    extra = {
+        name: value
+        for name, value in document.items()
+        if name not in STANDARD_MEMBERS
+        and isinstance(value, str)
+        and 0 < len(value) <= MAX_EXTRA_LENGTH
+        and value.isprintable()
+    }
     return Token(
         access_token=access_token,
         token_type="Bearer",
@@ -173,6 +193,7 @@ def parse_token_document(
         refresh_token=refresh_token,
         scopes=scopes,
         received_at=received_at,
+        extra=MappingProxyType(extra),
     )
 
 

@@ -68,6 +68,11 @@ SANDBOX_DEVICE_SLOW_DOWN_STEP = env_int("SANDBOX_DEVICE_SLOW_DOWN_STEP", 5, mini
 SANDBOX_REFRESH_REUSE_REVOKES_GRANT = env_bool("SANDBOX_REFRESH_REUSE_REVOKES_GRANT", True)
 # [doc] Bipsync's token response example has no "scope"; switch on to add it (RFC 6749 §5.1).
 SANDBOX_TOKEN_RESPONSE_INCLUDES_SCOPE = env_bool("SANDBOX_TOKEN_RESPONSE_INCLUDES_SCOPE", False)
+# [choice] Bipsync documents no way to learn whom a token acts as. The token response carries the
+# additional parameters "subject" (24-hex id of the user, service account or team) and
+# "subject_name" (RFC 6749 §5.1 allows additional parameters; clients ignore unknown ones). The
+# partner app reads them (BIPSYNC_TOKEN_SUBJECT_PARAMETER); switch off to see it cope without.
+SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT = env_bool("SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT", True)
 # [choice] token_type is spelled like Bipsync's example.
 SANDBOX_TOKEN_TYPE = env_str("SANDBOX_TOKEN_TYPE", "bearer")
 # [choice] How a client selects the service-account variation: "application" = the OAuth

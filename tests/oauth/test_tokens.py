@@ -267,3 +267,9 @@ def test_the_parser_never_raises_anything_but_our_error_family(
         assert status == 200
         assert outcome.token_type == "Bearer"
         assert outcome.access_token
+
+
+def test_it_keeps_additional_string_parameters_but_never_shows_them() -> None:
+    token = _parse(200, _body(subject="5f0c9a1b2c3d4e5f60718293", foo={"bar": [1]}, n=3))
+    assert dict(token.extra) == {"subject": "5f0c9a1b2c3d4e5f60718293"}
+    assert "5f0c9a1b" not in repr(token)

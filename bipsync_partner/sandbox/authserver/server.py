@@ -136,6 +136,28 @@ def principal_of(row: Token | AuthorizationCode | DeviceCode) -> Principal | Non
     return Principal(PrincipalKind.USER, user=user)
 
 
+def subject_parameters(principal: Principal) -> dict[str, str]:
+    """Who a token acts as, for the token response ([choice], SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT).
+
+    Bipsync documents no way for a client to learn this; RFC 6749 §5.1 lets a token response carry
+    additional parameters, and clients must ignore unknown ones. ``subject`` is the 24-hex id of
+    the user, the service account or (client credentials) the team; ``subject_name`` its name.
+    """
+    if principal.kind == PrincipalKind.SERVICE_ACCOUNT and principal.service_account is not None:
+        return {
+            "subject": principal.service_account.id,
+            "subject_name": principal.service_account.name,
+        }
+    if principal.kind == PrincipalKind.TEAM and principal.team is not None:
+        return {"subject": principal.team.id, "subject_name": principal.team.name}
+    if principal.user is not None:
+        return {
+            "subject": principal.user.id,
+            "subject_name": principal.user.name or principal.user.email,
+        }
+    return {}
+
+
 def revoke_grant(grant_id: uuid.UUID, reason: str) -> int:
     """Revoke every token of one grant (a code's or a device authorization's descendants)."""
     now = timezone.now()
@@ -601,6 +623,8 @@ class SandboxAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             token["refresh_token"] = secrets.token_urlsafe(48)
         if settings.SANDBOX_TOKEN_RESPONSE_INCLUDES_SCOPE:
             token["scope"] = self.issued_scope
+        if settings.SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT and user is not None:
+            token.update(subject_parameters(user))
         return token
 
     def save_token(self, token: dict[str, Any], request: SandboxRequest) -> Token:
