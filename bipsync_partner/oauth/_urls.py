@@ -46,6 +46,9 @@ def check_secure_url(
         raise error(f"{what} must not contain a fragment")
     if not host or any(ch.isspace() for ch in url):
         raise error(f"{what} must be an absolute URL")
+    if "@" in parts.netloc:
+        # Credentials in a URL would be sent to whoever the host is, and "a@b" hosts mislead.
+        raise error(f"{what} must not contain user information")
     if parts.scheme == "https":
         return url
     if parts.scheme == "http" and allow_insecure_loopback and is_loopback_host(host):

@@ -68,6 +68,9 @@ def test_it_leaves_omitted_optional_members_unset() -> None:
         pytest.param({"token_endpoint": "/v1/oauth/token"}, PROD, id="relative"),
         pytest.param({"token_endpoint": PROD + "/token#frag"}, PROD, id="fragment"),
         pytest.param({"token_endpoint": "javascript:alert(1)"}, PROD, id="javascript"),
+        pytest.param(
+            {"token_endpoint": "https://acme-api.bipsync.com@evil.test/token"}, PROD, id="userinfo"
+        ),
         pytest.param({"token_endpoint": 42}, PROD, id="endpoint-not-string"),
         pytest.param({"revocation_endpoint": "http://x.test/r"}, PROD, id="insecure-optional"),
         pytest.param({"code_challenge_methods_supported": ["plain"]}, PROD, id="no-s256"),

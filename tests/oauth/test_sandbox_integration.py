@@ -36,6 +36,7 @@ from bipsync_partner.oauth import (
     TransportError,
     TransportSettings,
     complete_callback,
+    create_httpx_client,
     discover,
     resolve_tenant,
     start_authorization,
@@ -464,3 +465,17 @@ def test_a_slow_token_endpoint_times_out_as_a_transient_error(
             grants.refresh("whatever")
     assert raised.value.error == "timeout"
     assert raised.value.transient
+
+
+# --- using the token -----------------------------------------------------------------------------
+
+
+def test_the_bearer_auth_of_a_token_opens_the_rest_api_until_it_is_revoked(
+    world: SandboxWorld, metadata: ServerMetadata, http: HttpClient
+) -> None:
+    grants, token = _connect(world, metadata, http)
+    url = world.api_base + "/v1/research"
+    with create_httpx_client() as api:
+        assert api.get(url, auth=token.bearer_auth()).status_code == 200
+        grants.revoke(token.access_token, token_type_hint="access_token")
+        assert api.get(url, auth=token.bearer_auth()).status_code == 401
