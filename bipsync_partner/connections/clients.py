@@ -1,0 +1,153 @@
+"""The OAuth core's configuration, built from Django settings in one place.
+
+The core (:mod:`bipsync_partner.oauth`) imports no Django; everything it needs is made here:
+the host templates, the three registered applications (user, service account, public device
+client), the bounded HTTP client, and the metadata cache (Django's cache, shared by every process,
+so that discovery happens once per tenant and TTL rather than once per refresh).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
+
+from bipsync_partner.oauth import (
+    AuthorizationClients,
+    ClientConfig,
+    GrantClient,
+    HostTemplates,
+    HttpClient,
+    ServerMetadata,
+    Tenant,
+    TransportSettings,
+    discover,
+    resolve_tenant,
+)
+from bipsync_partner.oauth.metadata import DEFAULT_METADATA_TTL
+
+
+class ClientNotConfigured(ImproperlyConfigured):
+    """A registered application's client id (or secret) is missing from the settings."""
+
+
+def host_templates() -> HostTemplates:
+    return HostTemplates(
+        api_base=settings.BIPSYNC_API_BASE_TEMPLATE, web_base=settings.BIPSYNC_WEB_BASE_TEMPLATE
+    )
+
+
+def tenant(slug: str) -> Tenant:
+    """Resolve a tenant slug with the configured templates (``ConfigurationError`` if invalid)."""
+    return resolve_tenant(slug, host_templates())
+
+
+def allow_insecure_loopback() -> bool:
+    return bool(settings.BIPSYNC_ALLOW_INSECURE_LOOPBACK)
+
+
+def transport_settings() -> TransportSettings:
+    timeout = float(settings.BIPSYNC_HTTP_TIMEOUT)
+    # The whole exchange may take twice the per-phase timeout; a row lock is held meanwhile
+    # during a refresh, so this also bounds how long other processes wait.
+    return TransportSettings(timeout=timeout, total_timeout=2 * timeout)
+
+
+def http_client() -> HttpClient:
+    """A fresh bounded HTTP client; use it as a context manager."""
+    return HttpClient(transport_settings())
+
+
+class _DjangoMetadataCache:
+    """Django's cache through the two methods the core's ``MetadataCache`` protocol asks for."""
+
+    def get(self, key: str, /) -> Any:
+        return cache.get(key)
+
+    def set(self, key: str, value: Any, timeout: int, /) -> None:
+        cache.set(key, value, timeout)
+
+
+metadata_cache = _DjangoMetadataCache()
+
+
+def server_metadata(resolved: Tenant, http: HttpClient) -> ServerMetadata:
+    """The tenant's validated metadata (RFC 8414), from the shared cache when fresh."""
+    return discover(
+        resolved.issuer,
+        http,
+        cache=metadata_cache,
+        ttl=int(getattr(settings, "BIPSYNC_METADATA_TTL", DEFAULT_METADATA_TTL)),
+        allow_insecure_loopback=allow_insecure_loopback(),
+    )
+
+
+def _client(id_setting: str, secret_setting: str | None, purpose: str) -> ClientConfig:
+    client_id = getattr(settings, id_setting, None)
+    if not client_id:
+        raise ClientNotConfigured(
+            f"{id_setting} is not set, so {purpose} cannot be used; set it to the client id "
+            "Bipsync issued for that application."
+        )
+    secret = getattr(settings, secret_setting, None) if secret_setting else None
+    if secret_setting and not secret:
+        raise ClientNotConfigured(
+            f"{secret_setting} is not set; {purpose} use a confidential application and need "
+            f"the client secret Bipsync issued with {id_setting}."
+        )
+    return ClientConfig(client_id, secret)
+
+
+def user_client() -> ClientConfig:
+    """The partner's confidential application for members' own (user) connections."""
+    return _client("BIPSYNC_USER_CLIENT_ID", "BIPSYNC_USER_CLIENT_SECRET", "user connections")
+
+
+def service_client() -> ClientConfig:
+    """The partner's application registered as a service account (Bipsync reference, "Grants")."""
+    return _client(
+        "BIPSYNC_SERVICE_CLIENT_ID",
+        "BIPSYNC_SERVICE_CLIENT_SECRET",
+        "service-account connections",
+    )
+
+
+def public_client() -> ClientConfig:
+    """The partner's public application (no secret) for the device grant on the command line."""
+    return _client("BIPSYNC_PUBLIC_CLIENT_ID", None, "the command-line device login")
+
+
+def authorization_clients() -> AuthorizationClients:
+    """The user and service-account applications for the authorization-code flow."""
+    return AuthorizationClients(user=user_client(), service_account=service_client())
+
+
+def client_for(kind: str, *, client_id: str = "", client_secret: str | None = None) -> ClientConfig:
+    """The application a connection of ``kind`` talks to Bipsync with.
+
+    Machine (client credentials) connections carry the customer's own application; pass its id
+    and decrypted secret.
+    """
+    if kind == "user":
+        return user_client()
+    if kind == "service_account":
+        return service_client()
+    if kind == "device":
+        return public_client()
+    if kind == "client_credentials":
+        if not client_id or not client_secret:
+            raise ClientNotConfigured("a machine connection needs its client id and secret")
+        return ClientConfig(client_id, client_secret)
+    raise ValueError(f"unknown connection kind {kind!r}")
+
+
+def grant_client(resolved: Tenant, client: ClientConfig, http: HttpClient) -> GrantClient:
+    """A grant client for ``resolved`` with its validated metadata."""
+    return GrantClient(
+        server_metadata(resolved, http),
+        client,
+        http,
+        allow_insecure_loopback=allow_insecure_loopback(),
+    )

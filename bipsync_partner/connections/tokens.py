@@ -1,0 +1,548 @@
+"""The token service: the one place that hands out access tokens and refreshes them.
+
+Every job, view and API client asks :func:`get_access_token` for a usable token. When the stored
+token is within a leeway of its expiry, the service refreshes it, and the protocol for that is
+built around one fact (bipsync-platform.md, "Grants"): **Bipsync rotates the refresh token on
+every use and revokes the old pair.** A refresh token can be spent once; if two processes spend
+it, one of them gets ``invalid_grant``, and if the new pair is lost, the connection is dead.
+Therefore:
+
+1. The refresh runs under a Postgres row lock (``SELECT ... FOR UPDATE``) and the row is re-read
+   after the lock is taken. Whoever waited for the lock finds the new token and uses it, so any
+   number of web processes and workers cause exactly one refresh per rotation.
+2. The new tokens are committed in their own (durable) transaction the moment they arrive,
+   before any other work: a rollback of a caller's transaction can never lose them. A refresh
+   inside the caller's ``transaction.atomic()`` is therefore refused.
+3. ``invalid_grant`` re-reads the row: if another process rotated in the meantime, its token is
+   used. Otherwise the grant is really gone and the connection becomes ``needs_reconnect``, with
+   a sentence saying why. When the previous attempt failed in a way where Bipsync may have
+   rotated the token but the reply never reached us (a dropped connection or timeout), the
+   sentence says exactly that.
+4. Transient failures (network, timeout, 5xx, 429, unreadable bodies) never set
+   ``needs_reconnect``: the connection is ``failing`` with ``next_retry_at`` set by exponential
+   back-off with jitter (and at least ``Retry-After``). Until then nobody calls Bipsync for it —
+   callers get the still-valid access token if there is one, or :class:`TokenTemporarilyUnavailable`
+   at once — so a failing tenant sees no retry storm.
+5. Client-credentials connections have no refresh token: they acquire a new token with the
+   customer's client id and secret when theirs expires.
+
+Tokens never leave this module in a message, log line, exception or event.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Literal
+from uuid import UUID
+
+import httpx
+import psycopg.errors
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.db import connection as db_connection
+from django.utils import timezone
+
+from bipsync_partner.connections import clients
+from bipsync_partner.connections.fields import EncryptedTextField
+from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.connections.signals import connection_needs_reconnect
+from bipsync_partner.oauth import OAuthError, Token, TransportError
+
+log = logging.getLogger(__name__)
+
+#: Our code for "the request never reached Bipsync" (connect refused or timed out): nothing can
+#: have been rotated.
+UNREACHABLE: Final = "bipsync_unreachable"
+#: Failures after which Bipsync may have processed the refresh and rotated the token although we
+#: never saw the reply.
+REPLY_MAY_BE_LOST: Final = frozenset({"network_error", "timeout"})
+#: Errors that mean a machine connection's own credentials no longer work.
+CLIENT_CREDENTIALS_REFUSALS: Final = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_grant"}
+)
+
+LOST_REPLY_SENTENCE: Final = (
+    "Bipsync rotated the refresh token but the reply never arrived, so the new token was lost; "
+    "reconnect to continue."
+)
+INVALID_GRANT_SENTENCE: Final = (
+    "Bipsync no longer accepts this connection's refresh token (invalid_grant): access was "
+    "revoked or expired; reconnect to continue."
+)
+NO_REFRESH_TOKEN_SENTENCE: Final = (
+    "Bipsync gave this connection no refresh token, so its expired access token cannot be "
+    "renewed; reconnect to continue."
+)
+
+
+class TokenError(Exception):
+    """The service cannot hand out a token. ``code`` is machine-readable, the message a
+    sentence for people; ``transient`` says whether asking again later may succeed."""
+
+    transient: bool = False
+
+    def __init__(
+        self, message: str, *, code: str, connection_id: UUID, retry_at: datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.connection_id = connection_id
+        self.retry_at = retry_at
+
+
+class ReconnectRequired(TokenError):
+    """The connection is ``needs_reconnect`` or ``disconnected``: a person must act."""
+
+    transient = False
+
+
+class TokenTemporarilyUnavailable(TokenError):
+    """Bipsync could not be reached or refused for now; ``retry_at`` says when to try again."""
+
+    transient = True
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What :func:`refresh_connection` did, for the sweep's logs and metrics."""
+
+    outcome: Literal["refreshed", "not_due", "backing_off", "failed", "needs_reconnect", "skipped"]
+    connection_id: UUID | str
+    message: str = ""
+
+
+@dataclass
+class _Outcome:
+    token: str | None = None
+    refreshed: bool = False
+    error: TokenError | None = None
+    needs_reconnect: str | None = None
+
+
+DueCheck = Callable[[Connection, datetime], bool]
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def _seconds(name: str, default: float) -> timedelta:
+    return timedelta(seconds=float(getattr(settings, name, default)))
+
+
+def access_leeway() -> timedelta:
+    """Refresh when the access token expires within this (default 60 s)."""
+    return _seconds("BIPSYNC_TOKEN_LEEWAY_SECONDS", 60)
+
+
+def _refresh_token_lifetime() -> timedelta:
+    # Bipsync does not say when a refresh token lapses; 30 days is the reference's [choice].
+    return _seconds("BIPSYNC_REFRESH_TOKEN_LIFETIME_SECONDS", 30 * 86400)
+
+
+def _lock_timeout() -> timedelta:
+    # Longer than one whole token exchange (twice the HTTP timeout), so that a waiter only gives
+    # up when the holder is truly stuck.
+    http = float(getattr(settings, "BIPSYNC_HTTP_TIMEOUT", 15))
+    return _seconds("BIPSYNC_REFRESH_LOCK_TIMEOUT_SECONDS", 2 * http + 15)
+
+
+def backoff_delay(failures: int, retry_after: float | None = None) -> timedelta:
+    """Exponential back-off with jitter: uniform in [ceiling/2, ceiling], ceiling = base·2^(n-1)
+    capped; never shorter than the server's ``Retry-After``. The jitter spreads the retries of
+    many connections of one tenant that failed together."""
+    base = float(getattr(settings, "BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS", 30))
+    cap = float(getattr(settings, "BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS", 3600))
+    ceiling = min(cap, base * 2 ** max(0, failures - 1))
+    delay = random.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return timedelta(seconds=delay)
+
+
+# --- what is due ------------------------------------------------------------------------------
+
+
+def _access_due(conn: Connection, now: datetime) -> bool:
+    return conn.access_token_expires_within(access_leeway(), now=now)
+
+
+def _still_valid(conn: Connection, now: datetime) -> str | None:
+    """The stored access token if it has not expired yet (even if within the leeway)."""
+    if not conn.has_access_token:
+        return None
+    if conn.access_expires_at is not None and conn.access_expires_at <= now:
+        return None
+    token: str | None = conn.access_token
+    return token
+
+
+def _backing_off(conn: Connection, now: datetime) -> bool:
+    return (
+        conn.status == Connection.Status.FAILING
+        and conn.next_retry_at is not None
+        and conn.next_retry_at > now
+    )
+
+
+def _unusable_error(conn: Connection) -> ReconnectRequired:
+    if conn.status == Connection.Status.DISCONNECTED:
+        return ReconnectRequired(
+            "This connection was disconnected; connect again to use it.",
+            code="disconnected",
+            connection_id=conn.pk,
+        )
+    return ReconnectRequired(
+        conn.last_error_message or conn.status_sentence,
+        code=conn.last_error_code or "needs_reconnect",
+        connection_id=conn.pk,
+    )
+
+
+def _waiting_error(conn: Connection) -> TokenTemporarilyUnavailable:
+    return TokenTemporarilyUnavailable(
+        conn.last_error_message or "Bipsync could not be reached; the app will try again.",
+        code=conn.last_error_code or "failing",
+        connection_id=conn.pk,
+        retry_at=conn.next_retry_at,
+    )
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+def get_access_token(connection: Connection) -> str:
+    """A usable access token for ``connection``, refreshing it first when it is within the
+    leeway of its expiry. ``connection`` is reloaded from the database (and left up to date).
+
+    Raises :class:`ReconnectRequired` (a person must reconnect) or
+    :class:`TokenTemporarilyUnavailable` (try again after ``retry_at``).
+    """
+    connection.refresh_from_db()
+    now = timezone.now()
+    if not connection.is_usable:
+        raise _unusable_error(connection)
+    if not _access_due(connection, now):
+        return _token_of(connection)
+    if _backing_off(connection, now):
+        token = _still_valid(connection, now)
+        if token is not None:
+            return token
+        raise _waiting_error(connection)
+    outcome = _refresh_under_lock(connection, _access_due)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.token is not None
+    return outcome.token
+
+
+def refresh_after_rejection(connection: Connection, rejected: str) -> str:
+    """Bipsync answered 401 to ``rejected``: return a newer token, refreshing unless another
+    process already did. Same errors as :func:`get_access_token`."""
+
+    def due(conn: Connection, now: datetime) -> bool:
+        return _access_due(conn, now) or conn.access_token == rejected
+
+    connection.refresh_from_db()
+    now = timezone.now()
+    if not connection.is_usable:
+        raise _unusable_error(connection)
+    if not due(connection, now):
+        return _token_of(connection)
+    if _backing_off(connection, now):
+        raise _waiting_error(connection)
+    outcome = _refresh_under_lock(connection, due)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.token is not None
+    return outcome.token
+
+
+def refresh_connection(
+    connection_id: UUID | str,
+    *,
+    access_window: timedelta | None = None,
+    refresh_window: timedelta | None = None,
+) -> RefreshResult:
+    """Refresh one connection if it is due, for the Celery sweep; never raises for an expected
+    outcome (the result says what happened), so a task never retries on its own.
+
+    Due means: the access token expires within ``access_window`` (default
+    ``REFRESH_ACCESS_WINDOW_SECONDS``, 600 s), or the refresh token within ``refresh_window``
+    (default ``REFRESH_REFRESH_WINDOW_SECONDS``, 3 days) so that an idle connection never lapses.
+    """
+    access_window = access_window or _seconds("REFRESH_ACCESS_WINDOW_SECONDS", 600)
+    refresh_window = refresh_window or _seconds("REFRESH_REFRESH_WINDOW_SECONDS", 3 * 86400)
+
+    def due(conn: Connection, now: datetime) -> bool:
+        if conn.access_token_expires_within(access_window, now=now):
+            return True
+        return (
+            conn.refresh_expires_at is not None and conn.refresh_expires_at <= now + refresh_window
+        )
+
+    conn = Connection.objects.filter(pk=connection_id).first()
+    if conn is None:
+        return RefreshResult("skipped", connection_id, "The connection no longer exists.")
+    now = timezone.now()
+    if not conn.is_usable:
+        return RefreshResult("skipped", conn.pk, conn.status_sentence)
+    if not due(conn, now):
+        return RefreshResult("not_due", conn.pk)
+    if _backing_off(conn, now):
+        return RefreshResult("backing_off", conn.pk, conn.last_error_message)
+    outcome = _refresh_under_lock(conn, due)
+    if outcome.needs_reconnect is not None:
+        return RefreshResult("needs_reconnect", conn.pk, outcome.needs_reconnect)
+    if outcome.refreshed:
+        return RefreshResult("refreshed", conn.pk)
+    if outcome.error is not None or conn.status == Connection.Status.FAILING:
+        return RefreshResult("failed", conn.pk, conn.last_error_message)
+    return RefreshResult("not_due", conn.pk, "Another process refreshed it first.")
+
+
+# --- the locked refresh -----------------------------------------------------------------------
+
+
+def _token_of(conn: Connection) -> str:
+    token: str | None = conn.access_token
+    assert token is not None
+    return token
+
+
+def _sealed_refresh_token(conn: Connection) -> str | None:
+    field = Connection._meta.get_field("refresh_token")
+    assert isinstance(field, EncryptedTextField)
+    sealed = field.sealed(conn)
+    return sealed.ciphertext if sealed is not None else None
+
+
+def _copy_state(source: Connection, target: Connection) -> None:
+    """Give the caller's instance the row as it was committed (sealed values included)."""
+    for field in Connection._meta.concrete_fields:
+        if field.attname in source.__dict__:
+            target.__dict__[field.attname] = source.__dict__[field.attname]
+
+
+def _refresh_under_lock(connection: Connection, due: DueCheck) -> _Outcome:
+    try:
+        # durable: the new tokens must be committed when this block ends, not when some outer
+        # transaction of the caller does (and never rolled back with it).
+        with transaction.atomic(durable=True):
+            with db_connection.cursor() as cursor:
+                # A waiter gives up, rather than hang, if the holder is stuck (e.g. a frozen VM).
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', %s, true)",
+                    [f"{int(_lock_timeout().total_seconds() * 1000)}ms"],
+                )
+            locked = Connection.objects.select_for_update(of=("self",)).get(pk=connection.pk)
+            outcome = _refresh_locked(locked, due)
+    except OperationalError as exc:
+        if not isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+            raise
+        log.warning("Gave up waiting for the refresh lock of %r", connection)
+        raise TokenTemporarilyUnavailable(
+            "Another process has been refreshing this connection's tokens for too long; try "
+            "again shortly.",
+            code="lock_timeout",
+            connection_id=connection.pk,
+        ) from None
+    except RuntimeError as exc:
+        if "durable" not in str(exc):
+            raise
+        raise RuntimeError(
+            "The token service must not run inside transaction.atomic(): a rotated refresh "
+            "token has to be committed the moment it arrives, or a rollback would lose it."
+        ) from exc
+    _copy_state(locked, connection)
+    if outcome.needs_reconnect is not None:
+        connection_needs_reconnect.send(
+            sender=Connection, connection=connection, reason=outcome.needs_reconnect
+        )
+    return outcome
+
+
+def _refresh_locked(locked: Connection, due: DueCheck) -> _Outcome:
+    now = timezone.now()
+    if not locked.is_usable:
+        return _Outcome(error=_unusable_error(locked))
+    if not due(locked, now):
+        # Someone refreshed while we waited for the lock: theirs is ours.
+        return _Outcome(token=_still_valid(locked, now))
+    if _backing_off(locked, now):
+        token = _still_valid(locked, now)
+        return _Outcome(token=token, error=None if token else _waiting_error(locked))
+    is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
+    if not is_machine and not locked.has_refresh_token:
+        return _needs_reconnect(locked, "no_refresh_token", NO_REFRESH_TOKEN_SENTENCE)
+
+    version_before = locked.version
+    refresh_before = _sealed_refresh_token(locked)
+    try:
+        issued = _request_tokens(locked)
+    except OAuthError as exc:
+        return _failed(locked, exc, now, version_before, refresh_before)
+
+    previous_refresh = None if is_machine else locked.refresh_token
+    refresh_expires_at: datetime | None
+    if issued.refresh_token is not None and issued.refresh_token != previous_refresh:
+        refresh_expires_at = issued.received_at + _refresh_token_lifetime()
+    else:
+        refresh_expires_at = locked.refresh_expires_at
+    fields = locked.set_tokens(
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        access_expires_at=issued.expires_at,
+        refresh_expires_at=refresh_expires_at,
+        scopes=" ".join(issued.scopes) if issued.scopes else None,
+        now=now,
+    )
+    locked.save(update_fields=fields)
+    expiry = f" until {issued.expires_at:%Y-%m-%d %H:%M:%S} UTC" if issued.expires_at else ""
+    if is_machine:
+        locked.record(
+            ConnectionEvent.Kind.TOKEN_ACQUIRED,
+            None,
+            f"Acquired a new access token, valid{expiry}.",
+        )
+    else:
+        locked.record(
+            ConnectionEvent.Kind.REFRESHED, None, f"Refreshed the tokens; access is valid{expiry}."
+        )
+    log.info("Refreshed the tokens of %r", locked)
+    return _Outcome(token=issued.access_token, refreshed=True)
+
+
+def _request_tokens(locked: Connection) -> Token:
+    resolved = clients.tenant(locked.tenant)
+    if locked.kind == Connection.Kind.CLIENT_CREDENTIALS:
+        client = clients.client_for(
+            locked.kind, client_id=locked.client_id, client_secret=locked.client_secret
+        )
+    else:
+        client = clients.client_for(locked.kind)
+    with clients.http_client() as http:
+        grants = clients.grant_client(resolved, client, http)
+        if locked.kind == Connection.Kind.CLIENT_CREDENTIALS:
+            # The grant adds team_{id} itself (Bipsync reference, "Grants").
+            extra = [scope for scope in locked.scope_list if not scope.startswith("team_")]
+            return grants.client_credentials(locked.bipsync_team_id, extra)
+        refresh_token = locked.refresh_token
+        assert refresh_token is not None
+        return grants.refresh(refresh_token, previous_scopes=locked.scope_list)
+
+
+def _failure_code(exc: OAuthError) -> str:
+    if isinstance(exc, TransportError) and isinstance(
+        exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout
+    ):
+        return UNREACHABLE
+    return exc.error
+
+
+def _transient_sentence(exc: OAuthError, code: str) -> str:
+    later = "the app will try again on its own."
+    if code == UNREACHABLE:
+        return f"Bipsync could not be reached to refresh the tokens; {later}"
+    if code == "timeout":
+        return f"Bipsync did not answer the token refresh in time; {later}"
+    if code == "network_error":
+        return f"The connection to Bipsync broke during the token refresh; {later}"
+    if exc.status == 429:
+        return f"Bipsync asked the app to slow down (HTTP 429) during the token refresh; {later}"
+    if exc.status is not None and exc.status >= 500:
+        return (
+            f"Bipsync answered the token refresh with a server error (HTTP {exc.status}); {later}"
+        )
+    if code == "invalid_response":
+        return f"Bipsync's answer to the token refresh could not be read; {later}"
+    return f"The token refresh failed for now ({code}); {later}"
+
+
+def _failed(
+    locked: Connection,
+    exc: OAuthError,
+    now: datetime,
+    version_before: int,
+    refresh_before: str | None,
+) -> _Outcome:
+    code = _failure_code(exc)
+    is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
+    if not exc.transient and (
+        exc.error == "invalid_grant" or (is_machine and exc.error in CLIENT_CREDENTIALS_REFUSALS)
+    ):
+        # Did another process rotate after all? (Under our lock it cannot have, unless a
+        # writer bypassed the lock, but the grant is only declared dead once the row agrees.)
+        current = Connection.objects.get(pk=locked.pk)
+        if current.version != version_before or _sealed_refresh_token(current) != refresh_before:
+            _copy_state(current, locked)
+            token = _still_valid(current, now)
+            if token is not None:
+                return _Outcome(token=token)
+        if is_machine:
+            sentence = (
+                f"Bipsync refused the machine connection's credentials ({exc.error}); enter a "
+                "working client id, secret and team id to continue."
+            )
+        elif locked.consecutive_failures > 0 and locked.last_error_code in REPLY_MAY_BE_LOST:
+            sentence = LOST_REPLY_SENTENCE
+        else:
+            sentence = INVALID_GRANT_SENTENCE
+        return _needs_reconnect(locked, exc.error, sentence)
+
+    # Transient, or terminal for a reason a reconnect cannot fix (our own configuration, the
+    # tenant's metadata): keep the grant, back off, and say what happened.
+    if exc.transient:
+        sentence = _transient_sentence(exc, code)
+    else:
+        sentence = (
+            f"The token refresh was refused ({code}); this looks like a configuration problem "
+            "of the app or the tenant, and the app will try again later."
+        )
+    locked.consecutive_failures += 1
+    locked.status = Connection.Status.FAILING
+    locked.next_retry_at = now + backoff_delay(locked.consecutive_failures, exc.retry_after)
+    locked.last_error_code = code[:64]
+    locked.last_error_message = sentence
+    locked.save(
+        update_fields=[
+            "consecutive_failures",
+            "status",
+            "next_retry_at",
+            "last_error_code",
+            "last_error_message",
+            "updated",
+        ]
+    )
+    locked.record(ConnectionEvent.Kind.REFRESH_FAILED, None, sentence)
+    log.warning("Refresh of %r failed (%s); next attempt at %s", locked, code, locked.next_retry_at)
+    token = _still_valid(locked, now)
+    return _Outcome(token=token, error=None if token else _waiting_error(locked))
+
+
+def _needs_reconnect(locked: Connection, code: str, sentence: str) -> _Outcome:
+    locked.status = Connection.Status.NEEDS_RECONNECT
+    locked.consecutive_failures += 1
+    locked.next_retry_at = None
+    locked.last_error_code = code[:64]
+    locked.last_error_message = sentence
+    locked.save(
+        update_fields=[
+            "status",
+            "consecutive_failures",
+            "next_retry_at",
+            "last_error_code",
+            "last_error_message",
+            "updated",
+        ]
+    )
+    locked.record(ConnectionEvent.Kind.NEEDS_RECONNECT, None, sentence)
+    log.warning("%r needs reconnecting (%s)", locked, code)
+    return _Outcome(
+        error=ReconnectRequired(sentence, code=code, connection_id=locked.pk),
+        needs_reconnect=sentence,
+    )
