@@ -166,7 +166,9 @@ SESSION_COOKIE_SECURE = env_bool("SANDBOX_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_REFERRER_POLICY = "no-referrer"
+# "same-origin", not "no-referrer": with no-referrer browsers send "Origin: null" on form posts,
+# which Django's CSRF check refuses; same-origin still keeps URLs from leaking to other sites.
+SECURE_REFERRER_POLICY = "same-origin"
 APPEND_SLASH = False
 
 USE_TZ = True

@@ -61,6 +61,7 @@ admin_patterns: list[URLPattern | URLResolver] = [
         admin_api.application_tenant,
     ),
     path("_sandbox/applications/<str:client_id>/tokens", admin_api.application_tokens),
+    path("_sandbox/introspect", admin_api.introspect),
     path("_sandbox/lifetimes", admin_api.lifetimes_view),
     path("_sandbox/faults", admin_api.faults_view),
     path("_sandbox/counters", admin_api.counters_view),

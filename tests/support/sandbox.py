@@ -42,6 +42,9 @@ Fixtures
     sandbox.token_requests(client_id, grant_type="refresh_token", outcome="ok") -> int
     sandbox.expire_tokens(client_id, *, access=True, refresh=False)
     sandbox.revoke_tokens(client_id)
+    sandbox.expire_codes(client_id, *, device=False)
+    sandbox.introspect(token) -> dict   # active, token_type, kind, user_id, service_account_id, team_id, scope, ...
+    with sandbox.sign_in(tenant, email, password) as browser: ...  # httpx.Client signed in to the pages
     sandbox.authorize(authorize_url, email, password, approve=True, *, team_id=None) -> str   # the redirect Location
     sandbox.approve_device(tenant, user_code, email, password, approve=True, *, team_id=None) -> None
 
@@ -56,6 +59,7 @@ authorization-code flow and returns the token response).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -401,38 +405,34 @@ class Sandbox:
     def revoke_tokens(self, client_id: str) -> None:
         self.admin("POST", f"/_sandbox/applications/{client_id}/tokens", {"action": "revoke"})
 
-    # -- people at the pages ----------------------------------------------------------------------
-    def _browser(self) -> httpx.Client:
-        return httpx.Client(timeout=30.0, follow_redirects=False)
+    def expire_codes(self, client_id: str, *, device: bool = False) -> None:
+        """Expire the client's authorization codes (or device codes) now."""
+        action = "expire_device_codes" if device else "expire_codes"
+        self.admin("POST", f"/_sandbox/applications/{client_id}/tokens", {"action": action})
 
-    @staticmethod
-    def _csrf(page: httpx.Response) -> str:
-        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-        if not match:
-            raise SandboxError(f"No form on {page.url} ({page.status_code}): {page.text[:500]}")
-        return match.group(1)
+    def introspect(self, token: str) -> dict[str, Any]:
+        """Whether a token is active and whom it acts as: kind (user / service_account / team),
+        user_id, service_account_id, team_id, scope, granted_scope, client_id, grant_type, ..."""
+        result: dict[str, Any] = self.admin("POST", "/_sandbox/introspect", {"token": token})
+        return result
 
-    def _sign_in_if_asked(
-        self, browser: httpx.Client, response: httpx.Response, email: str, password: str
-    ) -> httpx.Response:
-        location = response.headers.get("location", "")
-        if response.status_code not in (302, 303) or "/login?" not in location:
-            return response
-        login_url = urljoin(str(response.url), location)
-        page = browser.get(login_url)
-        next_url = query_of(login_url).get("next", "")
-        posted = browser.post(
-            login_url.split("?", 1)[0],
-            data={
-                "csrfmiddlewaretoken": self._csrf(page),
-                "email": email,
-                "password": password,
-                "next": next_url,
-            },
-        )
-        if posted.status_code != 302:
-            raise SandboxError(f"Sign-in refused ({posted.status_code}) for {email}")
-        return browser.get(urljoin(str(posted.url), posted.headers["location"]))
+    @contextlib.contextmanager
+    def sign_in(self, tenant: str, email: str, password: str) -> Iterator[httpx.Client]:
+        """``with sandbox.sign_in(...) as browser``: a cookie jar signed in to the tenant's pages."""
+        with self._browser() as browser:
+            login_url = self.web_base(tenant) + "/login"
+            page = browser.get(login_url)
+            posted = browser.post(
+                login_url,
+                data={
+                    "csrfmiddlewaretoken": self._csrf(page),
+                    "email": email,
+                    "password": password,
+                },
+            )
+            if posted.status_code != 302:
+                raise SandboxError(f"Sign-in refused ({posted.status_code}) for {email}")
+            yield browser
 
     def authorize(
         self,

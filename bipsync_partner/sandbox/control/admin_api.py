@@ -11,8 +11,9 @@ the API did not exist; wrong or missing key → 401. JSON in, JSON out.
 | POST /_sandbox/tenants/{slug}/users | email, password, name?, team_id?, admin? | user |
 | POST /_sandbox/applications | name, confidential?, redirect_uris, grant_types, scopes, service_account?, tenants?, team_id?, client_id?, client_secret? | client_id, client_secret (once) |
 | POST/DELETE /_sandbox/applications/{client_id}/tenants/{slug} | | enabled tenants |
-| POST /_sandbox/applications/{client_id}/tokens | action: expire_access / expire_refresh / revoke | changed rows |
+| POST /_sandbox/applications/{client_id}/tokens | action: expire_access / expire_refresh / expire_codes / expire_device_codes / revoke | changed rows |
 | GET/PUT/DELETE /_sandbox/lifetimes | access?, refresh?, code?, device?, device_interval?, client_id? | lifetimes |
+| POST /_sandbox/introspect | token | active, kind, user_id, service_account_id, team_id, scope, ... |
 | GET/POST/DELETE /_sandbox/faults | target, kind, status?, delay_ms?, when?, count?, tenant?, client_id?, grant_type?, path_prefix? | fault(s) |
 | GET/DELETE /_sandbox/counters?client_id= | | counters |
 """
@@ -24,12 +25,13 @@ import json
 import re
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -38,7 +40,10 @@ from bipsync_partner.sandbox import hosts
 from bipsync_partner.sandbox.authserver.models import (
     GRANT_TYPES,
     Application,
+    AuthorizationCode,
+    DeviceCode,
     Token,
+    digest,
     new_secret,
 )
 from bipsync_partner.sandbox.authserver.scopes import KNOWN_SCOPES
@@ -353,6 +358,12 @@ def application_tokens(request: HttpRequest, client_id: str) -> HttpResponse:
         changed = rows.filter(access_expires_at__gt=past).update(access_expires_at=past)
     elif action == "expire_refresh":
         changed = rows.filter(refresh_expires_at__gt=past).update(refresh_expires_at=past)
+    elif action == "expire_codes":
+        codes = AuthorizationCode.objects.filter(application=app, expires_at__gt=past)
+        changed = codes.update(expires_at=past)
+    elif action == "expire_device_codes":
+        devices = DeviceCode.objects.filter(application=app, expires_at__gt=past)
+        changed = devices.update(expires_at=past)
     elif action == "revoke":
         now = timezone.now()
         changed = rows.filter(refresh_revoked_at__isnull=True).update(
@@ -360,8 +371,53 @@ def application_tokens(request: HttpRequest, client_id: str) -> HttpResponse:
         )
         changed += rows.filter(access_revoked_at__isnull=True).update(access_revoked_at=now)
     else:
-        raise BadInput("action must be expire_access, expire_refresh or revoke.")
+        raise BadInput(
+            "action must be expire_access, expire_refresh, expire_codes, expire_device_codes "
+            "or revoke."
+        )
     return _json({"client_id": app.client_id, "changed": changed})
+
+
+@admin_api(("POST",))
+def introspect(request: HttpRequest) -> HttpResponse:
+    """What a token is and whom it acts as (for tests; Bipsync documents no introspection)."""
+    raw = _str(_body(request), "token")
+    hashed = digest(raw)
+    row = (
+        Token.objects.select_related("application", "tenant")
+        .filter(Q(access_hash=hashed) | Q(refresh_hash=hashed))
+        .first()
+    )
+    if row is None:
+        return _json({"active": False})
+    now = timezone.now()
+    expires_at: datetime | None
+    if row.access_hash == hashed:
+        token_type = "access_token"
+        active = row.access_revoked_at is None and row.access_expires_at > now
+        expires_at = row.access_expires_at
+    else:
+        token_type = "refresh_token"
+        active = row.refresh_revoked_at is None and (row.refresh_expires_at or now) > now
+        expires_at = row.refresh_expires_at
+    return _json(
+        {
+            "active": active,
+            "token_type": token_type,
+            "kind": row.kind,
+            "client_id": row.application.client_id,
+            "tenant": row.tenant.slug,
+            "grant_type": row.grant_type,
+            "grant_id": str(row.grant_id),
+            "user_id": row.user_id,
+            "service_account_id": row.service_account_id,
+            "team_id": row.team_id,
+            "scope": row.scope,
+            "granted_scope": row.granted_scope,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "revoke_reason": row.revoke_reason or None,
+        }
+    )
 
 
 _LIFETIME_FIELDS = {
