@@ -84,6 +84,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.teams",
+                "bipsync_partner.connections.notifications.banner",
             ],
         },
     },
@@ -186,6 +187,15 @@ BIPSYNC_SERVICE_CLIENT_SECRET = env_optional("BIPSYNC_SERVICE_CLIENT_SECRET")
 BIPSYNC_PUBLIC_CLIENT_ID = env_optional("BIPSYNC_PUBLIC_CLIENT_ID")
 BIPSYNC_SCOPES = env_str("BIPSYNC_SCOPES", "rest_api:read rest_api:fields:read")
 BIPSYNC_HTTP_TIMEOUT = env_int("BIPSYNC_HTTP_TIMEOUT", 15, minimum=1)
+# [choice] Bipsync documents no way to learn whom a token acts as: these additional token-response
+# parameters (RFC 6749 §5.1) name it when present (the sandbox sends them); empty = do not look.
+BIPSYNC_TOKEN_SUBJECT_PARAMETER = env_str("BIPSYNC_TOKEN_SUBJECT_PARAMETER", "subject")
+BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER = env_str("BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER", "subject_name")
+# How long a service-account reconnect that came back as another subject waits for the admin.
+BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS = env_int("BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600, minimum=1)
+# Device grant polling interval when the server sends none (RFC 8628 §3.2 says 5 s; Bipsync sends
+# none [doc]). Only lower it against a server that accepts it (the sandbox's device_interval).
+BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS = env_int("BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS", 5, minimum=1)
 
 # Token encryption keys, comma separated, newest first: the first encrypts, all decrypt.
 TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS")

@@ -9,6 +9,7 @@ admin.site.site_header = "bipsync-partner back office"
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("", include("accounts.urls")),
+    path("", include("bipsync_partner.connections.urls")),
     path("admin/", admin.site.urls),
     path("healthz", ops_views.liveness, name="healthz"),
     path("readyz", ops_views.readiness, name="readyz"),

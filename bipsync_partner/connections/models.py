@@ -334,3 +334,9 @@ class ConnectionEvent(models.Model):
     @property
     def actor_display(self) -> str:
         return str(self.actor) if self.actor_id is not None else "the app"
+
+
+# The connect flow's and the notifications' models live beside the code that uses them; importing
+# them here registers them with the app (Django only imports models.py).
+from bipsync_partner.connections.notifications import ReconnectNotice  # noqa: E402, F401
+from bipsync_partner.connections.pending import PendingAuthorizationRecord  # noqa: E402, F401

@@ -1,0 +1,247 @@
+"""Connect pages: the team's connections, one connection's history, Connect Bipsync and its
+callback, disconnect, machine connections.
+
+Who sees what: an outsider gets 404 for every team page (``team_view``); admins see and manage
+every connection of the team; members see their own user connections and the team-wide ones'
+status, and may connect, reconnect and disconnect only their own. No template is ever given a
+token: pages read status, subject, scopes and expiries only.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.models import User
+from accounts.teams import SESSION_KEY, TeamRequest, team_view
+from bipsync_partner.connections import connect
+from bipsync_partner.connections.connect import ConnectError
+from bipsync_partner.connections.forms import ConnectForm, MachineConnectionForm
+from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.connections.notifications import visible_connections
+
+
+def _error_page(request: HttpRequest, error: ConnectError, *, title: str = "") -> HttpResponse:
+    return render(
+        request,
+        "connections/error.html",
+        {"title": title or "The connection could not be made", "message": error.message},
+        status=error.status,
+    )
+
+
+def _visible(request: TeamRequest) -> QuerySet[Connection]:
+    return visible_connections(request.team, request.user, request.membership)
+
+
+def _may_manage(request: TeamRequest, connection: Connection) -> bool:
+    """Admins manage everything; a member manages their own personal connections."""
+    return request.membership.is_admin or connection.user_id == request.user.pk
+
+
+def _connection_or_404(request: TeamRequest, connection_id: UUID) -> Connection:
+    connection = _visible(request).select_related("user").filter(pk=connection_id).first()
+    if connection is None:
+        raise Http404("No such connection.")
+    return connection
+
+
+@require_GET
+@team_view()
+def connection_list(request: TeamRequest) -> HttpResponse:
+    connections = list(
+        _visible(request).select_related("user").order_by("kind", "tenant", "created")
+    )
+    for connection in connections:
+        connection.may_manage = _may_manage(request, connection)  # type: ignore[attr-defined]
+    return render(
+        request,
+        "connections/list.html",
+        {
+            "team": request.team,
+            "connections": connections,
+            "is_admin": request.membership.is_admin,
+            "form": ConnectForm(),
+        },
+    )
+
+
+@require_GET
+@team_view()
+def connection_detail(request: TeamRequest, connection_id: UUID) -> HttpResponse:
+    connection = _connection_or_404(request, connection_id)
+    events = ConnectionEvent.objects.filter(connection=connection).select_related("actor")[:200]
+    return render(
+        request,
+        "connections/detail.html",
+        {
+            "team": request.team,
+            "connection": connection,
+            "events": events,
+            "may_manage": _may_manage(request, connection),
+        },
+    )
+
+
+def _session_key(request: HttpRequest) -> str:
+    if request.session.session_key is None:
+        request.session.save()
+    key = request.session.session_key
+    assert key is not None
+    return key
+
+
+@require_POST
+@team_view()
+def connect_start(request: TeamRequest) -> HttpResponse:
+    """ "Connect Bipsync": CSRF-protected POST (Django's middleware), tenant and kind."""
+    form = ConnectForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request,
+            "connections/list.html",
+            {
+                "team": request.team,
+                "connections": list(_visible(request)),
+                "is_admin": request.membership.is_admin,
+                "form": form,
+            },
+            status=400,
+        )
+    kind = form.cleaned_data["kind"]
+    if kind == "service_account" and not request.membership.is_admin:
+        raise PermissionDenied("Only team admins can connect the team's service account.")
+    try:
+        url = connect.begin(
+            session_key=_session_key(request),
+            user=request.user,
+            membership=request.membership,
+            tenant=form.cleaned_data["tenant"],
+            kind=kind,
+            connection_id=form.cleaned_data.get("connection"),
+        )
+    except ConnectError as exc:
+        return _error_page(request, exc)
+    return redirect(url)
+
+
+@require_GET
+def callback(request: HttpRequest) -> HttpResponse:
+    """Where Bipsync sends the browser back (SITE_URL + /connections/callback/, all kinds)."""
+    user = request.user if isinstance(request.user, User) else None
+    try:
+        result = connect.finish(
+            query_string=request.META.get("QUERY_STRING", ""),
+            session_key=request.session.session_key,
+            user=user,
+        )
+    except ConnectError as exc:
+        return _error_page(request, exc)
+    if isinstance(result, connect.Denied):
+        messages.info(
+            request,
+            f"You chose not to connect {result.tenant} at Bipsync; nothing was changed. You can "
+            "connect whenever you like.",
+        )
+        return redirect("connections:list", team_slug=result.team.slug)
+    if isinstance(result, connect.NeedsConfirmation):
+        return redirect("connections:confirm_subject", record_id=result.record.pk)
+    connection = result.connection
+    request.session[SESSION_KEY] = connection.team_id
+    verb = "Reconnected" if result.reconnected else "Connected"
+    messages.success(request, f"{verb} to Bipsync ({connection.tenant}).")
+    return redirect(
+        "connections:detail", team_slug=connection.team.slug, connection_id=connection.pk
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def confirm_subject(request: HttpRequest, record_id: UUID) -> HttpResponse:
+    """A service-account reconnect came back as another Bipsync subject: the admin decides."""
+    user = request.user if isinstance(request.user, User) else None
+    if user is None:
+        return _error_page(request, ConnectError("Sign in to confirm this reconnect.", status=403))
+    session_key = request.session.session_key
+    try:
+        if request.method == "POST":
+            if request.POST.get("decision") == "confirm":
+                result = connect.confirm_subject_change(
+                    record_id, session_key=session_key, user=user
+                )
+                messages.success(
+                    request, "Reconnected; the connection now acts as the new Bipsync subject."
+                )
+                return redirect(
+                    "connections:detail",
+                    team_slug=result.connection.team.slug,
+                    connection_id=result.connection.pk,
+                )
+            team = connect.cancel_subject_change(record_id, session_key=session_key, user=user)
+            messages.info(request, "Cancelled; the connection was left as it was.")
+            return redirect("connections:list", team_slug=team.slug)
+        record = connect.held_record(record_id, session_key=session_key, user=user)
+    except ConnectError as exc:
+        return _error_page(request, exc)
+    details = record.held_details
+    connection = Connection.objects.filter(pk=details.get("connection")).first()
+    return render(
+        request,
+        "connections/confirm_subject.html",
+        {"record": record, "details": details, "connection": connection, "team": record.team},
+    )
+
+
+@require_POST
+@team_view()
+def disconnect(request: TeamRequest, connection_id: UUID) -> HttpResponse:
+    connection = _connection_or_404(request, connection_id)
+    if not _may_manage(request, connection):
+        raise PermissionDenied("Only team admins can disconnect the team's connections.")
+    connection = connect.disconnect(connection, request.user)
+    messages.success(request, f"Disconnected from Bipsync ({connection.tenant}).")
+    return redirect("connections:detail", team_slug=request.team.slug, connection_id=connection.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@team_view(admin=True)
+def machine_new(request: TeamRequest) -> HttpResponse:
+    """A machine connection (client credentials) for the team's own Bipsync application."""
+    form = MachineConnectionForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                result = connect.add_machine_connection(
+                    team=request.team,
+                    actor=request.user,
+                    tenant=data["tenant"],
+                    client_id=data["client_id"],
+                    client_secret=data["client_secret"],
+                    bipsync_team_id=data["bipsync_team_id"],
+                    scopes=data["scopes"],
+                )
+            except ConnectError as exc:
+                form.add_error(None, exc.message)
+                status = exc.status
+            else:
+                messages.success(request, "Machine connection added; the credentials work.")
+                return redirect(
+                    "connections:detail",
+                    team_slug=request.team.slug,
+                    connection_id=result.connection.pk,
+                )
+        else:
+            status = 400
+    return render(
+        request,
+        "connections/machine_form.html",
+        {"team": request.team, "form": form},
+        status=status,
+    )
