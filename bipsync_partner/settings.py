@@ -213,10 +213,80 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 600, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 660, minimum=1)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {}
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+# Optional prefix of every broker key (kombu's global_keyprefix), so that several deployments or
+# test sessions can share one Redis server without their workers taking each other's tasks.
+if _broker_prefix := env_optional("CELERY_BROKER_KEY_PREFIX"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _broker_prefix
+# Refreshes and syncs have their own queues so that a long sync never delays a refresh: run at
+# least one worker on "refresh" (the Procfile's worker takes all three queues).
+CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
+    "connections.refresh_connection": {"queue": "refresh"},
+    "connections.sweep_refreshes": {"queue": "refresh"},
+    "sync.run_sync": {"queue": "sync"},
+    "sync.sweep_due_syncs": {"queue": "default"},
+}
+# The schedule lives here, in code, not in the database (django-celery-beat): beat only fires two
+# fixed, minute-ly sweeps that are part of the product's correctness, reviewed and versioned with
+# it. What varies per connection (when it is due, its interval, whether it is enabled) lives on
+# rows that the sweeps read (connections' expiries and next_retry_at, sync schedules' next_due_at),
+# so 10,000 connections are two beat entries, not 10,000, and a schedule changed in the UI takes
+# effect at the next sweep without beat reloading anything. Run exactly one beat process.
+# ``expires`` drops a sweep that could not start within its minute: the next one does its work.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "refresh-sweep": {
+        "task": "connections.sweep_refreshes",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "syncs-due-sweep": {
+        "task": "sync.sweep_due_syncs",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
 CELERY_TIMEZONE = "UTC"
+# Keys of the Redis coordination primitives (rate-limit gates, per-tenant slots, "queued once"
+# markers; bipsync_partner/connections/throttle.py).
+COORDINATION_KEY_PREFIX = env_str("COORDINATION_KEY_PREFIX", "bipsync-partner:coord")
+
+# --- Proactive token refresh (bipsync_partner/connections/sweep.py) ---------------------------------
+# Refresh access tokens expiring within this many seconds (Bipsync issues 3600 s tokens).
+REFRESH_ACCESS_WINDOW_SECONDS = env_int("REFRESH_ACCESS_WINDOW_SECONDS", 600, minimum=0)
+# Rotate refresh tokens this long before they lapse (30 days at Bipsync [choice]), so that a
+# connection nobody used for a month does not die.
+REFRESH_REFRESH_WINDOW_SECONDS = env_int("REFRESH_REFRESH_WINDOW_SECONDS", 3 * 86400, minimum=0)
+# Each queued refresh waits a random 0..N seconds so that due connections do not hit a tenant at once.
+REFRESH_JITTER_SECONDS = env_int("REFRESH_JITTER_SECONDS", 30, minimum=0)
+# Concurrent refreshes per tenant, across all workers.
+REFRESH_TENANT_CONCURRENCY = env_int("REFRESH_TENANT_CONCURRENCY", 4, minimum=1)
+# How long a "queued" marker lives if the task never ends (a killed worker).
+REFRESH_QUEUED_TTL_SECONDS = env_int("REFRESH_QUEUED_TTL_SECONDS", 900, minimum=10)
+REFRESH_SWEEP_BATCH = env_int("REFRESH_SWEEP_BATCH", 1000, minimum=1)
+REFRESH_TASK_SOFT_TIME_LIMIT = env_int("REFRESH_TASK_SOFT_TIME_LIMIT", 60, minimum=1)
+REFRESH_TASK_TIME_LIMIT = env_int("REFRESH_TASK_TIME_LIMIT", 90, minimum=1)
+
+# --- Research sync (bipsync_partner/sync/) ------------------------------------------------------------
+SYNC_PAGE_SIZE = env_int("SYNC_PAGE_SIZE", 100, minimum=1)  # Bipsync's maximum [choice]
+SYNC_DEFAULT_INTERVAL_SECONDS = env_int("SYNC_DEFAULT_INTERVAL_SECONDS", 3600, minimum=1)
+SYNC_TENANT_CONCURRENCY = env_int("SYNC_TENANT_CONCURRENCY", 2, minimum=1)
+# A run works in slices: when the soft limit strikes it stops at a page boundary and queues its
+# own continuation, so that no task outlives the broker's visibility timeout (which would make
+# Redis hand the message to a second worker while the first still runs).
+SYNC_TASK_SOFT_TIME_LIMIT = env_int("SYNC_TASK_SOFT_TIME_LIMIT", 900, minimum=1)
+SYNC_TASK_TIME_LIMIT = env_int("SYNC_TASK_TIME_LIMIT", 960, minimum=1)
+# A queued run whose task has not started after this long is queued again (a lost message or
+# a killed worker); a running run whose lock is free is resumed at once.
+SYNC_REQUEUE_AFTER_SECONDS = env_int("SYNC_REQUEUE_AFTER_SECONDS", 600, minimum=1)
+# Transient failures of a run (Bipsync down after the client's own retries) before it fails.
+SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 5, minimum=1)
+# The API client: attempts for 5xx/timeouts, backoff base and cap, and the longest Retry-After it
+# sleeps through inside a task (longer waits put the run back on the queue for later).
+SYNC_HTTP_ATTEMPTS = env_int("SYNC_HTTP_ATTEMPTS", 5, minimum=1)
+SYNC_BACKOFF_BASE_MS = env_int("SYNC_BACKOFF_BASE_MS", 500, minimum=1)
+SYNC_BACKOFF_CAP_MS = env_int("SYNC_BACKOFF_CAP_MS", 10000, minimum=1)
+SYNC_MAX_INLINE_WAIT_SECONDS = env_int("SYNC_MAX_INLINE_WAIT_SECONDS", 30, minimum=0)
+SYNC_RATE_LIMIT_ATTEMPTS = env_int("SYNC_RATE_LIMIT_ATTEMPTS", 10, minimum=1)
 # Workers log through Django's LOGGING (JSON, ids, redaction) instead of Celery's own setup.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

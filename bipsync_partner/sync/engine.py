@@ -1,0 +1,755 @@
+"""The research sync engine: one run of one connection, resumable, writing only what changed.
+
+Bipsync documents no modified-since filter (bipsync-platform.md, "The REST API slice"), so a run
+reads every page of ``GET /v1/research`` (100 per page), and
+
+- hashes each item (SHA-256 of its canonical JSON) and writes only rows that are new, changed or
+  come back from deletion, in one bulk upsert per page; an unchanged re-sync writes no document row;
+- records the ids each page saw (:class:`~bipsync_partner.sync.models.ScanPage`) in the same
+  transaction as the page's rows and the run's checkpoint (next offset, counts), so a run killed
+  at any point resumes at the first page it had not committed, with the same scan id;
+- marks as deleted, only after the last page of a *complete* scan, the rows the scan did not see;
+- keeps each page aligned with the last id it read (:func:`scan`), so a list that changes during
+  the scan cannot make it skip documents unnoticed;
+- holds one page at a time (and prefetches at most one more), so memory does not grow with the
+  number of documents.
+
+One run per connection at a time: a Postgres advisory lock keyed by the connection, held by the
+worker's database session for the whole slice (released by Postgres if the worker dies, which is
+what lets a restarted worker resume at once). Session locks need a session: behind PgBouncer, use
+session pooling for workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from bipsync_partner.connections.models import Connection
+from bipsync_partner.connections.throttle import TenantSemaphore
+from bipsync_partner.ops import metrics
+from bipsync_partner.sync.api import ApiError, BipsyncApi, InsufficientScope
+from bipsync_partner.sync.models import (
+    ResearchDocument,
+    ScanPage,
+    SyncedContentType,
+    SyncedField,
+    SyncRun,
+    SyncSchedule,
+    may_sync,
+)
+
+log = logging.getLogger(__name__)
+
+RESEARCH_PATH = "/v1/research"
+CONTENT_TYPE_PATH = "/v1/contenttype"
+FIELD_PATH = "/v1/field"
+BIPSYNC_ID = re.compile(r"^[0-9a-f]{24}$")
+LOCK_NAMESPACE = "bipsync-partner.sync.run"
+
+ApiFactory = Callable[[Connection], BipsyncApi]
+
+
+# --- outcomes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a slice of work ended with, and what the task should do next.
+
+    ``action``: ``done`` (nothing more to do), ``continue`` (queue the next slice now),
+    ``retry`` (queue again after ``countdown`` seconds).
+    """
+
+    action: str
+    reason: str
+    countdown: float = 0.0
+
+
+DONE = "done"
+CONTINUE = "continue"
+RETRY = "retry"
+
+
+class SliceOver(Exception):
+    """The slice's time is up; the run continues in a new task from its checkpoint."""
+
+
+# --- the lock ------------------------------------------------------------------------------------
+
+
+def lock_key(connection_id: uuid.UUID | str) -> int:
+    """A signed 64-bit advisory lock key for "the sync of this connection" (its UUID hashed
+    with a namespace, so that other advisory locks in the database cannot collide with it)."""
+    digest = hashlib.blake2b(f"{LOCK_NAMESPACE}:{connection_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def try_lock(connection_id: uuid.UUID | str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(connection_id)])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def unlock(connection_id: uuid.UUID | str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_key(connection_id)])
+
+
+@contextlib.contextmanager
+def run_lock(connection_id: uuid.UUID | str, *, attempts: int = 5) -> Iterator[bool]:
+    """Hold the connection's sync lock for the block; yields False when another session has it.
+
+    A few short tries: the due-runs sweep probes the lock for a moment, and a task arriving at
+    that moment must not give up.
+    """
+    got = False
+    for attempt in range(attempts):
+        got = try_lock(connection_id)
+        if got:
+            break
+        time.sleep(0.05 * (attempt + 1))
+    try:
+        yield got
+    finally:
+        if got:
+            unlock(connection_id)
+
+
+def lock_is_free(connection_id: uuid.UUID | str) -> bool:
+    """Whether no session holds the connection's sync lock (probes by taking it briefly)."""
+    if try_lock(connection_id):
+        unlock(connection_id)
+        return True
+    return False
+
+
+# --- turning Bipsync items into rows ---------------------------------------------------------------
+
+
+def content_hash(item: dict[str, Any]) -> str:
+    """SHA-256 of the item's canonical JSON: any change Bipsync reports changes the hash."""
+    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _bipsync_id(value: object) -> str | None:
+    return value if isinstance(value, str) and BIPSYNC_ID.fullmatch(value) else None
+
+
+def _ref(value: object) -> tuple[str, str]:
+    """(id, display name) of a reference that may be an id or an object."""
+    if isinstance(value, dict):
+        ref_id = value.get("id") or value.get("_id") or ""
+        name = value.get("name") or value.get("displayName") or ""
+        if not name:
+            first, last = value.get("firstName") or "", value.get("lastName") or ""
+            name = f"{first} {last}".strip() or value.get("email") or ""
+        return str(ref_id)[:64], str(name)[:200]
+    if isinstance(value, str):
+        return value[:64], ""
+    return "", ""
+
+
+def _when(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, timezone.get_fixed_timezone(0))
+    return parsed
+
+
+def document_from(item: dict[str, Any], run: SyncRun, now: datetime) -> ResearchDocument | None:
+    bid = _bipsync_id(item.get("id"))
+    if bid is None:
+        return None
+    content_type, _ = _ref(item.get("contentType"))
+    author_id, author_name = _ref(item.get("user"))
+    fields = item.get("fields")
+    return ResearchDocument(
+        connection_id=run.connection_id,
+        team_id=run.connection.team_id,
+        tenant=run.connection.tenant,
+        bipsync_id=bid,
+        title=str(item.get("title") or ""),
+        content_type_bid=content_type,
+        author_bid=author_id,
+        author_name=author_name,
+        lookup_fields=fields if isinstance(fields, dict) else {},
+        bipsync_created=_when(item.get("created")),
+        bipsync_modified=_when(item.get("modified")),
+        content_hash=content_hash(item),
+        first_synced_at=now,
+        changed_at=now,
+        deleted_at=None,
+    )
+
+
+DOCUMENT_UPDATE_FIELDS = [
+    "team",
+    "tenant",
+    "title",
+    "content_type_bid",
+    "author_bid",
+    "author_name",
+    "lookup_fields",
+    "bipsync_created",
+    "bipsync_modified",
+    "content_hash",
+    "changed_at",
+    "deleted_at",
+]
+
+
+# --- one page ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one page of a scan brings: the items not read before, and the new checkpoint."""
+
+    offset: int
+    items: list[dict[str, Any]]
+    total: int
+    next_offset: int
+    anchor: str
+    unstable: bool
+
+
+def _ids(results: list[dict[str, Any]]) -> list[object]:
+    return [item.get("id") for item in results]
+
+
+def scan(
+    api: BipsyncApi, *, next_offset: int, anchor: str, limit: int, path: str = RESEARCH_PATH
+) -> Iterator[Step]:
+    """Read the listing from a checkpoint to its end, one page at a time, keeping aligned.
+
+    Offset paging over a list that changes can skip items: a deletion before the reader's
+    position moves later items to offsets already read. Each page therefore starts one item
+    early, at the last id read (the anchor). The anchor first: aligned. The anchor further in:
+    items were inserted before it (nothing skipped; the items after it are new). The anchor
+    absent: the list moved back; the page one page earlier is read and the anchor looked for
+    there. If it is gone altogether (deleted itself), the scan is *unstable*: it goes on, but its
+    "not seen" no longer means "deleted", so the run marks no deletions.
+    """
+    steps = 0
+    while True:
+        steps += 1
+        unstable = False
+        if next_offset == 0 or not anchor:
+            page = api.page(path, offset=next_offset, limit=limit)
+            items = page.results
+        else:
+            page = api.page(path, offset=next_offset - 1, limit=limit)
+            ids = _ids(page.results)
+            if anchor in ids:
+                items = page.results[ids.index(anchor) + 1 :]
+            else:
+                earlier = api.page(path, offset=max(0, next_offset - 1 - limit), limit=limit)
+                earlier_ids = _ids(earlier.results)
+                if anchor in earlier_ids:
+                    page = earlier
+                    items = earlier.results[earlier_ids.index(anchor) + 1 :]
+                else:
+                    unstable = True
+                    items = page.results
+        next_offset = page.offset + len(page.results)
+        last_ids = [i for i in _ids(page.results) if _bipsync_id(i)]
+        anchor = str(last_ids[-1]) if last_ids else anchor
+        yield Step(page.offset, items, page.total, next_offset, anchor, unstable)
+        if len(page.results) < limit or next_offset >= page.total:
+            return
+        if steps > 3 * (page.total // max(1, limit - 1)) + 10:
+            raise ApiError(
+                "Bipsync's list kept shifting while it was read; the sync will try again.",
+                code="unstable_listing",
+                transient=True,
+            )
+
+
+@dataclass
+class PageResult:
+    seen: int
+    created: int
+    updated: int
+    unchanged: int
+
+
+def store_page(run: SyncRun, step: Step) -> PageResult:
+    """Write a page's new and changed documents, its ids and the run's checkpoint, atomically."""
+    now = timezone.now()
+    by_id: dict[str, ResearchDocument] = {}
+    for item in step.items:
+        doc = document_from(item, run, now)
+        if doc is None:
+            log.warning("Skipped an item without a valid Bipsync id near offset %d", step.offset)
+            continue
+        # The same id twice on one page (the list shifted under us) counts once.
+        by_id[doc.bipsync_id] = doc
+    with transaction.atomic():
+        known = {
+            bid: (digest, deleted_at)
+            for bid, digest, deleted_at in ResearchDocument.objects.filter(
+                connection_id=run.connection_id, bipsync_id__in=list(by_id)
+            ).values_list("bipsync_id", "content_hash", "deleted_at")
+        }
+        writes: list[ResearchDocument] = []
+        created = updated = 0
+        for bid, doc in by_id.items():
+            previous = known.get(bid)
+            if previous is None:
+                created += 1
+                writes.append(doc)
+            elif previous[0] != doc.content_hash or previous[1] is not None:
+                updated += 1
+                writes.append(doc)
+        if writes:
+            ResearchDocument.objects.bulk_create(
+                writes,
+                update_conflicts=True,
+                unique_fields=["connection", "bipsync_id"],
+                update_fields=DOCUMENT_UPDATE_FIELDS,
+            )
+        run.pages += 1
+        ScanPage.objects.create(run=run, seq=run.pages, offset=step.offset, ids=list(by_id))
+        result = PageResult(
+            seen=len(by_id),
+            created=created,
+            updated=updated,
+            unchanged=len(by_id) - created - updated,
+        )
+        run.seen_count += result.seen
+        run.created_count += result.created
+        run.updated_count += result.updated
+        run.unchanged_count += result.unchanged
+        run.total_reported = step.total
+        run.next_offset = step.next_offset
+        run.anchor_id = step.anchor
+        run.scan_unstable = run.scan_unstable or step.unstable
+        run.heartbeat_at = now
+        run.save(
+            update_fields=[
+                "seen_count",
+                "created_count",
+                "updated_count",
+                "unchanged_count",
+                "pages",
+                "total_reported",
+                "next_offset",
+                "anchor_id",
+                "scan_unstable",
+                "heartbeat_at",
+            ]
+        )
+    return result
+
+
+# --- content types and fields (small lists, read whole) -------------------------------------------
+
+
+def _sync_small_table(
+    model: type[SyncedContentType] | type[SyncedField],
+    run: SyncRun,
+    items: list[dict[str, Any]],
+    build: Callable[[dict[str, Any]], dict[str, Any]],
+) -> int:
+    now = timezone.now()
+    conn = run.connection
+    known = {
+        bid: (digest, deleted_at)
+        for bid, digest, deleted_at in model.objects.filter(connection=conn).values_list(
+            "bipsync_id", "content_hash", "deleted_at"
+        )
+    }
+    seen: set[str] = set()
+    rows = []
+    for item in items:
+        bid = _bipsync_id(item.get("id"))
+        if bid is None or bid in seen:
+            continue
+        seen.add(bid)
+        digest = content_hash(item)
+        previous = known.get(bid)
+        if previous is not None and previous[0] == digest and previous[1] is None:
+            continue
+        rows.append(
+            model(
+                connection=conn,
+                team_id=conn.team_id,
+                tenant=conn.tenant,
+                bipsync_id=bid,
+                content_hash=digest,
+                first_synced_at=now,
+                changed_at=now,
+                deleted_at=None,
+                **build(item),
+            )
+        )
+    with transaction.atomic():
+        if rows:
+            update_fields = [
+                f.name
+                for f in model._meta.concrete_fields
+                if f.name not in {"id", "connection", "bipsync_id", "first_synced_at"}
+            ]
+            model.objects.bulk_create(
+                rows,  # type: ignore[arg-type]
+                update_conflicts=True,
+                unique_fields=["connection", "bipsync_id"],
+                update_fields=update_fields,
+            )
+        gone = [bid for bid, (_, deleted_at) in known.items() if bid not in seen and not deleted_at]
+        if gone:
+            model.objects.filter(connection=conn, bipsync_id__in=gone).update(
+                deleted_at=now, changed_at=now
+            )
+    return len(seen)
+
+
+def _content_type(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": str(item.get("name") or "")[:200],
+        "display_name": str(item.get("displayName") or item.get("name") or "")[:200],
+    }
+
+
+def _field(item: dict[str, Any]) -> dict[str, Any]:
+    content_type, _ = _ref(item.get("contentType"))
+    order = item.get("order")
+    options = item.get("options")
+    return {
+        "api_identifier": str(item.get("apiIdentifier") or "")[:200],
+        "name": str(item.get("name") or "")[:200],
+        "field_type": str(item.get("fieldType") or "")[:64],
+        "options": options if isinstance(options, list | dict) else [],
+        "content_type_bid": content_type,
+        "order": order if isinstance(order, int) and not isinstance(order, bool) else None,
+        "disabled": bool(item.get("disabled")),
+    }
+
+
+def sync_metadata(run: SyncRun, api: BipsyncApi) -> None:
+    limit = settings.SYNC_PAGE_SIZE
+    run.content_types_count = _sync_small_table(
+        SyncedContentType, run, api.all_items(CONTENT_TYPE_PATH, limit=limit), _content_type
+    )
+    try:
+        fields = api.all_items(FIELD_PATH, limit=limit)
+    except InsufficientScope:
+        # /v1/field needs rest_api:fields:read (bipsync-platform.md, "Scopes"); documents sync
+        # without it, so its absence is a note, not a failure.
+        run.notes = "Fields were not synced: the grant lacks the rest_api:fields:read scope."
+        run.save(update_fields=["notes"])
+    else:
+        run.fields_count = _sync_small_table(SyncedField, run, fields, _field)
+    run.heartbeat_at = timezone.now()
+    run.save(update_fields=["content_types_count", "fields_count", "heartbeat_at"])
+
+
+# --- the end of a run -----------------------------------------------------------------------------
+
+_MARK_DELETED = """
+UPDATE sync_researchdocument AS d
+SET deleted_at = %(now)s, changed_at = %(now)s
+FROM (
+    SELECT doc.id
+    FROM sync_researchdocument AS doc
+    LEFT JOIN (
+        SELECT DISTINCT unnest(p.ids) AS bipsync_id FROM sync_scanpage AS p WHERE p.run_id = %(run)s
+    ) AS seen ON seen.bipsync_id = doc.bipsync_id
+    WHERE doc.connection_id = %(connection)s AND doc.deleted_at IS NULL AND seen.bipsync_id IS NULL
+) AS gone
+WHERE d.id = gone.id
+"""
+
+
+def mark_deleted(run: SyncRun, now: datetime) -> int:
+    """Rows of the connection that the complete scan did not see are marked deleted.
+
+    An anti-join against the scan's ids (a hash join that may spill to disk, unlike ``NOT IN``'s
+    hashed subplan, which turns quadratic once the ids outgrow work_mem).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_MARK_DELETED, {"now": now, "run": run.pk, "connection": run.connection_id})
+        return int(cursor.rowcount)
+
+
+def finish(run: SyncRun) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        if run.scan_unstable:
+            # "Not seen" may mean "skipped because the list moved", not "deleted"; wrongly
+            # deleting research is worse than showing it until the next run decides.
+            run.notes = (
+                f"{run.notes} Bipsync's list changed under the scan in a way it could not "
+                "realign, so deletions wait for the next run."
+            ).strip()
+            deleted = 0
+        else:
+            deleted = mark_deleted(run, now)
+        run.deleted_count = deleted
+        run.status = SyncRun.Status.SUCCEEDED
+        run.finished_at = now
+        run.heartbeat_at = now
+        run.error_code = ""
+        run.error_message = ""
+        run.save()
+        ScanPage.objects.filter(run=run).delete()
+        schedule = _schedule_of(run.connection)
+        SyncSchedule.objects.filter(pk=schedule.pk).update(
+            last_success_at=now, next_due_at=now + schedule.interval
+        )
+    metrics.inc("bipsync_sync_runs", outcome="succeeded")
+    for outcome, count in (
+        ("created", run.created_count),
+        ("updated", run.updated_count),
+        ("unchanged", run.unchanged_count),
+        ("deleted", run.deleted_count),
+    ):
+        if count:
+            metrics.inc("bipsync_sync_documents", count, outcome=outcome)
+    log.info(
+        "Sync run %s succeeded: %d seen, %d created, %d updated, %d unchanged, %d deleted",
+        run.pk,
+        run.seen_count,
+        run.created_count,
+        run.updated_count,
+        run.unchanged_count,
+        run.deleted_count,
+    )
+
+
+def fail(run: SyncRun, code: str, sentence: str) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        run.status = SyncRun.Status.FAILED
+        run.finished_at = now
+        run.error_code = code[:64]
+        run.error_message = sentence
+        run.save()
+        ScanPage.objects.filter(run=run).delete()
+        schedule = _schedule_of(run.connection)
+        # Try again at the next period, not at once: a failing tenant is not hammered.
+        SyncSchedule.objects.filter(pk=schedule.pk).update(next_due_at=now + schedule.interval)
+    metrics.inc("bipsync_sync_runs", outcome="failed")
+    log.warning("Sync run %s failed (%s): %s", run.pk, code, sentence)
+
+
+def _schedule_of(conn: Connection) -> SyncSchedule:
+    schedule, _ = SyncSchedule.objects.get_or_create(connection=conn)
+    return schedule
+
+
+def _retry_later(run: SyncRun, error: ApiError) -> Outcome:
+    run.attempts += 1
+    if run.attempts >= settings.SYNC_MAX_ATTEMPTS:
+        run.save(update_fields=["attempts"])
+        fail(run, error.code, f"{error.sentence} (gave up after {run.attempts} attempts)")
+        return Outcome(DONE, "failed")
+    countdown = error.retry_after or min(600.0, 15.0 * 2 ** (run.attempts - 1))
+    run.status = SyncRun.Status.QUEUED
+    run.error_code = error.code[:64]
+    run.error_message = f"Waiting {countdown:.0f} s to continue: {error.sentence}"
+    run.save(update_fields=["attempts", "status", "error_code", "error_message"])
+    log.info("Sync run %s will continue in %.0f s: %s", run.pk, countdown, error.sentence)
+    return Outcome(RETRY, error.code, countdown)
+
+
+# --- pages, one ahead ------------------------------------------------------------------------------
+
+
+class _Prefetch:
+    """Reads the next page in a thread while the current one is written: the run then takes
+    about max(fetch, write) per page instead of their sum. The queue holds one page, so at most
+    two pages are in memory whatever the number of documents."""
+
+    _END = object()
+
+    def __init__(self, pages: Iterator[Step]) -> None:
+        self._pages = pages
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sync-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for page in self._pages:
+                if not self._put(page):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+        finally:
+            # The token service may have used this thread's database connection.
+            close_old_connections()
+            connection.close()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Step]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, Step)
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+# --- a slice of a run ------------------------------------------------------------------------------
+
+
+def execute(
+    run_id: int,
+    *,
+    api_factory: ApiFactory,
+    deadline: float | None = None,
+    prefetch: bool = True,
+    on_locked: Callable[[], None] | None = None,
+) -> Outcome:
+    """Work on a run until it ends, fails, must wait, or ``deadline`` (monotonic) passes.
+
+    ``on_locked`` is called once this process holds the connection's lock (the task releases
+    its "queued" marker there: from then on the lock says the run is being worked on).
+    """
+    run = SyncRun.objects.select_related("connection").filter(pk=run_id).first()
+    if run is None or run.is_finished:
+        return Outcome(DONE, "nothing to do")
+    with run_lock(run.connection_id) as locked:
+        if not locked:
+            return Outcome(DONE, "another worker is running this connection's sync")
+        if on_locked is not None:
+            on_locked()
+        run.refresh_from_db()
+        if run.is_finished:
+            return Outcome(DONE, "nothing to do")
+        return _execute_locked(run, api_factory=api_factory, deadline=deadline, prefetch=prefetch)
+
+
+def _execute_locked(
+    run: SyncRun, *, api_factory: ApiFactory, deadline: float | None, prefetch: bool
+) -> Outcome:
+    conn = run.connection
+    if not may_sync(conn):
+        fail(
+            run,
+            "not_syncable",
+            f"This connection cannot sync: it is {conn.get_status_display().lower()}, or its "
+            "kind is not enabled for syncing in this team.",
+        )
+        return Outcome(DONE, "not syncable")
+    slot = TenantSemaphore(
+        "sync",
+        conn.tenant,
+        limit=settings.SYNC_TENANT_CONCURRENCY,
+        lease_seconds=max(120, settings.SYNC_TASK_TIME_LIMIT),
+    )
+    if not slot.acquire():
+        run.status = SyncRun.Status.QUEUED
+        run.error_message = "Waiting for another sync of this Bipsync tenant to finish."
+        run.save(update_fields=["status", "error_message"])
+        return Outcome(RETRY, "tenant busy", 10.0)
+    now = timezone.now()
+    run.status = SyncRun.Status.RUNNING
+    run.started_at = run.started_at or now
+    run.heartbeat_at = now
+    run.error_code = ""
+    run.error_message = ""
+    run.save(update_fields=["status", "started_at", "heartbeat_at", "error_code", "error_message"])
+    api: BipsyncApi | None = None
+    try:
+        api = api_factory(conn)
+        if run.pages == 0 and run.next_offset == 0:
+            sync_metadata(run, api)
+        steps: Iterator[Step] = scan(
+            api, next_offset=run.next_offset, anchor=run.anchor_id, limit=settings.SYNC_PAGE_SIZE
+        )
+        fetcher = _Prefetch(steps) if prefetch else None
+        try:
+            for step in fetcher if fetcher is not None else steps:
+                store_page(run, step)
+                slot.renew()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise SliceOver
+        finally:
+            if fetcher is not None:
+                fetcher.close()
+        finish(run)
+        return Outcome(DONE, "succeeded")
+    except SliceOver:
+        return _pause(run, "time slice over")
+    except ApiError as error:
+        if error.transient:
+            return _retry_later(run, error)
+        fail(run, error.code, error.sentence)
+        return Outcome(DONE, "failed")
+    finally:
+        if api is not None:
+            run.rate_limited_count += api.rate_limited
+            SyncRun.objects.filter(pk=run.pk).update(
+                rate_limited_count=F("rate_limited_count") + api.rate_limited
+            )
+            api.close()
+        slot.release()
+
+
+def _pause(run: SyncRun, reason: str) -> Outcome:
+    run.status = SyncRun.Status.QUEUED
+    run.save(update_fields=["status"])
+    log.info("Sync run %s paused at offset %d: %s", run.pk, run.next_offset, reason)
+    return Outcome(CONTINUE, reason)
+
+
+def record_crash(run_id: int, exc: BaseException) -> Outcome:
+    """An unexpected error (a bug, the database away) ended a slice: count it as an attempt so
+    that a run failing the same way every time ends as failed instead of looping for ever."""
+    log.exception("Sync run %s crashed", run_id, exc_info=exc)
+    try:
+        run = SyncRun.objects.select_related("connection").get(pk=run_id)
+    except Exception:
+        log.exception("Could not record the crash of sync run %s", run_id)
+        return Outcome(RETRY, "crashed", 60.0)
+    if run.is_finished:
+        return Outcome(DONE, "crashed after finishing")
+    error = ApiError(
+        f"The sync stopped on an unexpected error ({type(exc).__name__}).",
+        code="internal_error",
+        transient=True,
+    )
+    return _retry_later(run, error)

@@ -1,0 +1,326 @@
+"""What a research sync stores: schedules, runs with their checkpoints, and the synced tables.
+
+Synced rows belong to the connection that read them (and carry its team and tenant for
+filtering): two connections to one tenant may see different documents (a user connection sees
+what that person can see; a service account what is shared with the partner app), so each keeps
+its own copy and its own deletion marks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+
+from bipsync_partner.connections.models import Connection
+
+#: How many schedule periods without a successful sync make a connection stale.
+STALE_AFTER_PERIODS = 3
+
+
+def default_interval() -> int:
+    return int(settings.SYNC_DEFAULT_INTERVAL_SECONDS)
+
+
+class TeamSyncSettings(models.Model):
+    """A team's sync choices. Kept here rather than on ``accounts.Team`` so that accounts knows
+    nothing about syncing (the data flow is one way)."""
+
+    team = models.OneToOneField("accounts.Team", models.CASCADE, related_name="sync_settings")
+    sync_user_connections = models.BooleanField(
+        "Sync members' own connections",
+        default=False,
+        help_text=(
+            "Off: only the team's service-account and machine connections sync. On: members' "
+            "user connections sync too (each member then sees what Bipsync shows them)."
+        ),
+    )
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "team sync settings"
+        verbose_name_plural = "team sync settings"
+
+    def __str__(self) -> str:
+        return f"Sync settings of {self.team}"
+
+
+#: Connection kinds that act for the team rather than for one person, and sync by default.
+TEAM_KINDS = (Connection.Kind.SERVICE_ACCOUNT, Connection.Kind.CLIENT_CREDENTIALS)
+
+
+def syncable_connections(team_id: int | None = None) -> models.QuerySet[Connection]:
+    """Connections that may sync: usable ones of a team-wide kind, plus personal ones of teams
+    that enabled them."""
+    personal_ok = TeamSyncSettings.objects.filter(sync_user_connections=True).values("team_id")
+    qs = Connection.objects.filter(
+        status__in=[Connection.Status.ACTIVE, Connection.Status.FAILING]
+    ).filter(
+        models.Q(kind__in=TEAM_KINDS)
+        | models.Q(kind__in=Connection.PERSONAL_KINDS, team_id__in=personal_ok)
+    )
+    if team_id is not None:
+        qs = qs.filter(team_id=team_id)
+    return qs
+
+
+def may_sync(connection: Connection) -> bool:
+    return syncable_connections(connection.team_id).filter(pk=connection.pk).exists()
+
+
+class SyncSchedule(models.Model):
+    """When a connection syncs next. Beat only fires the sweep; the sweep reads these rows."""
+
+    connection = models.OneToOneField(
+        Connection, models.CASCADE, primary_key=True, related_name="sync_schedule"
+    )
+    enabled = models.BooleanField(default=True)
+    interval_seconds = models.PositiveIntegerField(default=default_interval)
+    next_due_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["next_due_at"]
+
+    def __str__(self) -> str:
+        return f"Sync schedule of connection {self.connection_id}"
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(seconds=self.interval_seconds)
+
+    def is_stale(self, now: datetime | None = None) -> bool:
+        """No successful sync within three schedule periods (since it was created, if never)."""
+        if not self.enabled:
+            return False
+        since = self.last_success_at or self.created
+        return since < (now or timezone.now()) - STALE_AFTER_PERIODS * self.interval
+
+
+class SyncRun(models.Model):
+    """One sync of one connection, with its checkpoint so that it can resume after a crash."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Sync now"
+
+    UNFINISHED: ClassVar[tuple[str, ...]] = (Status.QUEUED, Status.RUNNING)
+
+    connection = models.ForeignKey(Connection, models.CASCADE, related_name="sync_runs")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    #: Last time a worker wrote progress; shows a stalled run in the admin.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    seen_count = models.PositiveIntegerField("seen", default=0)
+    created_count = models.PositiveIntegerField("created", default=0)
+    updated_count = models.PositiveIntegerField("updated", default=0)
+    unchanged_count = models.PositiveIntegerField("unchanged", default=0)
+    deleted_count = models.PositiveIntegerField("deleted", default=0)
+    pages = models.PositiveIntegerField(default=0)
+    total_reported = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The number of documents Bipsync reported."
+    )
+    content_types_count = models.PositiveIntegerField(default=0)
+    fields_count = models.PositiveIntegerField(default=0)
+    rate_limited_count = models.PositiveIntegerField(
+        default=0, help_text="Answers where Bipsync asked us to slow down (429)."
+    )
+
+    # The checkpoint: the offset of the next page to read, the last id read (the anchor the next
+    # page must start with), and the scan it belongs to. Pages before next_offset are committed
+    # (documents and their ids in ScanPage) in one transaction each, so a restarted run
+    # continues here with the same scan id.
+    scan_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    next_offset = models.PositiveIntegerField(default=0)
+    anchor_id = models.CharField(max_length=24, blank=True)
+    scan_unstable = models.BooleanField(
+        default=False,
+        help_text="The list shifted under the scan in a way it could not realign; no deletions.",
+    )
+
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Transient failures so far (Bipsync unavailable, rate limited...)."
+    )
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(
+        blank=True, help_text="What went wrong, in a sentence; or why the run is waiting."
+    )
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        constraints = [
+            # One unfinished run per connection, whatever the number of sweeps and buttons.
+            models.UniqueConstraint(
+                fields=["connection"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_unfinished_sync_run_per_connection",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["connection", "-queued_at"], name="sync_run_history"),
+            models.Index(fields=["status"], name="sync_run_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Sync run {self.pk} of connection {self.connection_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in self.UNFINISHED
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def progress_max(self) -> int | None:
+        return self.total_reported
+
+    def progress_dict(self) -> dict[str, object]:
+        return {
+            "id": self.pk,
+            "status": self.status,
+            "status_display": self.get_status_display(),
+            "seen": self.seen_count,
+            "total": self.total_reported,
+            "created": self.created_count,
+            "updated": self.updated_count,
+            "unchanged": self.unchanged_count,
+            "deleted": self.deleted_count,
+            "pages": self.pages,
+            "error": self.error_message,
+            "finished": self.is_finished,
+        }
+
+
+class ScanPage(models.Model):
+    """The Bipsync ids one page of a scan saw, written with the page's checkpoint.
+
+    Deletion detection needs the set of ids a complete scan saw. Keeping it here, one row per
+    page, instead of stamping every document row with the scan id, means an unchanged document
+    is never written (no row versions, no WAL, no bloat for an hourly re-sync of 100,000
+    documents), and the set survives a crash with the checkpoint it belongs to. Rows are deleted
+    when the run ends.
+    """
+
+    run = models.ForeignKey(SyncRun, models.CASCADE, related_name="scan_pages")
+    seq = models.PositiveIntegerField(help_text="The page's number in the run, from 1.")
+    offset = models.PositiveIntegerField()
+    ids = ArrayField(models.CharField(max_length=24))
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_scan_page_per_seq")]
+
+    def __str__(self) -> str:
+        return f"Page {self.seq} (offset {self.offset}) of run {self.run_id}"
+
+
+class SyncedRow(models.Model):
+    """Columns every synced table shares."""
+
+    connection = models.ForeignKey(Connection, models.CASCADE, related_name="+")
+    team = models.ForeignKey("accounts.Team", models.CASCADE, related_name="+")
+    tenant = models.CharField(max_length=63)
+    bipsync_id = models.CharField("Bipsync id", max_length=24)
+    content_hash = models.CharField(max_length=64)
+    first_synced_at = models.DateTimeField(default=timezone.now)
+    changed_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class SyncedContentType(SyncedRow):
+    name = models.CharField(max_length=200, blank=True)
+    display_name = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["display_name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "bipsync_id"], name="one_content_type_per_connection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name or self.bipsync_id
+
+
+class SyncedField(SyncedRow):
+    api_identifier = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    field_type = models.CharField(max_length=64, blank=True)
+    options = models.JSONField(default=list, blank=True)
+    content_type_bid = models.CharField("content type", max_length=64, blank=True)
+    order = models.IntegerField(null=True, blank=True)
+    disabled = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["content_type_bid", "order", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "bipsync_id"], name="one_field_per_connection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.api_identifier or self.bipsync_id
+
+
+class ResearchDocument(SyncedRow):
+    """A research document (note or file) as Bipsync's ``GET /v1/research`` lists it."""
+
+    title = models.TextField(blank=True)
+    content_type_bid = models.CharField("content type", max_length=64, blank=True)
+    author_bid = models.CharField("author id", max_length=64, blank=True)
+    author_name = models.CharField("author", max_length=200, blank=True)
+    lookup_fields = models.JSONField(
+        default=dict, blank=True, help_text="Bipsync's fields; lookups hold category ids."
+    )
+    bipsync_created = models.DateTimeField(null=True, blank=True)
+    bipsync_modified = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-bipsync_modified", "bipsync_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "bipsync_id"], name="one_document_per_connection"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["team", "deleted_at", "-bipsync_modified"], name="research_browse"
+            ),
+            models.Index(fields=["connection", "deleted_at"], name="research_by_connection"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.bipsync_id

@@ -1,0 +1,70 @@
+"""Celery tasks of the sync: each takes ids, calls one function, and is safe to run twice.
+
+- ``sync.run_sync(run_id)``: work on one run (queue ``sync``). A second delivery of the same
+  message finds the run finished, or its connection's lock taken, and does nothing.
+- ``sync.sweep_due_syncs()``: beat's minute-ly sweep (queue ``default``): runs for due schedules,
+  and runs that lost their worker continue from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from bipsync_partner.ops.context import bound
+from bipsync_partner.sync import engine, scheduling
+from bipsync_partner.sync.client import api_for
+from bipsync_partner.sync.models import SyncRun
+
+log = logging.getLogger(__name__)
+
+#: Stop starting new pages this long before the soft time limit, so a slice ends on a page
+#: boundary instead of being interrupted mid-page.
+SLICE_MARGIN_SECONDS = 30
+
+
+@shared_task(
+    name="sync.run_sync",
+    ignore_result=True,
+    acks_late=True,
+    soft_time_limit=settings.SYNC_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.SYNC_TASK_TIME_LIMIT,
+)
+def run_sync(run_id: int) -> str:
+    connection_id = (
+        SyncRun.objects.filter(pk=run_id).values_list("connection_id", flat=True).first()
+    )
+    if connection_id is None:
+        return "gone"
+    with bound(connection=connection_id):
+        budget = settings.SYNC_TASK_SOFT_TIME_LIMIT
+        deadline = time.monotonic() + max(budget / 2, budget - SLICE_MARGIN_SECONDS)
+        try:
+            outcome = engine.execute(
+                run_id,
+                api_factory=api_for,
+                deadline=deadline,
+                on_locked=lambda: scheduling.release_marker(run_id),
+            )
+        except SoftTimeLimitExceeded:
+            # The checkpoint is at the last committed page; the next slice continues there.
+            outcome = engine.Outcome(engine.CONTINUE, "soft time limit")
+        except Exception as exc:
+            outcome = engine.record_crash(run_id, exc)
+        if outcome.action in (engine.CONTINUE, engine.RETRY):
+            scheduling.enqueue(run_id, outcome.countdown)
+        log.info("Sync task for run %s: %s (%s)", run_id, outcome.action, outcome.reason)
+        return outcome.reason
+
+
+@shared_task(name="sync.sweep_due_syncs", ignore_result=True, soft_time_limit=50, time_limit=55)
+def sweep_due_syncs() -> str:
+    result = scheduling.sweep_due()
+    return (
+        f"{result.schedules_created} schedules created, {result.runs_created} runs queued, "
+        f"{result.resumed} resumed"
+    )

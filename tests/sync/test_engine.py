@@ -1,0 +1,244 @@
+"""The sync engine in this process against the sandbox over real HTTP (the worker tests run the
+same engine through Celery)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from pytest_django.fixtures import Settings
+
+from accounts.models import Team, User
+from bipsync_partner.connections.models import Connection
+from bipsync_partner.sync import engine, scheduling
+from bipsync_partner.sync.client import api_for
+from bipsync_partner.sync.models import (
+    ResearchDocument,
+    ScanPage,
+    SyncedContentType,
+    SyncedField,
+    SyncRun,
+    SyncSchedule,
+    TeamSyncSettings,
+)
+from tests.support.sandbox import Sandbox
+from tests.sync.conftest import (
+    SyncWorld,
+    database_url,
+    machine_connection,
+    make_sync_world,
+    user_connection,
+)
+from tests.sync.helpers import assert_mirrors, bipsync_documents, row_versions
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def world(sandbox: Sandbox) -> Iterator[SyncWorld]:
+    fresh = make_sync_world(sandbox)
+    yield fresh
+    fresh.world.http.close()
+
+
+def new_run(conn: Connection) -> SyncRun:
+    sent: list[tuple[int, float]] = []
+    requested = scheduling.request_sync(
+        conn, publish=lambda run_id, delay: sent.append((run_id, delay))
+    )
+    assert sent == [(requested.run.pk, 0.0)]
+    return requested.run
+
+
+def run_to_end(run: SyncRun, *, deadline: float | None = None) -> engine.Outcome:
+    outcome = engine.execute(run.pk, api_factory=api_for, deadline=deadline)
+    run.refresh_from_db()
+    return outcome
+
+
+def test_a_first_sync_brings_every_document_content_type_and_field(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    sandbox.generate_research(world.tenant, world.team_id, 450, seed=1)
+    conn = machine_connection(team, world)
+
+    outcome = run_to_end(run := new_run(conn))
+
+    assert outcome.action == engine.DONE
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error_message
+    assert (run.seen_count, run.created_count, run.updated_count) == (450, 450, 0)
+    assert (run.unchanged_count, run.deleted_count) == (0, 0)
+    assert run.pages == 5
+    assert run.total_reported == 450
+    assert run.finished_at is not None
+    assert run.started_at is not None
+    assert_mirrors(world, conn.pk)
+    assert SyncedContentType.objects.filter(connection=conn).count() == run.content_types_count > 0
+    assert SyncedField.objects.filter(connection=conn).count() == run.fields_count > 0
+    assert not ScanPage.objects.exists()
+    schedule = SyncSchedule.objects.get(connection=conn)
+    assert schedule.last_success_at == run.finished_at
+    assert schedule.next_due_at > run.finished_at
+
+
+def test_an_unchanged_resync_writes_no_document_row(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    sandbox.generate_research(world.tenant, world.team_id, 300, seed=2)
+    conn = machine_connection(team, world)
+    run_to_end(new_run(conn))
+    before = row_versions(conn.pk)
+
+    run_to_end(second := new_run(conn))
+
+    assert second.status == SyncRun.Status.SUCCEEDED
+    assert (second.seen_count, second.unchanged_count) == (300, 300)
+    assert (second.created_count, second.updated_count, second.deleted_count) == (0, 0, 0)
+    assert row_versions(conn.pk) == before
+
+
+def test_a_resync_after_mutation_reflects_every_edit_creation_and_deletion(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    sandbox.generate_research(world.tenant, world.team_id, 500, seed=3)
+    conn = machine_connection(team, world)
+    run_to_end(new_run(conn))
+    before_versions = row_versions(conn.pk)
+    before = bipsync_documents(world)
+    changes = sandbox.mutate_research(world.tenant, world.team_id, 0.1, seed=4)
+    after = bipsync_documents(world)
+    edited = {bid for bid in before.keys() & after.keys() if before[bid] != after[bid]}
+    deleted = before.keys() - after.keys()
+    created = after.keys() - before.keys()
+    assert (len(edited), len(deleted), len(created)) == (
+        changes["edited"],
+        changes["deleted"],
+        changes["created"],
+    )
+
+    run_to_end(run := new_run(conn))
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert (run.created_count, run.updated_count, run.deleted_count) == (
+        len(created),
+        len(edited),
+        len(deleted),
+    )
+    assert run.unchanged_count == len(after) - len(created) - len(edited)
+    assert_mirrors(world, conn.pk)
+    gone = ResearchDocument.objects.filter(connection=conn, bipsync_id__in=deleted)
+    assert all(doc.deleted_at is not None for doc in gone)
+    assert gone.count() == len(deleted)
+    # Only the edited, created and deleted rows were written.
+    now_versions = row_versions(conn.pk)
+    written = {bid for bid, xmin in now_versions.items() if before_versions.get(bid) != xmin}
+    assert written == edited | created | deleted
+
+
+def test_a_run_stopped_between_pages_resumes_at_its_checkpoint_with_the_same_scan(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    sandbox.generate_research(world.tenant, world.team_id, 420, seed=5)
+    conn = machine_connection(team, world)
+    run = new_run(conn)
+    scan_id = run.scan_id
+
+    first = run_to_end(run, deadline=time.monotonic())  # stops after its first page
+
+    assert first.action == engine.CONTINUE
+    assert run.status == SyncRun.Status.QUEUED
+    assert (run.next_offset, run.pages, run.scan_id) == (100, 1, scan_id)
+    assert ResearchDocument.objects.filter(connection=conn).count() == 100
+    assert ScanPage.objects.filter(run=run).count() == 1
+
+    run_to_end(run)
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert (run.scan_id, run.pages, run.seen_count, run.created_count) == (scan_id, 5, 420, 420)
+    assert_mirrors(world, conn.pk)
+
+
+def test_a_list_changing_during_the_scan_never_causes_a_false_deletion(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    sandbox.generate_research(world.tenant, world.team_id, 600, seed=6)
+    conn = machine_connection(team, world)
+    run_to_end(new_run(conn))
+    run = new_run(conn)
+    run_to_end(run, deadline=time.monotonic())
+    # Deleting while the scan is half done moves later documents to offsets already read;
+    # without realignment the scan would skip them and then call them deleted.
+    sandbox.mutate_research(world.tenant, world.team_id, 0.3, seed=7)
+
+    run_to_end(run)
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    present = bipsync_documents(world)
+    marked = set(
+        ResearchDocument.objects.filter(connection=conn, deleted_at__isnull=False).values_list(
+            "bipsync_id", flat=True
+        )
+    )
+    assert not marked & present.keys()
+    live = set(
+        ResearchDocument.objects.filter(connection=conn, deleted_at__isnull=True).values_list(
+            "bipsync_id", flat=True
+        )
+    )
+    assert present.keys() <= live  # nothing skipped: every document is there
+    run_to_end(following := new_run(conn))
+    assert following.status == SyncRun.Status.SUCCEEDED
+    assert_mirrors(world, conn.pk)
+
+
+def test_one_connection_has_one_unfinished_run_and_one_worker_on_it(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    conn = machine_connection(team, world)
+    first = scheduling.request_sync(conn, publish=lambda *_: None)
+    again = scheduling.request_sync(conn, publish=lambda *_: None)
+    assert first.created
+    assert not again.created
+    assert again.run == first.run
+
+    # Another worker's database session holds the connection's lock.
+    with psycopg.connect(database_url(), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [engine.lock_key(conn.pk)])
+        assert not engine.lock_is_free(conn.pk)
+        outcome = engine.execute(first.run.pk, api_factory=api_for)
+    assert engine.lock_is_free(conn.pk)
+
+    assert outcome.action == engine.DONE
+    assert "another worker" in outcome.reason
+    first.run.refresh_from_db()
+    assert first.run.status == SyncRun.Status.QUEUED
+    assert first.run.pages == 0
+
+
+def test_a_users_own_connection_syncs_only_when_the_team_enables_it(
+    partner: Settings, sandbox: Sandbox, sync_world: SyncWorld, team: Team, alice: User
+) -> None:
+    conn = user_connection(sync_world, team, alice)
+    run_to_end(refused := new_run(conn))
+    assert refused.status == SyncRun.Status.FAILED
+    assert refused.error_code == "not_syncable"
+
+    TeamSyncSettings.objects.create(team=team, sync_user_connections=True)
+    run_to_end(allowed := new_run(conn))
+    assert allowed.status == SyncRun.Status.SUCCEEDED, allowed.error_message
+
+
+def test_a_tenant_that_does_not_allow_our_address_fails_the_run_with_that_sentence(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    conn = machine_connection(team, world)
+    sandbox.set_allowlist(world.tenant, ["203.0.113.0/24"])
+
+    run_to_end(run := new_run(conn))
+
+    assert run.status == SyncRun.Status.FAILED
+    assert run.error_code == "ip_not_allow_listed"
+    assert "this server's IP address is not allow-listed by the Bipsync tenant" in run.error_message
+    assert "permission" not in run.error_message.lower()
