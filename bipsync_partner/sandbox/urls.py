@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, URLResolver, include, path
 
 from bipsync_partner.sandbox import hosts
+from bipsync_partner.sandbox.api import admin_api as api_admin
 from bipsync_partner.sandbox.authserver import api_views, pages
 from bipsync_partner.sandbox.control import admin_api
 from bipsync_partner.sandbox.identity.models import Tenant
@@ -65,6 +66,9 @@ admin_patterns: list[URLPattern | URLResolver] = [
     path("_sandbox/lifetimes", admin_api.lifetimes_view),
     path("_sandbox/faults", admin_api.faults_view),
     path("_sandbox/counters", admin_api.counters_view),
+    path("_sandbox/research/generate", api_admin.generate_research),
+    path("_sandbox/research/mutate", api_admin.mutate_research),
+    path("_sandbox/api-settings", api_admin.api_settings_view),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

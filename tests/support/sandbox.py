@@ -44,6 +44,9 @@ Fixtures
     sandbox.revoke_tokens(client_id)
     sandbox.expire_codes(client_id, *, device=False)
     sandbox.introspect(token) -> dict   # active, token_type, kind, user_id, service_account_id, team_id, scope, ...
+    sandbox.generate_research(tenant, team_id, count, *, seed=None, share_with=(), private_fraction=0.1) -> dict  # created, seconds
+    sandbox.mutate_research(tenant, team_id, fraction, *, seed=None, share_with=()) -> dict  # edited, deleted, created, seconds
+    sandbox.set_api_rate_limit(requests, window=1) -> dict / sandbox.reset_api_settings()   # REST per-token rate limit
     with sandbox.sign_in(tenant, email, password) as browser: ...  # httpx.Client signed in to the pages
     sandbox.authorize(authorize_url, email, password, approve=True, *, team_id=None) -> str   # the redirect Location
     sandbox.approve_device(tenant, user_code, email, password, approve=True, *, team_id=None) -> None
@@ -415,6 +418,65 @@ class Sandbox:
         user_id, service_account_id, team_id, scope, granted_scope, client_id, grant_type, ..."""
         result: dict[str, Any] = self.admin("POST", "/_sandbox/introspect", {"token": token})
         return result
+
+    # -- research (REST slice) ---------------------------------------------------------------------
+    def generate_research(
+        self,
+        tenant: str,
+        team_id: str,
+        count: int,
+        *,
+        seed: int | None = None,
+        share_with: Sequence[str] = (),
+        private_fraction: float = 0.1,
+    ) -> dict[str, Any]:
+        """Create ``count`` documents in the team; ``{"created": n, "seconds": s}``.
+
+        ``share_with``: client ids whose service accounts see every non-private document.
+        """
+        body: dict[str, Any] = {
+            "tenant": tenant,
+            "team": team_id,
+            "count": count,
+            "share_with": list(share_with),
+            "private_fraction": private_fraction,
+        }
+        if seed is not None:
+            body["seed"] = seed
+        result: dict[str, Any] = self.admin("POST", "/_sandbox/research/generate", body)
+        return result
+
+    def mutate_research(
+        self,
+        tenant: str,
+        team_id: str,
+        fraction: float,
+        *,
+        seed: int | None = None,
+        share_with: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Edit, delete and create documents; ``{"edited", "deleted", "created", "seconds"}``."""
+        body: dict[str, Any] = {
+            "tenant": tenant,
+            "team": team_id,
+            "fraction": fraction,
+            "share_with": list(share_with),
+        }
+        if seed is not None:
+            body["seed"] = seed
+        result: dict[str, Any] = self.admin("POST", "/_sandbox/research/mutate", body)
+        return result
+
+    def set_api_rate_limit(self, requests: int, window: int = 1) -> dict[str, Any]:
+        """At most ``requests`` REST calls per ``window`` seconds per access token (0 = off)."""
+        result: dict[str, Any] = self.admin(
+            "PUT", "/_sandbox/api-settings", {"rate_limit": requests, "rate_window": window}
+        )
+        return result
+
+    def reset_api_settings(self) -> None:
+        """Back to the configured rate limit, and forget every token's request count."""
+        self.admin("DELETE", "/_sandbox/api-settings")
 
     @contextlib.contextmanager
     def sign_in(self, tenant: str, email: str, password: str) -> Iterator[httpx.Client]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -131,6 +132,11 @@ class _Factory:
         self.rng = rng
         self.share_with = share_with
         self.private_fraction = private_fraction
+        # ObjectId layout after the 4-byte time: 5 random bytes per run, then a 3-byte counter.
+        # The run's random part keeps ids unique when the same seed generates twice in one
+        # second; the counter (seeded) keeps the order of a run's documents the same every time.
+        self.run_id = secrets.token_hex(5)
+        self.counter = rng.getrandbits(24)
         self.cat = catalogue.load(tenant)
         self.kinds = [k for k in vocabulary.KIND_WEIGHTS if k in self.cat.content_types]
         self.weights = [vocabulary.KIND_WEIGHTS[k] for k in self.kinds]
@@ -173,6 +179,10 @@ class _Factory:
             city=rng.choice(vocabulary.CITIES),
         )
 
+    def next_id(self, created: datetime) -> str:
+        self.counter = (self.counter + 1) % (1 << 24)
+        return object_id(created, f"{self.run_id}{self.counter:06x}")
+
     def row(self, created: datetime, modified: datetime) -> tuple[Any, ...]:
         rng = self.rng
         kind = rng.choices(self.kinds, weights=self.weights)[0]
@@ -181,7 +191,7 @@ class _Factory:
         region = rng.choice(self.regions) if self.regions else None
         private = rng.random() < self.private_fraction
         return (
-            object_id(created, f"{rng.getrandbits(64):016x}"),
+            self.next_id(created),
             self.tenant.pk,
             self.team.pk,
             self.cat.content_types[kind].id,
@@ -264,11 +274,23 @@ def generate(
         share_with=_share_ids(tenant, share_with),
         private_fraction=private_fraction,
     )
-    moment = until or timezone.now()
+    now = timezone.now()
+    moment = until or now
+    if moment > now:
+        raise GenerationError("until must not be in the future.")
     with transaction.atomic():
         created = _copy((factory.historical(moment) for _ in range(count)), progress)
     _analyze()
     return GenerateResult(created=created, seconds=round(time.monotonic() - started, 3))
+
+
+def parse_until(raw: str) -> datetime:
+    """An ISO-8601 moment for ``until`` (UTC when it names no offset)."""
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise GenerationError("until must be an ISO-8601 date and time.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _split(total: int, fraction: float) -> tuple[int, int, int]:

@@ -153,14 +153,16 @@ class ApiSettings(models.Model):
 
 
 class RateWindow(models.Model):
-    """Requests counted in the current fixed window, per access token.
+    """Requests counted in the current window, per access token.
 
     The table is UNLOGGED (see the migration): rate-limit state need not survive a crash, and
     skipping the write-ahead log keeps the per-request upsert cheap.
     """
 
     token_id = models.BigIntegerField(primary_key=True)
-    window_index = models.BigIntegerField()
+    # When the token's current window opened (Unix seconds): a window starts at the first request
+    # after the previous one ended, so a client always gets its full allowance per window.
+    started_at = models.FloatField()
     hits = models.PositiveIntegerField()
 
     def __str__(self) -> str:

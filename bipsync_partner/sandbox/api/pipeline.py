@@ -20,7 +20,7 @@ from bipsync_partner.sandbox.api.errors import ApiError, error_response
 from bipsync_partner.sandbox.control import runtime
 from bipsync_partner.sandbox.control.models import FaultKind
 from bipsync_partner.sandbox.identity.models import Tenant
-from bipsync_partner.sandbox.middleware import API_PREFIX, get_tenant
+from bipsync_partner.sandbox.middleware import get_tenant
 
 ApiView: TypeAlias = Callable[[HttpRequest, Tenant, Principal], HttpResponse]
 
@@ -43,12 +43,6 @@ def _accepts_json(request: HttpRequest) -> bool:
 
 def client_ip(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR", ""))
-
-
-def api_path(request: HttpRequest) -> str:
-    """The path below the tenant's API base, e.g. ``/v1/research`` (what fault filters match)."""
-    path = request.path_info
-    return path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
 
 
 def api_endpoint(*, scopes: dict[str, str]) -> Callable[[ApiView], Callable[..., HttpResponse]]:
@@ -101,8 +95,10 @@ def _run(
             f"The IP address {address} is not allow-listed for this Bipsync site.",
         )
     principal = authenticate(request, tenant)
+    # Fault path filters match the path the client sent (as for the OAuth endpoints), e.g.
+    # /t/acme/api/v1/research with the local path-based hosts.
     found = runtime.find_faults(
-        "api", tenant_slug=tenant.slug, client_id=principal.client_id, path=api_path(request)
+        "api", tenant_slug=tenant.slug, client_id=principal.client_id, path=request.path
     )
     faults.delay_before_ms = found.delay_before_ms
     faults.delay_after_ms = found.delay_after_ms

@@ -1,6 +1,6 @@
 """Per-token rate limit of the REST API ([choice]: Bipsync has limits but does not document them).
 
-A fixed window per access token, counted in Postgres so that every gunicorn worker shares it: one
+A window per access token, counted in Postgres so that every gunicorn worker shares it: one
 upsert per request on an UNLOGGED table (no extra service for partners to run in their CI, and the
 sandbox already holds a connection). Over the limit the API answers 429 with ``Retry-After``, the
 seconds until the window ends.
@@ -18,12 +18,15 @@ from django.db import connection
 from bipsync_partner.sandbox.api.errors import ApiError
 from bipsync_partner.sandbox.api.models import ApiSettings
 
+# A window opens at a token's first request and lasts ``window`` seconds; the next request after
+# that opens a new one. One statement, so concurrent workers cannot lose a count.
 _HIT_SQL = (
-    "INSERT INTO sandbox_api_ratewindow AS r (token_id, window_index, hits) VALUES (%s, %s, 1) "
+    "INSERT INTO sandbox_api_ratewindow AS r (token_id, started_at, hits) VALUES (%s, %s, 1) "
     "ON CONFLICT (token_id) DO UPDATE SET "
-    "hits = CASE WHEN r.window_index = EXCLUDED.window_index THEN r.hits + 1 ELSE 1 END, "
-    "window_index = EXCLUDED.window_index "
-    "RETURNING hits"
+    "hits = CASE WHEN r.started_at > EXCLUDED.started_at - %s THEN r.hits + 1 ELSE 1 END, "
+    "started_at = CASE WHEN r.started_at > EXCLUDED.started_at - %s "
+    "THEN r.started_at ELSE EXCLUDED.started_at END "
+    "RETURNING hits, started_at"
 )
 
 
@@ -51,12 +54,11 @@ def hit(token_id: int, limit: Limit, now: float | None = None) -> None:
     if limit.requests <= 0:
         return
     moment = time.time() if now is None else now
-    window = int(moment // limit.window)
     with connection.cursor() as cursor:
-        cursor.execute(_HIT_SQL, [token_id, window])
-        (hits,) = cursor.fetchone()
+        cursor.execute(_HIT_SQL, [token_id, moment, limit.window, limit.window])
+        hits, started_at = cursor.fetchone()
     if hits > limit.requests:
-        retry_after = max(1, math.ceil((window + 1) * limit.window - moment))
+        retry_after = max(1, math.ceil(started_at + limit.window - moment))
         raise ApiError(
             429,
             "rate_limited",

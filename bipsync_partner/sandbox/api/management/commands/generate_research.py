@@ -30,12 +30,19 @@ class Command(BaseCommand):
             "(repeatable).",
         )
         parser.add_argument("--private-fraction", type=float, default=0.1)
+        parser.add_argument(
+            "--until",
+            default=None,
+            help="ISO-8601 moment the three years of history end at (default: now); with --seed "
+            "it makes the titles and dates repeatable.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         with tqdm(
             total=options["count"], unit="doc", desc="research", disable=options["verbosity"] < 1
         ) as bar:
             try:
+                until = generation.parse_until(options["until"]) if options["until"] else None
                 result = generation.generate(
                     options["tenant"],
                     options["team"],
@@ -43,6 +50,7 @@ class Command(BaseCommand):
                     seed=options["seed"],
                     share_with=options["share_with"],
                     private_fraction=options["private_fraction"],
+                    until=until,
                     progress=bar.update,
                 )
             except generation.GenerationError as exc:

@@ -1,0 +1,116 @@
+"""API faults (target "api"), switched on at run time through the admin API: 5xx, 429, slow, close."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.sandbox.research_api import Api, team_token
+from tests.support.sandbox import Sandbox, SandboxWorld
+
+
+@pytest.fixture
+def api(sandbox: Sandbox, sandbox_world: SandboxWorld) -> Iterator[Api]:
+    try:
+        yield Api(sandbox_world, team_token(sandbox_world))
+    finally:
+        sandbox.clear_faults(target="api")
+
+
+def test_the_next_three_pages_answer_503_then_the_api_recovers(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.set_fault("status", target="api", status=503, count=3, tenant=sandbox_world.tenant)
+    statuses = [api.get("/v1/research").status_code for _ in range(4)]
+    assert statuses == [503, 503, 503, 200]
+
+
+def test_a_status_fault_answers_the_status_it_was_given(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.set_fault("status", target="api", status=500, count=1, tenant=sandbox_world.tenant)
+    response = api.get("/v1/research")
+    assert response.status_code == 500
+    assert response.headers["Content-Type"] == "application/json"
+    assert api.get("/v1/research").status_code == 200
+
+
+def test_a_rate_limit_fault_answers_429_with_retry_after(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.set_fault(
+        "rate_limit", target="api", delay_ms=2000, count=2, tenant=sandbox_world.tenant
+    )
+    for _ in range(2):
+        response = api.get("/v1/research")
+        assert response.status_code == 429
+        assert response.headers["Retry-After"] == "2"
+    assert api.get("/v1/research").status_code == 200
+
+
+def test_a_slow_fault_delays_the_answer(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.set_fault("slow", target="api", delay_ms=400, count=1, tenant=sandbox_world.tenant)
+    started = time.monotonic()
+    response = api.get("/v1/research")
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 0.4
+    started = time.monotonic()
+    assert api.get("/v1/research").status_code == 200
+    assert time.monotonic() - started < 0.4
+
+
+def test_a_close_fault_drops_the_connection_without_an_answer(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.set_fault("close", target="api", count=1, tenant=sandbox_world.tenant)
+    with pytest.raises(httpx.TransportError):
+        api.get("/v1/research")
+    assert api.get("/v1/research").status_code == 200
+
+
+def test_a_lost_response_still_creates_the_note(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    world = sandbox_world
+    before = api.page()["total"]
+    sandbox.set_fault("lose_response", target="api", count=1, tenant=world.tenant)
+    with pytest.raises(httpx.TransportError):
+        api.post("/v2/research/note", {"user": world.admin.id, "title": "Did it land?"})
+    titles = [doc["title"] for doc in api.all_research()]
+    assert len(titles) == before + 1
+    assert "Did it land?" in titles
+
+
+def test_faults_can_target_one_path_and_one_client(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    world = sandbox_world
+    research_path = urlsplit(world.api_base).path + "/v1/research"
+    sandbox.set_fault("status", target="api", status=502, path_prefix=research_path)
+    assert api.get("/v1/research").status_code == 502
+    assert api.get("/v1/research").status_code == 502  # no count: until cleared
+    assert api.get("/v1/contenttype").status_code == 200
+    sandbox.clear_faults(target="api")
+
+    sandbox.set_fault("status", target="api", status=503, client_id="someone-else")
+    assert api.get("/v1/research").status_code == 200
+    sandbox.set_fault("status", target="api", status=503, client_id=world.team_app.client_id)
+    assert api.get("/v1/research").status_code == 503
+    sandbox.clear_faults(target="api")
+    assert api.get("/v1/research").status_code == 200
+
+
+def test_token_faults_do_not_touch_the_api(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.set_fault("status", target="token", status=503, tenant=sandbox_world.tenant)
+    try:
+        assert api.get("/v1/research").status_code == 200
+    finally:
+        sandbox.clear_faults(target="token")
