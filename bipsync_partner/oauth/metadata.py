@@ -15,7 +15,8 @@ and the sandbox follows Bipsync's form). Validation:
   PKCE with S256).
 
 Validated documents are cached through :class:`MetadataCache` — a two-method protocol that Django's
-cache satisfies — under a key derived from the issuer, with a TTL. What is cached is the raw
+cache satisfies — under a key derived from the issuer, with a TTL; a failing cache is logged and
+bypassed. What is cached is the raw
 document; it is re-validated on every read, so a cache shared with other code cannot smuggle in
 another issuer's endpoints.
 """
@@ -23,6 +24,7 @@ another issuer's endpoints.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -43,8 +45,7 @@ WELL_KNOWN_PATH: Final = "/.well-known/oauth-authorization-server"
 DEFAULT_METADATA_TTL: Final = 3600
 CACHE_KEY_PREFIX: Final = "bipsync-oauth:metadata:v1:"
 
-# RFC 8414 §2 defaults when a list is omitted.
-DEFAULT_TOKEN_ENDPOINT_AUTH_METHODS: Final = ("client_secret_basic",)
+logger = logging.getLogger(__name__)
 
 
 class MetadataCache(Protocol):
@@ -107,6 +108,24 @@ class ServerMetadata:
     @property
     def supports_device_authorization(self) -> bool:
         return self.device_authorization_endpoint is not None
+
+
+def _cache_get(cache: MetadataCache, key: str) -> Any:
+    # The cache is an optimisation: an unreachable Redis must not turn a sign-in into an error
+    # page, so cache failures are logged and treated as a miss. The exception type is the
+    # backend's (redis, memcached...), which this module cannot know; hence the broad except.
+    try:
+        return cache.get(key)
+    except Exception:
+        logger.warning("metadata cache read failed; fetching instead", exc_info=True)
+        return None
+
+
+def _cache_set(cache: MetadataCache, key: str, value: Any, ttl: int) -> None:
+    try:
+        cache.set(key, value, ttl)
+    except Exception:
+        logger.warning("metadata cache write failed; continuing without it", exc_info=True)
 
 
 def metadata_url(issuer: str) -> str:
@@ -238,7 +257,7 @@ def discover(
     check_secure_url(issuer, what="the issuer", allow_insecure_loopback=allow_insecure_loopback)
     key = cache_key(issuer)
     if cache is not None:
-        cached = cache.get(key)
+        cached = _cache_get(cache, key)
         if isinstance(cached, dict):
             try:
                 return validate_metadata(
@@ -258,5 +277,5 @@ def discover(
         retry_after=parse_retry_after(response.headers.get("retry-after"), now=clock()),
     )
     if cache is not None:
-        cache.set(key, document, ttl)
+        _cache_set(cache, key, document, ttl)
     return metadata

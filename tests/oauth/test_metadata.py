@@ -154,6 +154,24 @@ def test_it_does_not_trust_a_cache_entry_for_another_issuer(
     assert len(stub_http.requests) == 1
 
 
+class _BrokenCache:
+    """Stands for a cache whose backend is down (as Django's Redis cache raises then)."""
+
+    def get(self, key: str, /) -> Any:
+        raise ConnectionError("cache down")
+
+    def set(self, key: str, value: Any, timeout: int, /) -> None:
+        raise ConnectionError("cache down")
+
+
+def test_a_failing_cache_does_not_break_discovery(
+    stub_http: StubHTTPServer, http: HttpClient, issuer: str
+) -> None:
+    stub_http.route("GET", WELL_KNOWN, StubResponse(body=metadata_document(issuer)))
+    metadata = discover(issuer, http, cache=_BrokenCache(), allow_insecure_loopback=True)
+    assert metadata.issuer == issuer
+
+
 def test_it_does_not_cache_a_failed_discovery(
     stub_http: StubHTTPServer, http: HttpClient, issuer: str
 ) -> None:
