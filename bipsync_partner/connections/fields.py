@@ -309,6 +309,10 @@ class EncryptedModel(models.Model):
                 stale.append(field)
         return stale
 
+    def secrets_reencrypted(self, key_id: str) -> None:
+        """Called by ``rotate_token_keys`` after this row's secrets moved to ``key_id`` (inside
+        the row's transaction); subclasses record it in their history."""
+
     def reencrypt_secrets(self) -> list[str]:
         """Re-encrypt every secret not under the current key (in memory; the caller saves the
         returned field names). Decrypts with whichever configured key each one names."""

@@ -284,6 +284,13 @@ class Connection(EncryptedModel):
         self.last_error_code = ""
         self.last_error_message = ""
 
+    def secrets_reencrypted(self, key_id: str) -> None:
+        self.record(
+            ConnectionEvent.Kind.KEY_ROTATED,
+            None,
+            f"The stored secrets were re-encrypted with encryption key {key_id}.",
+        )
+
     def record(
         self,
         kind: str,

@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 #: Our code for "the request never reached Bipsync" (connect refused or timed out): nothing can
 #: have been rotated.
 UNREACHABLE: Final = "bipsync_unreachable"
+#: Our code for a 429 from the token endpoint (its Retry-After sets ``next_retry_at``).
+RATE_LIMITED: Final = "rate_limited"
 #: Failures after which Bipsync may have processed the refresh and rotated the token although we
 #: never saw the reply.
 REPLY_MAY_BE_LOST: Final = frozenset({"network_error", "timeout"})
@@ -109,11 +111,17 @@ class TokenTemporarilyUnavailable(TokenError):
 
 @dataclass(frozen=True)
 class RefreshResult:
-    """What :func:`refresh_connection` did, for the sweep's logs and metrics."""
+    """What :func:`refresh_connection` did, for the sweep's logs and metrics.
+
+    ``code`` is the connection's ``last_error_code`` after a failure (``rate_limited`` for a 429,
+    whose ``retry_at`` honours Retry-After); ``retry_at`` is when the service will try again.
+    """
 
     outcome: Literal["refreshed", "not_due", "backing_off", "failed", "needs_reconnect", "skipped"]
     connection_id: UUID | str
     message: str = ""
+    code: str = ""
+    retry_at: datetime | None = None
 
 
 @dataclass
@@ -294,14 +302,28 @@ def refresh_connection(
     if not due(conn, now):
         return RefreshResult("not_due", conn.pk)
     if _backing_off(conn, now):
-        return RefreshResult("backing_off", conn.pk, conn.last_error_message)
+        return RefreshResult(
+            "backing_off",
+            conn.pk,
+            conn.last_error_message,
+            code=conn.last_error_code,
+            retry_at=conn.next_retry_at,
+        )
     outcome = _refresh_under_lock(conn, due)
     if outcome.needs_reconnect is not None:
-        return RefreshResult("needs_reconnect", conn.pk, outcome.needs_reconnect)
+        return RefreshResult(
+            "needs_reconnect", conn.pk, outcome.needs_reconnect, code=conn.last_error_code
+        )
     if outcome.refreshed:
         return RefreshResult("refreshed", conn.pk)
     if outcome.error is not None or conn.status == Connection.Status.FAILING:
-        return RefreshResult("failed", conn.pk, conn.last_error_message)
+        return RefreshResult(
+            "failed",
+            conn.pk,
+            conn.last_error_message,
+            code=conn.last_error_code,
+            retry_at=conn.next_retry_at,
+        )
     return RefreshResult("not_due", conn.pk, "Another process refreshed it first.")
 
 
@@ -437,6 +459,8 @@ def _request_tokens(locked: Connection) -> Token:
 
 
 def _failure_code(exc: OAuthError) -> str:
+    if exc.status == 429:
+        return RATE_LIMITED
     if isinstance(exc, TransportError) and isinstance(
         exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout
     ):

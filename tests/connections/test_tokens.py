@@ -391,3 +391,25 @@ def test_a_refresh_inside_the_callers_transaction_is_refused(
     ):
         tokens.get_access_token(conn)
     assert refreshes(sandbox, sandbox_world, outcome=None) == 0
+
+
+def test_a_429_waits_at_least_as_long_as_retry_after(
+    partner_settings: Settings,
+    sandbox: Sandbox,
+    sandbox_world: SandboxWorld,
+    team: Team,
+    alice: User,
+) -> None:
+    partner_settings.BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS = 1
+    conn = user_connection(sandbox_world, team, alice, expired=True)
+    sandbox.set_fault(
+        "rate_limit", client_id=sandbox_world.user_app.client_id, delay_ms=120_000, count=1
+    )
+    before = timezone.now()
+    result = tokens.refresh_connection(conn.pk)
+    assert result.outcome == "failed"
+    assert result.code == tokens.RATE_LIMITED
+    assert result.retry_at is not None
+    assert result.retry_at >= before + timedelta(seconds=120)
+    assert "(HTTP 429)" in result.message
+    assert Connection.objects.get(pk=conn.pk).status == Connection.Status.FAILING
