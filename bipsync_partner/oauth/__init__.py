@@ -14,11 +14,15 @@ Modules, each with one job:
   ``(url, PendingAuthorization)``.
 - :mod:`~bipsync_partner.oauth.callback`: :func:`validate_callback` -> :class:`CallbackSuccess` or
   :class:`CallbackDenied`.
-- :mod:`~bipsync_partner.oauth.tokens`: strict RFC 6749 §5.1 parsing -> :class:`Token`.
+- :mod:`~bipsync_partner.oauth.tokens`: strict RFC 6749 §5.1 parsing -> :class:`Token`
+  (``is_expired(now, leeway)``, ``bearer_auth()``, additional string parameters in ``extra``;
+  the repr never shows a token).
 - :mod:`~bipsync_partner.oauth.grants`: :class:`GrantClient` (code exchange, refresh, client
   credentials, device flow, revocation).
-- :mod:`~bipsync_partner.oauth.errors`: the :class:`OAuthError` family; decide by ``.transient``
-  and ``.error``.
+- :mod:`~bipsync_partner.oauth.errors`: the :class:`OAuthError` family (``ConfigurationError``,
+  ``TransportError``, ``ProtocolError`` > ``MetadataError``, ``CallbackError``,
+  ``DeviceFlowError``); decide by ``.transient`` and ``.error``.
+- :mod:`~bipsync_partner.oauth.scopes`: scope validation and Bipsync's ``team_{id}`` scope.
 
 Time is always passed in (``now=``) or read from an injectable ``clock``; datetimes are aware.
 
