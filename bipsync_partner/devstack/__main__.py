@@ -106,14 +106,17 @@ def ensure_chromium() -> None:
 
 
 def test_env(svc: services.Services) -> dict[str, str]:
+    run = os.getpid()
     env = dict(os.environ)
     env.update(
         {
             "DEBUG": "1",
             "SECRET_KEY": secrets.token_urlsafe(48),
             "TOKEN_ENCRYPTION_KEYS": new_encryption_key(),
-            "DATABASE_URL": services.with_database(svc.database_url, "bipsync_partner"),
-            "REDIS_URL": svc.redis_url.rsplit("/", 1)[0] + "/9",
+            # Per-run names let several test runs share one machine (pytest-django creates and
+            # drops test_<name>); Redis databases 8-15 are spread over runs the same way.
+            "DATABASE_URL": services.with_database(svc.database_url, f"bipsync_partner_{run}"),
+            "REDIS_URL": svc.redis_url.rsplit("/", 1)[0] + f"/{8 + run % 8}",
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
