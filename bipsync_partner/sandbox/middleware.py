@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from bipsync_partner.sandbox import hosts
+from bipsync_partner.sandbox.authserver import fastdb
 from bipsync_partner.sandbox.identity.models import Tenant
 
 API_PREFIX = "/_api"
@@ -48,7 +49,7 @@ class TenantRoutingMiddleware:
             match = template.match(host, path)
             if match is None:
                 continue
-            tenant = Tenant.objects.filter(slug=match.tenant).first()
+            tenant = fastdb.tenant_by_slug(match.tenant)
             if tenant is None:
                 return _unknown_tenant(request, prefix)
             setattr(request, _TENANT_ATTR, tenant)

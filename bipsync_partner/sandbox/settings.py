@@ -135,6 +135,7 @@ DATABASES = {
     "default": database_from_url(
         env_str("SANDBOX_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bipsync_sandbox"),
         name="SANDBOX_DATABASE_URL",
+        synchronous_commit=env_bool("SANDBOX_DB_SYNCHRONOUS_COMMIT", False),
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

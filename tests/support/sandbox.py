@@ -20,6 +20,7 @@ Fixtures
 :class:`Sandbox` API (all admin calls raise :class:`SandboxError` on a non-2xx answer)::
 
     sandbox.base_url: str                    # http://127.0.0.1:PORT
+    sandbox.database_url / env               # the server's database and environment (to run commands)
     sandbox.api_template / web_template: str # with {tenant}
     sandbox.admin_key: str
     sandbox.api_base(tenant) -> str          # == issuer
@@ -188,9 +189,18 @@ class Sandbox:
     """A running sandbox server and a client for its admin API and pages."""
 
     def __init__(
-        self, base_url: str, admin_key: str, *, process: subprocess.Popen[bytes] | None = None
+        self,
+        base_url: str,
+        admin_key: str,
+        *,
+        process: subprocess.Popen[bytes] | None = None,
+        database_url: str = "",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.database_url = database_url
+        # The environment the server runs with, for running sandbox commands against it.
+        self.env = dict(env or {})
         self.api_template = self.base_url + "/t/{tenant}/api"
         self.web_template = self.base_url + "/t/{tenant}/web"
         self.admin_key = admin_key
@@ -478,6 +488,39 @@ class Sandbox:
         """Back to the configured rate limit, and forget every token's request count."""
         self.admin("DELETE", "/_sandbox/api-settings")
 
+    # -- people at the pages ----------------------------------------------------------------------
+    def _browser(self) -> httpx.Client:
+        return httpx.Client(timeout=30.0, follow_redirects=False)
+
+    @staticmethod
+    def _csrf(page: httpx.Response) -> str:
+        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        if not match:
+            raise SandboxError(f"No form on {page.url} ({page.status_code}): {page.text[:500]}")
+        return match.group(1)
+
+    def _sign_in_if_asked(
+        self, browser: httpx.Client, response: httpx.Response, email: str, password: str
+    ) -> httpx.Response:
+        location = response.headers.get("location", "")
+        if response.status_code not in (302, 303) or "/login?" not in location:
+            return response
+        login_url = urljoin(str(response.url), location)
+        page = browser.get(login_url)
+        next_url = query_of(login_url).get("next", "")
+        posted = browser.post(
+            login_url.split("?", 1)[0],
+            data={
+                "csrfmiddlewaretoken": self._csrf(page),
+                "email": email,
+                "password": password,
+                "next": next_url,
+            },
+        )
+        if posted.status_code != 302:
+            raise SandboxError(f"Sign-in refused ({posted.status_code}) for {email}")
+        return browser.get(urljoin(str(posted.url), posted.headers["location"]))
+
     @contextlib.contextmanager
     def sign_in(self, tenant: str, email: str, password: str) -> Iterator[httpx.Client]:
         """``with sandbox.sign_in(...) as browser``: a cookie jar signed in to the tenant's pages."""
@@ -608,7 +651,9 @@ def start_sandbox(*, workers: int = 2, threads: int = 4) -> Iterator[Sandbox]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    sandbox = Sandbox(base_url, admin_key, process=process)
+    sandbox = Sandbox(
+        base_url, admin_key, process=process, database_url=env["SANDBOX_DATABASE_URL"], env=env
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

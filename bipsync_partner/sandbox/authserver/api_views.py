@@ -60,7 +60,7 @@ def _run_with_faults(
     target: str,
     grant_type: str,
     client_id: str,
-    handler: Callable[[], tuple[HttpResponse, str]],
+    handler: Callable[[], HttpResponse],
 ) -> HttpResponse:
     tenant = get_tenant(request)
     faults = runtime.find_faults(
@@ -79,8 +79,7 @@ def _run_with_faults(
         runtime.count(client_id, target, grant_type, "fault_close")
         return runtime.close_connection(request)
     runtime.sleep_ms(faults.delay_before_ms)
-    response, outcome = handler()
-    runtime.count(client_id, target, grant_type, outcome)
+    response = handler()
     runtime.sleep_ms(faults.delay_after_ms)
     if fault is not None and fault.kind == FaultKind.LOSE_RESPONSE:
         # The grant above is committed (a refresh rotated the pair); the client never learns it.
@@ -89,21 +88,29 @@ def _run_with_faults(
 
 
 def _oauth_call(
-    request: HttpRequest, call: Callable[[SandboxAuthorizationServer, SandboxRequest], HttpResponse]
-) -> tuple[HttpResponse, str]:
+    request: HttpRequest,
+    call: Callable[[SandboxAuthorizationServer, SandboxRequest], HttpResponse],
+    *,
+    target: str,
+    client_id: str,
+    grant_type: str,
+) -> HttpResponse:
     tenant = get_tenant(request)
     server = SandboxAuthorizationServer(tenant)
     try:
         data, datalist = parse_body(request)
         oauth_request = SandboxRequest(request, data, datalist)
     except BadBody as exc:
-        return oauth_error("invalid_request", str(exc)), "invalid_request"
+        runtime.count(client_id, target, grant_type, "invalid_request")
+        return oauth_error("invalid_request", str(exc))
     except InsecureTransportError:
-        return oauth_error("insecure_transport", "OAuth requires https here."), "insecure_transport"
+        return oauth_error("insecure_transport", "OAuth requires https here.")
     with transaction.atomic():
         response = call(server, oauth_request)
-    outcome = "ok" if response.status_code < 400 else (server.last_error or "error")
-    return response, outcome
+        outcome = "ok" if response.status_code < 400 else (server.last_error or "error")
+        # Counted in the grant's own transaction: one commit per request.
+        runtime.count(client_id, target, grant_type, outcome)
+    return response
 
 
 def _peek(request: HttpRequest) -> tuple[str, str]:
@@ -136,7 +143,11 @@ def token_endpoint(request: HttpRequest) -> HttpResponse:
         grant_type=grant_type,
         client_id=client_id,
         handler=lambda: _oauth_call(
-            request, lambda server, oauth: server.create_token_response(oauth)
+            request,
+            lambda server, oauth: server.create_token_response(oauth),
+            target=FaultTarget.TOKEN,
+            client_id=client_id,
+            grant_type=grant_type,
         ),
     )
 
@@ -155,6 +166,9 @@ def device_authorization_endpoint(request: HttpRequest) -> HttpResponse:
         handler=lambda: _oauth_call(
             request,
             lambda server, oauth: server.create_endpoint_response("device_authorization", oauth),
+            target=FaultTarget.DEVICE_AUTHORIZATION,
+            client_id=client_id,
+            grant_type="",
         ),
     )
 
@@ -171,7 +185,11 @@ def revocation_endpoint(request: HttpRequest) -> HttpResponse:
         grant_type="",
         client_id=client_id,
         handler=lambda: _oauth_call(
-            request, lambda server, oauth: server.create_endpoint_response("revocation", oauth)
+            request,
+            lambda server, oauth: server.create_endpoint_response("revocation", oauth),
+            target=FaultTarget.REVOCATION,
+            client_id=client_id,
+            grant_type="",
         ),
     )
 
@@ -183,13 +201,13 @@ def metadata_endpoint(request: HttpRequest) -> HttpResponse:
         response["Allow"] = "GET, HEAD"
         return response
 
-    def handler() -> tuple[HttpResponse, str]:
+    def handler() -> HttpResponse:
         server = SandboxAuthorizationServer(get_tenant(request))
         response = HttpResponse(
             json.dumps(server.metadata()), content_type="application/json", status=200
         )
         response["Cache-Control"] = "max-age=300"
-        return response, "ok"
+        return response
 
     return _run_with_faults(
         request, target=FaultTarget.METADATA, grant_type="", client_id="", handler=handler

@@ -52,6 +52,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from bipsync_partner.sandbox.authserver import fastdb
 from bipsync_partner.sandbox.authserver import scopes as scope_words
 from bipsync_partner.sandbox.authserver.models import (
     Application,
@@ -342,12 +343,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
         tenant: Tenant = self.server.tenant
-        token = (
-            Token.objects.select_for_update(of=("self",))
-            .select_related("user", "service_account__team", "team")
-            .filter(refresh_hash=digest(refresh_token), tenant=tenant)
-            .first()
-        )
+        token = fastdb.lock_token_by_refresh_hash(digest(refresh_token), tenant.pk)
         if token is None:
             raise InvalidGrantError("The refresh token is not known.")
         if not token.check_client(self.request.client):
@@ -370,10 +366,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
         # "every refresh returns a new access and refresh token and revokes the old pair" [doc]
-        now = timezone.now()
-        Token.objects.filter(pk=refresh_token.pk).update(
-            access_revoked_at=now, refresh_revoked_at=now, revoke_reason="rotated"
-        )
+        fastdb.rotate_token(refresh_token.pk, timezone.now())
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
@@ -551,9 +544,7 @@ class SandboxAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         if client_id not in self._clients:
             # A partner application exists globally but only answers on the tenants that
             # enabled it [doc: "A customer asks Bipsync to enable the partner"].
-            self._clients[client_id] = Application.objects.filter(
-                client_id=client_id, tenants=self.tenant
-            ).first()
+            self._clients[client_id] = fastdb.client_for_tenant(client_id, self.tenant.pk)
         return self._clients[client_id]
 
     def lifetimes_for(self, client: Application) -> Lifetimes:
@@ -627,14 +618,14 @@ class SandboxAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             token.update(subject_parameters(user))
         return token
 
-    def save_token(self, token: dict[str, Any], request: SandboxRequest) -> Token:
+    def save_token(self, token: dict[str, Any], request: SandboxRequest) -> None:
         client: Application = request.client
         principal: Principal = request.user
         times = self.lifetimes_for(client)
         now = timezone.now()
         refresh = token.get("refresh_token")
         granted = request.sandbox_granted_scope
-        return Token.objects.create(
+        row = Token(
             tenant=self.tenant,
             application=client,
             grant_id=request.sandbox_grant_id or uuid.uuid4(),
@@ -650,6 +641,7 @@ class SandboxAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             access_expires_at=now + timedelta(seconds=times.access),
             refresh_expires_at=now + timedelta(seconds=times.refresh) if refresh else None,
         )
+        fastdb.insert_token(row)
 
     # -- metadata -------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from bipsync_partner.sandbox.authserver import fastdb
 from bipsync_partner.sandbox.control.models import (
     EndpointCounter,
     Fault,
     FaultKind,
-    RuntimeConfig,
 )
 
 if TYPE_CHECKING:
@@ -46,32 +46,32 @@ def _pick(*values: int | None) -> int:
 
 def lifetimes(application: Application | None = None) -> Lifetimes:
     """Application override, else the run-time override, else the settings default."""
-    runtime = RuntimeConfig.objects.filter(pk=RuntimeConfig.SINGLETON_ID).first()
+    runtime = fastdb.runtime_lifetimes() or (None, None, None, None, None)
     app = application
     return Lifetimes(
         access=_pick(
             app.access_token_lifetime if app else None,
-            runtime.access_token_lifetime if runtime else None,
+            runtime[0],
             settings.SANDBOX_ACCESS_TOKEN_LIFETIME,
         ),
         refresh=_pick(
             app.refresh_token_lifetime if app else None,
-            runtime.refresh_token_lifetime if runtime else None,
+            runtime[1],
             settings.SANDBOX_REFRESH_TOKEN_LIFETIME,
         ),
         code=_pick(
             app.code_lifetime if app else None,
-            runtime.code_lifetime if runtime else None,
+            runtime[2],
             settings.SANDBOX_AUTHORIZATION_CODE_LIFETIME,
         ),
         device=_pick(
             app.device_code_lifetime if app else None,
-            runtime.device_code_lifetime if runtime else None,
+            runtime[3],
             settings.SANDBOX_DEVICE_CODE_LIFETIME,
         ),
         device_interval=_pick(
             app.device_poll_interval if app else None,
-            runtime.device_poll_interval if runtime else None,
+            runtime[4],
             settings.SANDBOX_DEVICE_POLL_INTERVAL,
         ),
     )
@@ -110,17 +110,14 @@ def find_faults(
     grant_type: str = "",
     path: str = "",
 ) -> ActiveFaults:
-    candidates = list(
-        Fault.objects.filter(target=target)
-        .filter(Q(remaining__isnull=True) | Q(remaining__gt=0))
-        .filter(Q(tenant_slug="") | Q(tenant_slug=tenant_slug))
-        .filter(Q(client_id="") | Q(client_id=client_id))
-        .filter(Q(grant_type="") | Q(grant_type=grant_type))
-        .order_by("id")
-    )
     active = ActiveFaults()
-    for fault in candidates:
-        if fault.path_prefix and not path.startswith(fault.path_prefix):
+    for fault in fastdb.live_faults(target):
+        if (
+            (fault.tenant_slug and fault.tenant_slug != tenant_slug)
+            or (fault.client_id and fault.client_id != client_id)
+            or (fault.grant_type and fault.grant_type != grant_type)
+            or (fault.path_prefix and not path.startswith(fault.path_prefix))
+        ):
             continue
         if fault.kind == FaultKind.SLOW:
             if _claim(fault):
