@@ -10,6 +10,7 @@ urlpatterns = [
     path("", account_views.home, name="home"),
     path("", include("accounts.urls")),
     path("", include("bipsync_partner.connections.urls")),
+    path("", include("bipsync_partner.sync.urls")),
     path("admin/", admin.site.urls),
     path("healthz", ops_views.liveness, name="healthz"),
     path("readyz", ops_views.readiness, name="readyz"),

@@ -199,26 +199,11 @@ def refresh_due(connection_id: UUID | str, version: int) -> RefreshResult:
         slot.release()
     if result.outcome == "refreshed":
         metrics.observe("bipsync_token_refresh_duration_seconds", time.monotonic() - started)
-    elif result.outcome == "failed":
-        _close_gate_after_429(connection_id, gate)
-    return RefreshResult(result.outcome)
-
-
-def _close_gate_after_429(connection_id: UUID | str, gate: TenantGate) -> None:
-    """The token endpoint answered 429: the token service set this connection's
-    ``next_retry_at`` to at least Retry-After; close the tenant's gate until then too, so that
-    the other connections of the tenant wait as well."""
-    row = (
-        Connection.objects.filter(pk=connection_id)
-        .values("next_retry_at", "last_error_message")
-        .first()
-    )
-    if row is None or row["next_retry_at"] is None:
-        return
-    # The token service's RefreshResult carries no status; its sentence for a 429 names it.
-    if "(HTTP 429)" not in row["last_error_message"]:
-        return
-    gate.defer((row["next_retry_at"] - timezone.now()).total_seconds())
+    elif result.code == tokens.RATE_LIMITED and result.retry_at is not None:
+        # The token endpoint answered 429: the token service holds this connection back until
+        # retry_at (at least Retry-After); the tenant's other connections wait as well.
+        gate.defer((result.retry_at - timezone.now()).total_seconds())
+    return RefreshResult(result.outcome if result.outcome != "failed" else result.code or "failed")
 
 
 # --- gauges read at scrape time ---------------------------------------------------------------

@@ -15,6 +15,8 @@ from typing import ClassVar
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.db.models import ExpressionWrapper, F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bipsync_partner.connections.models import Connection
@@ -73,6 +75,25 @@ def may_sync(connection: Connection) -> bool:
     return syncable_connections(connection.team_id).filter(pk=connection.pk).exists()
 
 
+class SyncScheduleQuerySet(models.QuerySet["SyncSchedule"]):
+    def stale(self, now: datetime | None = None) -> SyncScheduleQuerySet:
+        """Enabled schedules without a successful sync within three periods (in SQL, for the
+        admin filter and the gauge)."""
+        since = Coalesce(F("last_success_at"), F("created"))
+        periods = ExpressionWrapper(
+            Value(timedelta(seconds=STALE_AFTER_PERIODS)) * F("interval_seconds"),
+            output_field=models.DurationField(),
+        )
+        cutoff = ExpressionWrapper(
+            Value(now or timezone.now()) - periods, output_field=models.DateTimeField()
+        )
+        return (
+            self.filter(enabled=True)
+            .alias(since=since, cutoff=cutoff)
+            .filter(since__lt=F("cutoff"))
+        )
+
+
 class SyncSchedule(models.Model):
     """When a connection syncs next. Beat only fires the sweep; the sweep reads these rows."""
 
@@ -84,6 +105,8 @@ class SyncSchedule(models.Model):
     next_due_at = models.DateTimeField(default=timezone.now, db_index=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects: ClassVar[SyncScheduleQuerySet] = SyncScheduleQuerySet.as_manager()  # type: ignore[assignment]
 
     class Meta:
         ordering = ["next_due_at"]

@@ -1,0 +1,67 @@
+"""Forms of the sync pages. Bad input becomes a message on the page, never a 500."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from bipsync_partner.sync.models import SyncSchedule, TeamSyncSettings
+
+#: Shortest and longest schedule periods a team may choose.
+MIN_INTERVAL_MINUTES = 15
+MAX_INTERVAL_MINUTES = 7 * 24 * 60
+
+
+class TeamSyncSettingsForm(forms.ModelForm[TeamSyncSettings]):
+    class Meta:
+        model = TeamSyncSettings
+        fields = ["sync_user_connections"]
+
+
+class ScheduleForm(forms.Form):
+    enabled = forms.BooleanField(required=False, label="Sync on a schedule")
+    interval_minutes = forms.IntegerField(
+        label="Every (minutes)", min_value=MIN_INTERVAL_MINUTES, max_value=MAX_INTERVAL_MINUTES
+    )
+
+    @classmethod
+    def for_schedule(cls, schedule: SyncSchedule | None) -> ScheduleForm:
+        if schedule is None:
+            return cls(initial={"enabled": True, "interval_minutes": 60})
+        return cls(
+            initial={
+                "enabled": schedule.enabled,
+                "interval_minutes": schedule.interval_seconds // 60,
+            }
+        )
+
+    def apply(self, schedule: SyncSchedule) -> None:
+        data = self.cleaned_data
+        interval = int(data["interval_minutes"]) * 60
+        schedule.enabled = bool(data["enabled"])
+        if interval != schedule.interval_seconds:
+            schedule.interval_seconds = interval
+            # The new period counts from the last success, so a shorter one takes effect at once.
+            base = schedule.last_success_at or timezone.now()
+            schedule.next_due_at = base + timedelta(seconds=interval)
+        schedule.save(update_fields=["enabled", "interval_seconds", "next_due_at"])
+
+
+class ResearchFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200, label="Title contains")
+    content_type = forms.ChoiceField(required=False, label="Content type")
+    author = forms.ChoiceField(required=False, label="Author")
+
+    def __init__(
+        self, *args: Any, content_types: dict[str, str], authors: list[str], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        type_field = self.fields["content_type"]
+        assert isinstance(type_field, forms.ChoiceField)
+        type_field.choices = [("", "Any"), *content_types.items()]
+        author_field = self.fields["author"]
+        assert isinstance(author_field, forms.ChoiceField)
+        author_field.choices = [("", "Anyone"), *((a, a) for a in authors)]

@@ -1,0 +1,229 @@
+"""Sync pages: the team's syncs, a connection's history with live progress, "Sync now", the
+team's sync setting, and the research browser.
+
+Who sees what follows the connections pages (``visible_connections``): admins see every
+connection of the team, members the team-wide ones and their own. Research read through a
+member's own connection is what Bipsync shows *that person* (private notes included), so the
+browser shows it to that person only, admins included; research of team-wide connections is
+for every member.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.teams import TeamRequest, team_view
+from bipsync_partner.connections.models import Connection
+from bipsync_partner.connections.notifications import visible_connections
+from bipsync_partner.sync import scheduling
+from bipsync_partner.sync.forms import ResearchFilterForm, ScheduleForm, TeamSyncSettingsForm
+from bipsync_partner.sync.models import (
+    TEAM_KINDS,
+    ResearchDocument,
+    SyncedContentType,
+    SyncRun,
+    SyncSchedule,
+    TeamSyncSettings,
+    may_sync,
+)
+
+RUNS_PER_PAGE = 25
+DOCUMENTS_PER_PAGE = 50
+
+
+def _connections(request: TeamRequest) -> QuerySet[Connection]:
+    return visible_connections(request.team, request.user, request.membership).exclude(
+        status=Connection.Status.DISCONNECTED
+    )
+
+
+def _connection_or_404(request: TeamRequest, connection_id: UUID) -> Connection:
+    connection = _connections(request).select_related("user").filter(pk=connection_id).first()
+    if connection is None:
+        raise Http404("No such connection.")
+    return connection
+
+
+def _team_settings(request: TeamRequest) -> TeamSyncSettings:
+    found = TeamSyncSettings.objects.filter(team=request.team).first()
+    return found or TeamSyncSettings(team=request.team)
+
+
+@require_GET
+@team_view()
+def overview(request: TeamRequest) -> HttpResponse:
+    now = timezone.now()
+    rows = []
+    for connection in _connections(request).select_related("user").order_by("kind", "tenant"):
+        schedule = SyncSchedule.objects.filter(connection=connection).first()
+        rows.append(
+            {
+                "connection": connection,
+                "schedule": schedule,
+                "syncs": may_sync(connection),
+                "stale": bool(schedule and schedule.is_stale(now)),
+                "last_run": SyncRun.objects.filter(connection=connection).first(),
+            }
+        )
+    return render(
+        request,
+        "sync/overview.html",
+        {
+            "team": request.team,
+            "rows": rows,
+            "is_admin": request.membership.is_admin,
+            "settings_form": TeamSyncSettingsForm(instance=_team_settings(request)),
+        },
+    )
+
+
+@require_POST
+@team_view(admin=True)
+def team_settings(request: TeamRequest) -> HttpResponse:
+    form = TeamSyncSettingsForm(request.POST, instance=_team_settings(request))
+    if form.is_valid():
+        form.save()
+        messages.success(request, "The team's sync settings were saved.")
+    else:
+        messages.error(request, "The sync settings could not be saved.")
+    return redirect("sync:overview", team_slug=request.team.slug)
+
+
+@require_GET
+@team_view()
+def history(request: TeamRequest, connection_id: UUID) -> HttpResponse:
+    connection = _connection_or_404(request, connection_id)
+    schedule = SyncSchedule.objects.filter(connection=connection).first()
+    runs = Paginator(SyncRun.objects.filter(connection=connection), RUNS_PER_PAGE)
+    page = runs.get_page(request.GET.get("page"))
+    current = SyncRun.objects.filter(connection=connection, status__in=SyncRun.UNFINISHED).first()
+    return render(
+        request,
+        "sync/history.html",
+        {
+            "team": request.team,
+            "connection": connection,
+            "schedule": schedule,
+            "schedule_form": ScheduleForm.for_schedule(schedule),
+            "stale": bool(schedule and schedule.is_stale()),
+            "syncs": may_sync(connection),
+            "page": page,
+            "current": current,
+            "is_admin": request.membership.is_admin,
+        },
+    )
+
+
+@require_POST
+@team_view(admin=True)
+def sync_now(request: TeamRequest, connection_id: UUID) -> HttpResponse:
+    connection = _connection_or_404(request, connection_id)
+    if not may_sync(connection):
+        messages.error(
+            request,
+            "This connection does not sync: it is not active, or members' own connections are "
+            "not enabled for syncing in this team.",
+        )
+        return redirect("sync:history", team_slug=request.team.slug, connection_id=connection.pk)
+    requested = scheduling.request_sync(connection, user=request.user)
+    if requested.created:
+        messages.success(request, "The sync is queued; this page shows its progress.")
+    else:
+        messages.info(request, "A sync of this connection is already queued or running.")
+    return redirect("sync:history", team_slug=request.team.slug, connection_id=connection.pk)
+
+
+@require_POST
+@team_view(admin=True)
+def schedule(request: TeamRequest, connection_id: UUID) -> HttpResponse:
+    connection = _connection_or_404(request, connection_id)
+    form = ScheduleForm(request.POST)
+    if form.is_valid():
+        current = scheduling.schedule_for(connection)
+        form.apply(current)
+        messages.success(request, "The schedule was saved.")
+    else:
+        messages.error(
+            request, "; ".join(str(e) for errors in form.errors.values() for e in errors)
+        )
+    return redirect("sync:history", team_slug=request.team.slug, connection_id=connection.pk)
+
+
+@require_GET
+@team_view()
+def progress(request: TeamRequest, run_id: int) -> JsonResponse:
+    run = SyncRun.objects.filter(pk=run_id, connection__in=_connections(request)).first()
+    if run is None:
+        raise Http404("No such sync run.")
+    response = JsonResponse(run.progress_dict())
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _research(request: TeamRequest) -> QuerySet[ResearchDocument]:
+    team_wide = Q(connection__kind__in=TEAM_KINDS)
+    mine = Q(connection__user=request.user)
+    return ResearchDocument.objects.filter(
+        team=request.team, deleted_at__isnull=True, connection__status__in=["active", "failing"]
+    ).filter(team_wide | mine)
+
+
+@require_GET
+@team_view()
+def research(request: TeamRequest) -> HttpResponse:
+    documents = _research(request)
+    content_types = {
+        ct.bipsync_id: str(ct)
+        for ct in SyncedContentType.objects.filter(
+            team=request.team, deleted_at__isnull=True
+        ).order_by("display_name")
+    }
+    authors = list(
+        documents.exclude(author_bid="")
+        .order_by("author_bid")
+        .values_list("author_bid", flat=True)
+        .distinct()[:500]
+    )
+    form = ResearchFilterForm(request.GET or None, content_types=content_types, authors=authors)
+    if form.is_valid():
+        data: dict[str, Any] = form.cleaned_data
+        if data.get("q"):
+            documents = documents.filter(title__icontains=data["q"])
+        if data.get("content_type"):
+            documents = documents.filter(content_type_bid=data["content_type"])
+        if data.get("author"):
+            documents = documents.filter(author_bid=data["author"])
+    page = Paginator(
+        documents.order_by("-bipsync_modified", "bipsync_id").only(
+            "title",
+            "bipsync_id",
+            "content_type_bid",
+            "author_bid",
+            "author_name",
+            "bipsync_modified",
+            "tenant",
+        ),
+        DOCUMENTS_PER_PAGE,
+    ).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "sync/research.html",
+        {
+            "team": request.team,
+            "form": form,
+            "page": page,
+            "content_types": content_types,
+            "query": query.urlencode(),
+        },
+    )
