@@ -6,9 +6,11 @@ import pytest
 from django.db import connection as db_connection
 from django.test import Client
 from django.urls import reverse
+from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
 from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.devstack.secrets import new_encryption_key
 from tests.connections.conftest import MakeConnection
 
 pytestmark = pytest.mark.django_db
@@ -122,3 +124,13 @@ def test_the_event_list_renders_without_secrets(
     html = response.content.decode()
     assert "Connected acme." in html
     assert_no_secret(html)
+
+
+def test_the_admin_decrypts_nothing_so_it_works_even_with_a_wrong_key(
+    staff: Client, connections: list[Connection], settings: Settings
+) -> None:
+    settings.TOKEN_ENCRYPTION_KEYS = [new_encryption_key()]
+    assert staff.get(reverse("admin:connections_connection_changelist")).status_code == 200
+    for conn in connections:
+        url = reverse("admin:connections_connection_change", args=[conn.pk])
+        assert staff.get(url).status_code == 200

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pickle
 import uuid
+from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
+from django.test.utils import isolate_apps
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
 from bipsync_partner.connections import crypto
-from bipsync_partner.connections.fields import SealedValue
+from bipsync_partner.connections.fields import EncryptedTextField, SealedValue
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.devstack.secrets import new_encryption_key
 from tests.connections.conftest import MakeConnection
@@ -299,3 +301,52 @@ def test_record_appends_an_event_with_the_actor(
     assert [e.kind for e in events] == ["refreshed", "connected"]
     assert events[0].actor_display == "the app"
     assert events[1].actor_display == "alice@example.com"
+
+
+def test_due_for_refresh_finds_expiring_and_retryable_connections(
+    make_connection: MakeConnection, bob: User, team: Team
+) -> None:
+    now = timezone.now()
+    soon = make_connection(access_expires_at=now + timedelta(minutes=5))
+    make_connection(user=bob, access_expires_at=now + timedelta(hours=1))  # not yet
+    retry_due = make_connection(
+        kind=Connection.Kind.DEVICE,
+        status=Connection.Status.FAILING,
+        access_expires_at=now,
+        next_retry_at=now - timedelta(seconds=1),
+    )
+    make_connection(
+        kind=Connection.Kind.DEVICE,
+        tenant="globex",
+        status=Connection.Status.FAILING,
+        access_expires_at=now,
+        next_retry_at=now + timedelta(minutes=1),  # still backing off
+    )
+    make_connection(
+        tenant="initech", status=Connection.Status.NEEDS_RECONNECT, access_expires_at=now
+    )
+    due = Connection.objects.due_for_refresh(now=now, horizon=timedelta(minutes=10))
+    assert set(due) == {soon, retry_due}
+
+
+def test_the_empty_key_list_is_a_system_check_warning(settings: Settings) -> None:
+    from django.core import checks
+
+    settings.TOKEN_ENCRYPTION_KEYS = []
+    ids = [message.id for message in checks.run_checks(tags=[checks.Tags.security])]
+    assert "connections.W001" in ids
+
+
+@isolate_apps("bipsync_partner.connections")
+def test_an_encrypted_field_on_a_model_without_a_client_side_uuid_fails_the_checks() -> None:
+    class Leaky(models.Model):
+        secret = EncryptedTextField(null=True)
+
+        class Meta:
+            app_label = "connections"
+
+        def __str__(self) -> str:
+            return "leaky"
+
+    errors = Leaky._meta.get_field("secret").check()
+    assert [error.id for error in errors] == ["connections.E001"]

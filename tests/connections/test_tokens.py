@@ -413,3 +413,71 @@ def test_a_429_waits_at_least_as_long_as_retry_after(
     assert result.retry_at >= before + timedelta(seconds=120)
     assert "(HTTP 429)" in result.message
     assert Connection.objects.get(pk=conn.pk).status == Connection.Status.FAILING
+
+
+def test_a_service_account_connection_refreshes_with_the_service_application(
+    partner_settings: Settings,
+    sandbox: Sandbox,
+    sandbox_world: SandboxWorld,
+    team: Team,
+    alice: User,
+) -> None:
+    issued = sandbox_world.connect(sandbox_world.service_app)
+    conn = Connection.objects.create(
+        team=team,
+        created_by=alice,
+        tenant=sandbox_world.tenant,
+        kind=Connection.Kind.SERVICE_ACCOUNT,
+        scopes=" ".join(sandbox_world.service_app.scopes),
+        access_token=issued["access_token"],
+        refresh_token=issued["refresh_token"],
+        access_expires_at=timezone.now(),
+    )
+    fresh = tokens.get_access_token(conn)
+    assert fresh != issued["access_token"]
+    assert api_accepts(sandbox_world, fresh)
+    client_id = sandbox_world.service_app.client_id
+    assert sandbox.token_requests(client_id, "refresh_token") == 1
+
+
+def test_a_device_connection_refreshes_as_the_public_client(
+    partner_settings: Settings,
+    sandbox: Sandbox,
+    sandbox_world: SandboxWorld,
+    team: Team,
+    alice: User,
+) -> None:
+    app = sandbox_world.device_app
+    with httpx.Client(timeout=10) as http:
+        device = http.post(
+            sandbox.device_url(sandbox_world.tenant),
+            data={"client_id": app.client_id, "scope": " ".join(app.scopes)},
+        ).json()
+        sandbox.approve_device(
+            sandbox_world.tenant,
+            device["user_code"],
+            sandbox_world.member.email,
+            sandbox_world.member.password,
+        )
+        issued = http.post(
+            sandbox_world.token_url,
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                "device_code": device["device_code"],
+                "client_id": app.client_id,
+            },
+        ).json()
+    conn = Connection.objects.create(
+        team=team,
+        user=alice,
+        tenant=sandbox_world.tenant,
+        kind=Connection.Kind.DEVICE,
+        scopes=" ".join(app.scopes),
+        access_token=issued["access_token"],
+        refresh_token=issued["refresh_token"],
+        access_expires_at=timezone.now(),
+    )
+    fresh = tokens.get_access_token(conn)
+    assert fresh != issued["access_token"]
+    assert api_accepts(sandbox_world, fresh)
+    assert sandbox.token_requests(app.client_id, "refresh_token") == 1
