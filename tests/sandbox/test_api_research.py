@@ -208,6 +208,36 @@ def test_each_token_kind_sees_what_bipsync_says_it_sees(
     assert not outsider_sees & set(everything)
 
 
+def test_a_user_added_to_a_team_sees_its_shared_documents_at_once(
+    sandbox: Sandbox, sandbox_world: SandboxWorld
+) -> None:
+    world = sandbox_world
+    sandbox.generate_research(world.tenant, world.team_id, 12, seed=2, private_fraction=0)
+    desk = sandbox.create_team(world.tenant, "Credit desk")["id"]
+    sandbox.create_user(world.tenant, desk, f"analyst@{world.tenant}.example", "pw-analyst-1")
+    sandbox.generate_research(world.tenant, desk, 8, seed=3, private_fraction=0)
+    api = Api(world, user_token(world, world.member))
+    assert api.page()["total"] == 12
+    sandbox.create_user(world.tenant, desk, world.member.email, world.member.password)
+    assert api.page()["total"] == 20
+
+
+def test_a_listing_follows_every_change_to_the_research(
+    sandbox: Sandbox, sandbox_world: SandboxWorld
+) -> None:
+    world = sandbox_world
+    api = Api(world, team_token(world))
+    assert api.page()["total"] == 0
+    sandbox.generate_research(world.tenant, world.team_id, 30, seed=8)
+    assert api.page()["total"] == 30
+    note = _note(api, world.admin.id, "Fresh")
+    assert note in api.ids()
+    sandbox.mutate_research(world.tenant, world.team_id, 0.5, seed=1)
+    after = api.all_research()
+    assert len(after) == api.page()["total"]
+    assert len({d["id"] for d in after}) == len(after)
+
+
 # --- note creation -----------------------------------------------------------------------------
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -11,13 +10,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox.research_api import Api, team_token
-from tests.support.sandbox import (
-    REPO_ROOT,
-    Sandbox,
-    SandboxError,
-    SandboxWorld,
-    _server_url,
-)
+from tests.support.sandbox import REPO_ROOT, Sandbox, SandboxError, SandboxWorld
 
 
 def _by_id(api: Api) -> dict[str, dict[str, Any]]:
@@ -148,17 +141,12 @@ def test_it_refuses_bad_generation_arguments_with_400(
         sandbox.admin("POST", f"/_sandbox/research/{path}", filled)
 
 
-def _command(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "SANDBOX_DATABASE_URL": f"{_server_url()}/test_bipsync_sandbox_{os.getpid()}",
-        "SANDBOX_DEBUG": "1",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+def _command(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m bipsync_partner.sandbox ...`` against the running sandbox's database."""
     return subprocess.run(
         [sys.executable, "-m", "bipsync_partner.sandbox", *args],
         cwd=REPO_ROOT,
-        env=env,
+        env=sandbox.env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -167,23 +155,25 @@ def _command(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_commands_generate_and_mutate_and_print_their_counts(
-    sandbox_world: SandboxWorld,
+    sandbox: Sandbox, sandbox_world: SandboxWorld
 ) -> None:
     world = sandbox_world
     where = ["--tenant", world.tenant, "--team", world.team_id]
-    generated = _command("generate_research", *where, "--count", "40", "--seed", "1")
+    generated = _command(sandbox, "generate_research", *where, "--count", "40", "--seed", "1")
     assert generated.returncode == 0, generated.stderr
     assert "Created 40 research documents" in generated.stdout
     assert "40/40" in generated.stderr  # the progress bar
     api = Api(world, team_token(world))
     assert api.page()["total"] == 40
 
-    mutated = _command("mutate_research", *where, "--fraction", "0.5", "--seed", "2")
+    mutated = _command(sandbox, "mutate_research", *where, "--fraction", "0.5", "--seed", "2")
     assert mutated.returncode == 0, mutated.stderr
     assert "Edited 12, deleted 4, created 4 research documents" in mutated.stdout
     assert api.page()["total"] == 40
 
-    refused = _command("generate_research", "--tenant", "nope", "--team", "x", "--count", "1")
+    refused = _command(
+        sandbox, "generate_research", "--tenant", "nope", "--team", "x", "--count", "1"
+    )
     assert refused.returncode != 0
     assert "There is no tenant 'nope'" in refused.stderr
 

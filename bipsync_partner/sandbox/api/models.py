@@ -167,3 +167,18 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"rate window of token {self.token_id}"
+
+
+class ResearchVersion(models.Model):
+    """A counter per tenant, bumped by database triggers on every change to its documents.
+
+    Listing pages come from a per-worker cache of the sorted visible ids (see api.listing), which
+    is valid while this counter has not moved. Triggers (migration 0003) catch every write: the
+    bulk COPY, the mutation statements, note creation, cascading deletes.
+    """
+
+    tenant_id = models.BigIntegerField(primary_key=True)
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"research version {self.version} of tenant {self.tenant_id}"

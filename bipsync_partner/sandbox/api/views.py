@@ -14,11 +14,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db.models import Count, Q, Subquery
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 
-from bipsync_partner.sandbox.api import catalogue
+from bipsync_partner.sandbox.api import catalogue, listing
 from bipsync_partner.sandbox.api.auth import Principal
 from bipsync_partner.sandbox.api.errors import ApiError, bad_request
 from bipsync_partner.sandbox.api.models import (
@@ -119,20 +119,19 @@ def research_item(row: tuple[Any, ...]) -> dict[str, Any]:
 @api_endpoint(scopes={"GET": READ})
 def research_list(request: HttpRequest, tenant: Tenant, principal: Principal) -> HttpResponse:
     offset, limit = page_params(request)
-    visible = ResearchDocument.objects.filter(tenant_id=tenant.pk).filter(visible_to(principal))
-    page_ids = visible.order_by("id").values("id")[offset : offset + limit]
-    # The total rides along as a scalar subquery, so that the page and its total come from one
-    # statement (one snapshot) and one round trip.
-    total_query = visible.order_by().values("tenant_id").annotate(n=Count("id")).values("n")
-    rows = list(
-        ResearchDocument.objects.filter(id__in=Subquery(page_ids))
-        .annotate(total=Subquery(total_query))
-        .order_by("id")
-        .values_list(*RESEARCH_COLUMNS, "total")
-    )
-    total = int(rows[0][-1]) if rows else visible.count()
-    results = [research_item(row[:-1]) for row in rows]
-    return json_response(envelope(total, offset, limit, results))
+    # The visible ids in id order come from a per-worker cache that a research change
+    # invalidates (api.listing); the page's rows are then a primary-key fetch.
+    ids = listing.visible_ids(tenant, principal)
+    page = ids[offset : offset + limit]
+    results: list[dict[str, Any]] = []
+    if page:
+        rows = (
+            ResearchDocument.objects.filter(id__in=page)
+            .order_by("id")
+            .values_list(*RESEARCH_COLUMNS)
+        )
+        results = [research_item(row) for row in rows]
+    return json_response(envelope(len(ids), offset, limit, results))
 
 
 @api_endpoint(scopes={"GET": READ})
