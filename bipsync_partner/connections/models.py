@@ -128,7 +128,9 @@ class Connection(EncryptedModel):
     objects: ClassVar[ConnectionQuerySet] = ConnectionQuerySet.as_manager()  # type: ignore[assignment]
 
     class Meta:
-        ordering = ["team__name", "tenant", "kind", "created"]
+        # No join in the default ordering: the refresh sweep and the token service query this
+        # table constantly (the admin orders by team itself).
+        ordering = ["tenant", "kind", "created"]
         constraints = [
             models.UniqueConstraint(
                 fields=["team", "tenant"],
