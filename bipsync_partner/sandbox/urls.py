@@ -12,7 +12,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from bipsync_partner.sandbox import hosts
 from bipsync_partner.sandbox.api import admin_api as api_admin
 from bipsync_partner.sandbox.authserver import api_views, pages
-from bipsync_partner.sandbox.control import admin_api
+from bipsync_partner.sandbox.control import admin_api, grants_api
 from bipsync_partner.sandbox.identity.models import Tenant
 from bipsync_partner.sandbox.middleware import API_PREFIX
 
@@ -62,7 +62,10 @@ admin_patterns: list[URLPattern | URLResolver] = [
         admin_api.application_tenant,
     ),
     path("_sandbox/applications/<str:client_id>/tokens", admin_api.application_tokens),
+    path("_sandbox/applications/<str:client_id>/grants", grants_api.mint_grants),
+    path("_sandbox/grants/revoke", grants_api.revoke_grants),
     path("_sandbox/introspect", admin_api.introspect),
+    path("_sandbox/introspect/batch", grants_api.introspect_batch),
     path("_sandbox/lifetimes", admin_api.lifetimes_view),
     path("_sandbox/faults", admin_api.faults_view),
     path("_sandbox/counters", admin_api.counters_view),

@@ -16,6 +16,9 @@ the API did not exist; wrong or missing key → 401. JSON in, JSON out.
 | POST /_sandbox/introspect | token | active, kind, user_id, service_account_id, team_id, scope, ... |
 | GET/POST/DELETE /_sandbox/faults | target, kind, status?, delay_ms?, when?, count?, tenant?, client_id?, grant_type?, path_prefix? | fault(s) |
 | GET/DELETE /_sandbox/counters?client_id= | | counters |
+
+Bulk grants for soak and load tests (mint many, revoke chosen grants, introspect many) live in
+:mod:`bipsync_partner.sandbox.control.grants_api`.
 """
 
 from __future__ import annotations
