@@ -53,7 +53,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def database_from_url(url: str, *, name: str, synchronous_commit: bool = True) -> dict[str, Any]:
+def database_from_url(
+    url: str, *, name: str, synchronous_commit: bool = True, server_side_binding: bool = False
+) -> dict[str, Any]:
     """Turn ``postgres://user:pass@host:port/dbname?sslmode=...`` into a DATABASES entry."""
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
@@ -63,11 +65,15 @@ def database_from_url(url: str, *, name: str, synchronous_commit: bool = True) -
         raise ImproperlyConfigured(
             f"{name} must name a database, e.g. postgres://host/bipsync_sandbox."
         )
-    options: dict[str, str] = dict(parse_qsl(parts.query))
+    options: dict[str, Any] = dict(parse_qsl(parts.query))
     if not synchronous_commit:
         # Commits stay atomic and visible at once; only a database crash could lose the last
         # few. An emulator can afford that, and the token endpoint stops waiting on fsync.
         options["options"] = (options.get("options", "") + " -c synchronous_commit=off").strip()
+    if server_side_binding:
+        # Parameters travel separately and psycopg prepares statements it sees repeatedly, so
+        # Postgres parses and plans the token endpoint's few queries once per connection.
+        options.setdefault("server_side_binding", True)
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": db_name,

@@ -136,6 +136,7 @@ DATABASES = {
         env_str("SANDBOX_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bipsync_sandbox"),
         name="SANDBOX_DATABASE_URL",
         synchronous_commit=env_bool("SANDBOX_DB_SYNCHRONOUS_COMMIT", False),
+        server_side_binding=env_bool("SANDBOX_DB_SERVER_SIDE_BINDING", True),
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
