@@ -12,12 +12,18 @@ from __future__ import annotations
 import os
 import sys
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import execute_from_command_line
 
 
 def main() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "bipsync_partner.sandbox.settings"
-    execute_from_command_line([f"{sys.executable} -m bipsync_partner.sandbox", *sys.argv[1:]])
+    try:
+        execute_from_command_line([f"{sys.executable} -m bipsync_partner.sandbox", *sys.argv[1:]])
+    except ImproperlyConfigured as exc:
+        # A configuration mistake deserves a sentence, not a traceback.
+        sys.stderr.write(f"Bipsync sandbox: {exc}\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
