@@ -187,10 +187,40 @@ BIPSYNC_SERVICE_CLIENT_SECRET = env_optional("BIPSYNC_SERVICE_CLIENT_SECRET")
 BIPSYNC_PUBLIC_CLIENT_ID = env_optional("BIPSYNC_PUBLIC_CLIENT_ID")
 BIPSYNC_SCOPES = env_str("BIPSYNC_SCOPES", "rest_api:read rest_api:fields:read")
 BIPSYNC_HTTP_TIMEOUT = env_int("BIPSYNC_HTTP_TIMEOUT", 15, minimum=1)
+# Refresh an access token when it expires within this many seconds.
+BIPSYNC_TOKEN_LEEWAY_SECONDS = env_int("BIPSYNC_TOKEN_LEEWAY_SECONDS", 60, minimum=0)
+# Bipsync does not document when a refresh token lapses; 30 days is our default [choice].
+BIPSYNC_REFRESH_TOKEN_LIFETIME_SECONDS = env_int(
+    "BIPSYNC_REFRESH_TOKEN_LIFETIME_SECONDS", 30 * 86400, minimum=60
+)
+# How long a process waits for another's refresh of the same connection before giving up.
+BIPSYNC_REFRESH_LOCK_TIMEOUT_SECONDS = env_int(
+    "BIPSYNC_REFRESH_LOCK_TIMEOUT_SECONDS", 2 * BIPSYNC_HTTP_TIMEOUT + 15, minimum=1
+)
+# Back-off after transient refresh failures: base * 2^failures with jitter, capped.
+BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS = env_int(
+    "BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS", 30, minimum=1
+)
+BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS = env_int(
+    "BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS", 3600, minimum=1
+)
+# How long a tenant's RFC 8414 metadata is cached.
+BIPSYNC_METADATA_TTL = env_int("BIPSYNC_METADATA_TTL", 3600, minimum=0)
+# How long a started "Connect Bipsync" may take before its state is refused (RFC 6749 §10.12).
+BIPSYNC_PENDING_AUTHORIZATION_SECONDS = env_int(
+    "BIPSYNC_PENDING_AUTHORIZATION_SECONDS", 600, minimum=30
+)
+# How long a service-account reconnect that came back as another subject waits for confirmation.
+BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS = env_int(
+    "BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600, minimum=30
+)
+BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS = env_int("BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS", 5, minimum=1)
 # [choice] Bipsync documents no way to learn whom a token acts as: these additional token-response
 # parameters (RFC 6749 §5.1) name it when present (the sandbox sends them); empty = do not look.
 BIPSYNC_TOKEN_SUBJECT_PARAMETER = env_str("BIPSYNC_TOKEN_SUBJECT_PARAMETER", "subject")
-BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER = env_str("BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER", "subject_name")
+BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER = env_str(
+    "BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER", "subject_name"
+)
 # How long a service-account reconnect that came back as another subject waits for the admin.
 BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS = env_int("BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600, minimum=1)
 # Device grant polling interval when the server sends none (RFC 8628 §3.2 says 5 s; Bipsync sends
