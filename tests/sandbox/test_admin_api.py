@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import httpx
 import pytest
 
-from tests.support.sandbox import Sandbox, SandboxError, SandboxWorld
+from tests.support.sandbox import REPO_ROOT, Sandbox, SandboxError, SandboxWorld, free_port
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Sandbox-Admin-Key": "wrong"}])
@@ -92,3 +98,46 @@ def test_it_answers_health_without_a_key(sandbox: Sandbox) -> None:
 def test_it_does_not_serve_the_internal_url_trees_directly(sandbox: Sandbox) -> None:
     assert httpx.post(sandbox.base_url + "/_api/v1/oauth/token").status_code == 404
     assert httpx.get(sandbox.base_url + "/_web/login").status_code == 404
+
+
+def test_the_admin_api_does_not_exist_without_a_configured_key(sandbox: Sandbox) -> None:
+    # A second server on the same database, started without SANDBOX_ADMIN_KEY.
+    port = free_port()
+    env = {**sandbox.env, "SANDBOX_ADMIN_KEY": ""}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bipsync_partner.sandbox",
+            "serve",
+            "--no-migrate",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+        for headers in [{}, {"X-Sandbox-Admin-Key": ""}, {"X-Sandbox-Admin-Key": "guess"}]:
+            response = httpx.post(base + "/_sandbox/tenants", json={"slug": "x"}, headers=headers)
+            assert response.status_code == 404
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)

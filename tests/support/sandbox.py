@@ -134,7 +134,7 @@ def query_of(url: str) -> dict[str, str]:
 # --- the running server -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -613,7 +613,7 @@ def start_sandbox(*, workers: int = 2, threads: int = 4) -> Iterator[Sandbox]:
     server_url = _server_url()
     db_name = f"test_bipsync_sandbox_{os.getpid()}"
     _recreate_database(server_url, db_name)
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     admin_key = secrets.token_urlsafe(24)
     env = {
