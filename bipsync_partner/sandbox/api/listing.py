@@ -21,12 +21,13 @@ from django.db import connection
 from bipsync_partner.sandbox.api.auth import Principal
 from bipsync_partner.sandbox.api.models import ResearchDocument
 from bipsync_partner.sandbox.authserver.models import PrincipalKind
-from bipsync_partner.sandbox.identity.models import Membership, Tenant
+from bipsync_partner.sandbox.identity.models import Tenant
 
 # Each entry holds one list of ids (about 7 MB per 100,000 documents).
 MAX_ENTRIES = 16
 
 _VERSION_SQL = "SELECT version FROM sandbox_api_researchversion WHERE tenant_id = %s"
+_TEAMS_SQL = "SELECT team_id FROM sandbox_identity_membership WHERE user_id = %s ORDER BY team_id"
 
 
 @dataclass(frozen=True)
@@ -40,18 +41,20 @@ _lock = threading.Lock()
 
 
 def _key(tenant: Tenant, principal: Principal) -> tuple[object, ...]:
-    token = principal.token
     if principal.kind == PrincipalKind.USER:
         # What a user sees also depends on their teams, which change without a research write.
-        teams = tuple(
-            sorted(
-                Membership.objects.filter(user_id=token.user_id).values_list("team_id", flat=True)
-            )
-        )
-        return (tenant.pk, "user", token.user_id, teams)
+        with connection.cursor() as cursor:
+            cursor.execute(_TEAMS_SQL, [principal.user_id])
+            teams = tuple(team_id for (team_id,) in cursor.fetchall())
+        return (tenant.pk, "user", principal.user_id, teams)
     if principal.kind == PrincipalKind.SERVICE_ACCOUNT:
-        return (tenant.pk, "service_account", token.service_account_id, token.application_id)
-    return (tenant.pk, principal.kind, token.team_id)
+        return (
+            tenant.pk,
+            "service_account",
+            principal.service_account_id,
+            principal.application_id,
+        )
+    return (tenant.pk, principal.kind, principal.team_id)
 
 
 def _version(tenant: Tenant) -> int:

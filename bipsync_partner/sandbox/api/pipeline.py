@@ -110,6 +110,6 @@ def _run(
             return runtime.status_fault_response(terminal)
         if terminal.kind == FaultKind.CLOSE:
             return runtime.close_connection(request)
-    ratelimit.hit(principal.token.pk, ratelimit.current_limit())
+    ratelimit.hit(principal.token_id, ratelimit.current_limit())
     require_scope(principal, tenant, scopes[method])
     return view(request, tenant, principal)

@@ -36,16 +36,21 @@ class Limit:
     window: int  # seconds
 
 
+_SETTINGS_SQL = "SELECT rate_limit, rate_window FROM sandbox_api_apisettings WHERE id = %s"
+
+
 def current_limit() -> Limit:
     """The run-time override (admin API) if set, else the settings."""
-    row = ApiSettings.objects.filter(pk=ApiSettings.SINGLETON_ID).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_SETTINGS_SQL, [ApiSettings.SINGLETON_ID])
+        row = cursor.fetchone()
     requests = settings.SANDBOX_API_RATE_LIMIT
     window = settings.SANDBOX_API_RATE_WINDOW
     if row is not None:
-        if row.rate_limit is not None:
-            requests = row.rate_limit
-        if row.rate_window is not None:
-            window = row.rate_window
+        if row[0] is not None:
+            requests = row[0]
+        if row[1] is not None:
+            window = row[1]
     return Limit(requests=requests, window=max(1, window))
 
 

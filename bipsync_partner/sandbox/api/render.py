@@ -11,9 +11,12 @@ from django.http import HttpResponse
 
 def iso(moment: datetime) -> str:
     """ISO-8601 in UTC with a ``Z`` suffix ([choice]: Bipsync documents no format)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def json_text(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 def json_response(body: Any, *, status: int = 200) -> HttpResponse:
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return HttpResponse(payload, status=status, content_type="application/json")
+    return HttpResponse(json_text(body), status=status, content_type="application/json")
