@@ -214,6 +214,8 @@ BIPSYNC_PENDING_AUTHORIZATION_SECONDS = env_int(
 BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS = env_int(
     "BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600, minimum=30
 )
+# Device grant polling interval when the server sends none (RFC 8628 §3.2 says 5 s; Bipsync sends
+# none [doc]). Only lower it against a server that accepts it (the sandbox's device_interval).
 BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS = env_int("BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS", 5, minimum=1)
 # [choice] Bipsync documents no way to learn whom a token acts as: these additional token-response
 # parameters (RFC 6749 §5.1) name it when present (the sandbox sends them); empty = do not look.
@@ -221,11 +223,6 @@ BIPSYNC_TOKEN_SUBJECT_PARAMETER = env_str("BIPSYNC_TOKEN_SUBJECT_PARAMETER", "su
 BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER = env_str(
     "BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER", "subject_name"
 )
-# How long a service-account reconnect that came back as another subject waits for the admin.
-BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS = env_int("BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600, minimum=1)
-# Device grant polling interval when the server sends none (RFC 8628 §3.2 says 5 s; Bipsync sends
-# none [doc]). Only lower it against a server that accepts it (the sandbox's device_interval).
-BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS = env_int("BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS", 5, minimum=1)
 
 # Token encryption keys, comma separated, newest first: the first encrypts, all decrypt.
 TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS")
