@@ -53,6 +53,7 @@ from bipsync_partner.oauth import (
 log = logging.getLogger(__name__)
 
 AuthorizationKind = Literal["user", "service_account"]
+RevocationOutcome = Literal["revoked", "unsupported", "nothing", "failed"]
 
 CALLBACK_SENTENCES: Final[dict[str, str]] = {
     "missing_state": (
@@ -387,6 +388,13 @@ def store_token(
                 conn = Connection(team=team, user=user, created_by=actor, tenant=tenant, kind=kind)
                 reconnected = False
                 previous_subject = ""
+            # The replaced grant is revoked below, after the commit: it must not stay usable at
+            # Bipsync for its remaining 30 days when nobody here holds it any more.
+            replaced = (
+                (conn.refresh_token, conn.access_token)
+                if reconnected and conn.kind != Connection.Kind.CLIENT_CREDENTIALS
+                else (None, None)
+            )
             if subject:
                 conn.subject_id = subject
                 conn.subject_name = subject_name
@@ -432,6 +440,14 @@ def store_token(
             note=note,
         )
     log.info("Stored new tokens on %r", conn)
+    if any(replaced):
+        outcome, sentence = _revoke_quietly(conn.tenant, clients.client_for(conn.kind), *replaced)
+        if outcome == "revoked":
+            conn.record(
+                ConnectionEvent.Kind.REVOKED, actor, "Revoked the replaced tokens at Bipsync."
+            )
+        elif outcome == "failed":
+            conn.record(ConnectionEvent.Kind.REVOCATION_FAILED, actor, sentence)
     return Connected(connection=conn, reconnected=reconnected)
 
 
@@ -554,16 +570,19 @@ def cancel_subject_change(record_id: UUID, *, session_key: str | None, user: Use
 
 def _revoke_quietly(
     tenant: str, client: ClientConfig, refresh_token: str | None, access_token: str | None
-) -> tuple[bool, str]:
-    """Revoke at Bipsync when its metadata advertises revocation (RFC 7009). Returns
-    (revoked, sentence); never raises for Bipsync's or the network's failures."""
+) -> tuple[RevocationOutcome, str]:
+    """Revoke at Bipsync when its metadata advertises revocation (RFC 7009). Returns the outcome
+    and a sentence for the history; never raises for Bipsync's or the network's failures."""
     if not refresh_token and not access_token:
-        return False, "There were no tokens to revoke."
+        return "nothing", "There were no tokens to revoke."
     try:
         with clients.http_client() as http:
             grants: GrantClient = clients.grant_client(clients.tenant(tenant), client, http)
             if not grants.metadata.supports_revocation:
-                return False, "Bipsync does not offer token revocation for this site."
+                return "unsupported", (
+                    "Bipsync does not offer token revocation for this site; the tokens were "
+                    "deleted here and expire there on their own."
+                )
             # RFC 7009 §2.1: revoking the refresh token should end the access tokens of the same
             # grant too; the access token is revoked as well in case the server does not.
             if refresh_token:
@@ -573,11 +592,11 @@ def _revoke_quietly(
     except (OAuthError, clients.ClientNotConfigured) as exc:
         error = getattr(exc, "error", "not_configured")
         log.warning("Revocation at %s failed (%s)", tenant, error)
-        return False, (
+        return "failed", (
             f"The tokens could not be revoked at Bipsync ({error}); they were deleted here and "
             "expire there on their own."
         )
-    return True, "Revoked the tokens at Bipsync."
+    return "revoked", "Revoked the tokens at Bipsync."
 
 
 def disconnect(connection: Connection, actor: User) -> Connection:
@@ -619,12 +638,15 @@ def disconnect(connection: Connection, actor: User) -> Connection:
             "configured); they were deleted here.",
         )
         return conn
-    revoked, sentence = _revoke_quietly(conn.tenant, client, refresh_token, access_token)
-    conn.record(
-        ConnectionEvent.Kind.REVOKED if revoked else ConnectionEvent.Kind.REVOCATION_FAILED,
-        actor,
-        sentence,
-    )
+    outcome, sentence = _revoke_quietly(conn.tenant, client, refresh_token, access_token)
+    if outcome != "nothing":
+        conn.record(
+            ConnectionEvent.Kind.REVOKED
+            if outcome == "revoked"
+            else ConnectionEvent.Kind.REVOCATION_FAILED,
+            actor,
+            sentence,
+        )
     return conn
 
 

@@ -190,7 +190,13 @@ def test_reconnecting_updates_the_same_connection(
     assert events(again) == [
         (ConnectionEvent.Kind.CONNECTED, bob.pk),
         (ConnectionEvent.Kind.RECONNECTED, bob.pk),
+        (ConnectionEvent.Kind.REVOKED, bob.pk),
     ]
+    # The replaced grant does not linger at Bipsync.
+    assert old_access is not None
+    assert not api_accepts(world, old_access)
+    assert again.access_token is not None
+    assert api_accepts(world, again.access_token)
 
 
 def _second_team_admin(sandbox: Sandbox, world: SandboxWorld) -> WorldUser:
@@ -267,7 +273,9 @@ def test_a_service_account_reconnect_as_another_subject_applies_once_confirmed(
     assert changed.subject_id != original.subject_id
     assert changed.access_token is not None
     assert api_accepts(world, changed.access_token)
-    last = ConnectionEvent.objects.filter(connection=changed).first()
+    last = ConnectionEvent.objects.filter(
+        connection=changed, kind=ConnectionEvent.Kind.RECONNECTED
+    ).first()
     assert last is not None
     assert last.kind == ConnectionEvent.Kind.RECONNECTED
     assert last.actor == alice

@@ -140,6 +140,7 @@ def test_running_the_device_command_again_reconnects_the_same_connection(
     assert [e.kind for e in connection.events.order_by("created")] == [
         ConnectionEvent.Kind.CONNECTED,
         ConnectionEvent.Kind.RECONNECTED,
+        ConnectionEvent.Kind.REVOKED,  # the replaced grant, as the public client
     ]
 
 
