@@ -7,14 +7,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from accounts.models import Membership, Team, User
 
 PASSWORD = "correct horse battery staple"
 
 pytest_plugins: list[str] = ["tests.support.sandbox"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing() -> Iterator[None]:
+    """PBKDF2 costs ~0.3 s a user by design; tests create hundreds of users and test no hashing."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture

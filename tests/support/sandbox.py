@@ -87,7 +87,7 @@ from psycopg import sql
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432"
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/connections/bipsync/callback"
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/connections/callback/"
 DEMO_SCOPES = ("rest_api:read", "rest_api:write", "rest_api:fields:read")
 
 
