@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -29,22 +30,42 @@ def _unavailable(error: tokens.TokenError) -> TokenUnavailable:
 
 
 class ConnectionTokens:
-    """A :class:`~bipsync_partner.sync.api.TokenSource` for one connection."""
+    """A :class:`~bipsync_partner.sync.api.TokenSource` for one connection.
+
+    The token the service hands out is kept for the life of this object (one slice of a run)
+    until it nears its expiry: asking the service for every page would cost a query and a
+    decryption per page. If another process rotates meanwhile, Bipsync revokes the old pair and
+    answers 401; :meth:`refresh_after_rejection` then finds the rotated token without a refresh.
+    """
 
     def __init__(self, connection_id: uuid.UUID | str) -> None:
         self.connection = Connection.objects.get(pk=connection_id)
+        self._token: str | None = None
+        self._good_until: datetime | None = None
 
     def access_token(self) -> str:
+        if self._token is not None and (
+            self._good_until is None or timezone.now() < self._good_until
+        ):
+            return self._token
         try:
-            return tokens.get_access_token(self.connection)
+            return self._keep(tokens.get_access_token(self.connection))
         except tokens.TokenError as error:
             raise _unavailable(error) from None
 
     def refresh_after_rejection(self, rejected: str) -> str:
+        self._token = None
         try:
-            return tokens.refresh_after_rejection(self.connection, rejected)
+            return self._keep(tokens.refresh_after_rejection(self.connection, rejected))
         except tokens.TokenError as error:
             raise _unavailable(error) from None
+
+    def _keep(self, token: str) -> str:
+        # The service left self.connection as stored; its expiry tells how long to trust it.
+        expires = self.connection.access_expires_at
+        self._token = token
+        self._good_until = expires - tokens.access_leeway() if expires is not None else None
+        return token
 
 
 def retry_policy() -> RetryPolicy:
