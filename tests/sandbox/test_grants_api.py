@@ -49,6 +49,9 @@ def test_minted_service_account_grants_refresh_rotate_and_name_their_subject(
     )
     assert [s["active"] for s in states] == [False, True, True]
     assert states[0]["grant_id"] == states[1]["grant_id"] == grants[0]["grant_id"]
+    assert states[0]["revoke_reason"] == "rotated"
+    assert states[0]["revoked_at"] is not None
+    assert states[1]["revoked_at"] is None
     assert states[2]["token_type"] == "access_token"
 
 

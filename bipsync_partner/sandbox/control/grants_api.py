@@ -6,7 +6,7 @@ configured → 404).
 |---|---|---|
 | POST /_sandbox/applications/{client_id}/grants | tenant, count (1-1000), team_id? or user_id?, scope?, access_min?, access_max? | grants: [grant_id, access_token, refresh_token, token_type, expires_in, scope, subject, subject_name] |
 | POST /_sandbox/grants/revoke | grant_ids | revoked (token rows changed) |
-| POST /_sandbox/introspect/batch | tokens (at most 1000) | results: [active, token_type, grant_id, revoke_reason] in order |
+| POST /_sandbox/introspect/batch | tokens (at most 1000) | results: [active, token_type, grant_id, revoke_reason, revoked_at] in order |
 
 Minting a grant here is what one authorization-code grant plus its code exchange would leave
 behind (one token row with its own grant id, the same lifetimes and the same principal rules), only
@@ -193,12 +193,16 @@ def introspect_batch(request: HttpRequest) -> HttpResponse:
         else:
             results.append({"active": False})
             continue
+        revoked_at = row.refresh_revoked_at if token_type == "refresh_token" else None
         results.append(
             {
                 "active": active,
                 "token_type": token_type,
                 "grant_id": str(row.grant_id),
                 "revoke_reason": row.revoke_reason or None,
+                # When a refresh token was rotated or revoked: a soak tells a rotation whose
+                # reply was lost (a killed worker, a dropped reply) from one the partner stored.
+                "revoked_at": revoked_at.isoformat() if revoked_at else None,
             }
         )
     return _json({"results": results})
