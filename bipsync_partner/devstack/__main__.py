@@ -1,4 +1,5 @@
-"""``python -m bipsync_partner.devstack run|check|stop`` — what bin/run and bin/check call."""
+"""``python -m bipsync_partner.devstack run|check|stop|soak`` — what bin/run and bin/check call,
+and the soak (bipsync_partner/devstack/soak/)."""
 
 from __future__ import annotations
 
@@ -154,6 +155,12 @@ def cmd_stop(_: argparse.Namespace) -> None:
     say("Stopped the embedded PostgreSQL and Redis servers (data stays in var/)")
 
 
+def cmd_soak(args: argparse.Namespace) -> None:
+    from bipsync_partner.devstack.soak import config, runner
+
+    raise SystemExit(runner.main(config.from_arguments(args)))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bipsync_partner.devstack")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +171,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     check.add_argument("pytest_args", nargs=argparse.REMAINDER)
     check.set_defaults(func=cmd_check)
     sub.add_parser("stop", help="stop the embedded servers").set_defaults(func=cmd_stop)
+    soak = sub.add_parser(
+        "soak", help="the whole product on its own servers, under faults, measured (issue 7)"
+    )
+    from bipsync_partner.devstack.soak.config import add_arguments
+
+    add_arguments(soak)
+    soak.set_defaults(func=cmd_soak)
     args = parser.parse_args(argv)
     args.func(args)
 

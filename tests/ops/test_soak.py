@@ -1,0 +1,125 @@
+"""The soak in one minute: 200 connections with 40-second access tokens, every fault in a short
+window (token endpoint 503s, slowness, closed connections, a SIGKILLed refresh worker, Redis
+restarted empty, revoked grants, dropped replies), on the soak's own PostgreSQL and Redis.
+
+Runs the real command in a subprocess (as an operator would) and reads its JSON report. Nothing
+is mocked: the servers, the sandbox, gunicorn, the Celery workers and beat are all real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bipsync_partner.devstack import services
+
+pytestmark = pytest.mark.slow
+
+CONNECTIONS = 200
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], str]:
+    folder = tmp_path_factory.mktemp("soak")
+    report = folder / "report.json"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bipsync_partner.devstack",
+            "soak",
+            "--connections",
+            str(CONNECTIONS),
+            "--minutes",
+            "1",
+            "--access-lifetime",
+            "40",
+            "--tenants",
+            "4",
+            "--web",
+            "1",
+            "--workers",
+            "2",
+            "--concurrency",
+            "3",
+            "--faults",
+            "all",
+            "--seed",
+            "7",
+            "--logs",
+            str(folder / "logs"),
+            "--json",
+            str(report),
+        ],
+        cwd=services.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert report.exists(), f"no report (exit {result.returncode}):\n{result.stderr[-4000:]}"
+    return result.returncode, json.loads(report.read_text()), result.stderr
+
+
+def test_the_one_minute_soak_loses_no_connection_and_refreshes_on_time(
+    soak: tuple[int, dict[str, Any], str],
+) -> None:
+    returncode, report, output = soak
+    connections = report["connections"]
+    gaps = report["time_without_valid_access_token"]
+
+    assert connections["lost"] == 0, connections["lost_examples"]
+    assert gaps["late_outside_fault_windows"] == 0, gaps["late_examples"]
+    assert gaps["longest_outside_fault_windows_s"] == 0.0
+    assert report["refreshes"]["unaccounted_rotations"] == 0, report["refreshes"]
+    assert report["accepted"] is True
+    assert returncode == 0, output[-3000:]
+
+
+def test_every_fault_happened_and_the_product_worked_through_them(
+    soak: tuple[int, dict[str, Any], str],
+) -> None:
+    _, report, _ = soak
+    kinds = [window["kind"] for window in report["faults"]]
+    refreshes = report["refreshes"]
+    sandbox_failures = report["failures_by_kind"]["sandbox"]
+
+    assert kinds == [
+        "token_5xx",
+        "worker_kill",
+        "token_slow",
+        "redis_restart",
+        "token_close",
+        "revoke",
+        "lost_replies",
+    ]
+    assert sandbox_failures["fault_503"] > 0
+    assert sandbox_failures["fault_close"] > 0
+    # Every connection rotated at least once in the minute, most of them more often.
+    assert refreshes["stored_rotations"] >= CONNECTIONS
+    assert refreshes["metric_resets_seen"] >= 1  # the partner's counters live in Redis
+    dropped = next(w for w in report["faults"] if w["kind"] == "lost_replies")["lost"]
+    assert dropped >= 1
+    # A grant whose rotated reply never arrived is dead (rotation [doc]); the product says why.
+    assert report["connections"]["lost_in_flight"] >= 1
+    assert report["connections"]["lost_in_flight_told_lost_reply"] >= 1
+    assert report["connections"]["deliberately_revoked"] == 5
+    assert report["connections"]["revoked_detected_needs_reconnect"] == 5
+
+
+def test_the_soak_cleaned_up_after_itself(soak: tuple[int, dict[str, Any], str]) -> None:
+    _, report, _ = soak
+    stack = report["stack"]
+
+    assert (Path(stack["logs"]) / "worker-refresh-1.log").exists()
+    assert not Path(stack["data"]).exists()
+    for name, port in stack["ports"].items():
+        assert not services.port_answers("127.0.0.1", port), f"{name} still listens on {port}"
