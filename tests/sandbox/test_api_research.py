@@ -99,6 +99,14 @@ def test_it_rejects_other_methods_and_non_json_accept_headers(sandbox_world: San
     assert api.get("/v1/research", headers={"Accept": "text/html, */*;q=0.1"}).status_code == 200
 
 
+def test_unknown_api_paths_answer_a_json_404(sandbox_world: SandboxWorld) -> None:
+    api = Api(sandbox_world, team_token(sandbox_world))
+    for path in ("/v1/research/", "/v1/nothing", "/v3/research"):
+        response = api.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "not_found"
+
+
 def test_it_lists_content_types_and_fields_with_their_documented_properties(
     sandbox_world: SandboxWorld,
 ) -> None:

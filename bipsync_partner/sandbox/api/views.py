@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from bipsync_partner.sandbox.api import catalogue, listing
 from bipsync_partner.sandbox.api.auth import Principal
-from bipsync_partner.sandbox.api.errors import ApiError, bad_request
+from bipsync_partner.sandbox.api.errors import ApiError, bad_request, not_found_response
 from bipsync_partner.sandbox.api.models import (
     Category,
     ContentType,
@@ -319,3 +319,7 @@ def note_create(request: HttpRequest, tenant: Tenant, principal: Principal) -> H
     )
     item = research_item(tuple(getattr(document, c) for c in RESEARCH_COLUMNS))
     return json_response(item, status=settings.SANDBOX_API_NOTE_CREATED_STATUS)
+
+
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    return not_found_response("There is no such endpoint in this API.")
