@@ -174,7 +174,7 @@ def strict_rate_limit(sandbox: Sandbox) -> Iterator[None]:
 
 @pytest.mark.usefixtures("strict_rate_limit")
 def test_it_answers_429_with_retry_after_over_the_per_token_limit(
-    sandbox_world: SandboxWorld,
+    sandbox: Sandbox, sandbox_world: SandboxWorld
 ) -> None:
     world = sandbox_world
     api = Api(world, team_token(world))
@@ -183,6 +183,8 @@ def test_it_answers_429_with_retry_after_over_the_per_token_limit(
     assert limited.status_code == 429
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert limited.json()["error"] == "rate_limited"
+    client_id = world.team_app.client_id
+    assert sandbox.api_requests(client_id, outcome="rate_limited") == 1
     # The limit is per token: another token of the same client is not affected.
     assert Api(world, team_token(world)).get("/v1/research").status_code == 200
 

@@ -27,6 +27,9 @@ def test_the_next_three_pages_answer_503_then_the_api_recovers(
     sandbox.set_fault("status", target="api", status=503, count=3, tenant=sandbox_world.tenant)
     statuses = [api.get("/v1/research").status_code for _ in range(4)]
     assert statuses == [503, 503, 503, 200]
+    client_id = sandbox_world.team_app.client_id
+    assert sandbox.api_requests(client_id, outcome="fault_503") == 3
+    assert sandbox.api_requests(client_id) == 1
 
 
 def test_a_status_fault_answers_the_status_it_was_given(

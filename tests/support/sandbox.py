@@ -48,6 +48,7 @@ Fixtures
     sandbox.generate_research(tenant, team_id, count, *, seed=None, share_with=(), private_fraction=0.1) -> dict  # created, seconds
     sandbox.mutate_research(tenant, team_id, fraction, *, seed=None, share_with=()) -> dict  # edited, deleted, created, seconds
     sandbox.set_api_rate_limit(requests, window=1) -> dict / sandbox.reset_api_settings()   # REST per-token rate limit
+    sandbox.api_requests(client_id, route="GET /v1/research", outcome="ok") -> int   # REST calls counted (outcome None: all)
     with sandbox.sign_in(tenant, email, password) as browser: ...  # httpx.Client signed in to the pages
     sandbox.authorize(authorize_url, email, password, approve=True, *, team_id=None) -> str   # the redirect Location
     sandbox.approve_device(tenant, user_code, email, password, approve=True, *, team_id=None) -> None
@@ -487,6 +488,17 @@ class Sandbox:
     def reset_api_settings(self) -> None:
         """Back to the configured rate limit, and forget every token's request count."""
         self.admin("DELETE", "/_sandbox/api-settings")
+
+    def api_requests(
+        self, client_id: str, route: str = "GET /v1/research", outcome: str | None = "ok"
+    ) -> int:
+        """REST calls this client made to ``route`` ("GET /v1/research", "POST /v2/research/note",
+        ...) with this outcome: "ok", an error code ("invalid_token", "rate_limited", ...),
+        "fault_503", "fault_close", ...; ``None`` counts them all."""
+        by_outcome = self.counters(client_id).get(client_id, {}).get("api", {}).get(route, {})
+        if outcome is None:
+            return sum(by_outcome.values())
+        return int(by_outcome.get(outcome, 0))
 
     # -- people at the pages ----------------------------------------------------------------------
     def _browser(self) -> httpx.Client:

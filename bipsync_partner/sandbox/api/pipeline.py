@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from django.http import HttpRequest, HttpResponse
@@ -20,7 +21,7 @@ from bipsync_partner.sandbox.api.errors import ApiError, error_response
 from bipsync_partner.sandbox.control import runtime
 from bipsync_partner.sandbox.control.models import FaultKind
 from bipsync_partner.sandbox.identity.models import Tenant
-from bipsync_partner.sandbox.middleware import get_tenant
+from bipsync_partner.sandbox.middleware import API_PREFIX, get_tenant
 
 ApiView: TypeAlias = Callable[[HttpRequest, Tenant, Principal], HttpResponse]
 
@@ -45,6 +46,15 @@ def client_ip(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR", ""))
 
 
+@dataclass
+class Call:
+    """What the pipeline learns about one call, for the fault switches and the counters."""
+
+    faults: runtime.ActiveFaults = field(default_factory=runtime.ActiveFaults)
+    client_id: str = ""
+    outcome: str = "ok"
+
+
 def api_endpoint(*, scopes: dict[str, str]) -> Callable[[ApiView], Callable[..., HttpResponse]]:
     """Wrap a REST view; ``scopes`` maps each allowed method to the scope it needs."""
 
@@ -53,13 +63,22 @@ def api_endpoint(*, scopes: dict[str, str]) -> Callable[[ApiView], Callable[...,
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             tenant = get_tenant(request)
-            faults = runtime.ActiveFaults()
+            call = Call()
             try:
-                response = _run(request, tenant, view, scopes, faults)
+                response = _run(request, tenant, view, scopes, call)
             except ApiError as exc:
                 response = error_response(exc)
+                call.outcome = exc.error
+            faults = call.faults
             runtime.sleep_ms(faults.delay_after_ms)
-            if faults.terminal is not None and faults.terminal.kind == FaultKind.LOSE_RESPONSE:
+            lose = faults.terminal is not None and faults.terminal.kind == FaultKind.LOSE_RESPONSE
+            if lose:
+                call.outcome = "fault_lose_response"
+            # Counted like the OAuth endpoints (admin API /_sandbox/counters): endpoint "api",
+            # the route in the grant-type column, so that tests can assert how a client paged.
+            path = request.path_info.removeprefix(API_PREFIX)
+            runtime.count(call.client_id, "api", f"{request.method} {path}", call.outcome)
+            if lose:
                 # The request was processed and committed above; the client never learns it.
                 return runtime.close_connection(request)
             return response
@@ -74,7 +93,7 @@ def _run(
     tenant: Tenant,
     view: ApiView,
     scopes: dict[str, str],
-    faults: runtime.ActiveFaults,
+    call: Call,
 ) -> HttpResponse:
     if not _accepts_json(request):
         raise ApiError(406, "not_acceptable", "This API answers with application/json only.")
@@ -95,20 +114,21 @@ def _run(
             f"The IP address {address} is not allow-listed for this Bipsync site.",
         )
     principal = authenticate(request, tenant)
+    call.client_id = principal.client_id
     # Fault path filters match the path the client sent (as for the OAuth endpoints), e.g.
     # /t/acme/api/v1/research with the local path-based hosts.
-    found = runtime.find_faults(
+    call.faults = runtime.find_faults(
         "api", tenant_slug=tenant.slug, client_id=principal.client_id, path=request.path
     )
-    faults.delay_before_ms = found.delay_before_ms
-    faults.delay_after_ms = found.delay_after_ms
-    faults.terminal = found.terminal
-    runtime.sleep_ms(faults.delay_before_ms)
-    terminal = faults.terminal
+    runtime.sleep_ms(call.faults.delay_before_ms)
+    terminal = call.faults.terminal
     if terminal is not None:
         if terminal.kind in {FaultKind.STATUS, FaultKind.RATE_LIMIT}:
-            return runtime.status_fault_response(terminal)
+            response = runtime.status_fault_response(terminal)
+            call.outcome = f"fault_{response.status_code}"
+            return response
         if terminal.kind == FaultKind.CLOSE:
+            call.outcome = "fault_close"
             return runtime.close_connection(request)
     ratelimit.hit(principal.token_id, ratelimit.current_limit())
     require_scope(principal, tenant, scopes[method])
