@@ -319,6 +319,16 @@ def test_it_rejects_bad_note_bodies_with_a_json_400(sandbox_world: SandboxWorld)
         assert response.json()["error_description"]
 
 
+def test_it_refuses_an_oversized_note_body_without_a_server_error(
+    sandbox_world: SandboxWorld,
+) -> None:
+    world = sandbox_world
+    body = json.dumps({"user": world.admin.id, "title": "x" * (3 * 1024 * 1024)}).encode()
+    response = Api(world, team_token(world)).post("/v2/research/note", content=body)
+    assert response.status_code == 413
+    assert response.json()["error"] == "request_too_large"
+
+
 def test_a_user_token_cannot_write_notes_as_someone_else(sandbox_world: SandboxWorld) -> None:
     world = sandbox_world
     api = Api(world, user_token(world, world.member, scope=f"{READ} {WRITE}"))
