@@ -19,7 +19,8 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*"),
     # access_token=..., "refresh_token": "...", client_secret: ..., code=..., device_code=...
     re.compile(
-        r"(?i)([\"']?(?:access_token|refresh_token|id_token|client_secret|device_code|code_verifier|password)"
+        r"(?i)([\"']?(?:access_token|refresh_token|id_token|client_secret|device_code|code_verifier"
+        r"|user_code|password|(?<!\w)code)"
         r"[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+"
     ),
 ]

@@ -18,6 +18,7 @@ from bipsync_partner.ops.logs import ContextFilter, JsonFormatter, redact
         ("grant_type=refresh_token&refresh_token=rt-secret-2&client_id=x", "rt-secret-2"),
         ("client_secret=cs-secret-3", "cs-secret-3"),
         ("code_verifier: verifier-secret-4", "verifier-secret-4"),
+        ("GET /connections/callback/?code=auth-code-5&state=s", "auth-code-5"),
     ],
 )
 def test_it_masks_secrets_in_log_text(text: str, secret: str) -> None:
@@ -27,7 +28,7 @@ def test_it_masks_secrets_in_log_text(text: str, secret: str) -> None:
 
 
 def test_it_leaves_ordinary_text_alone() -> None:
-    text = "Refreshed connection 42 for tenant acme in 120 ms"
+    text = "Refreshed connection 42 for tenant acme in 120 ms (status_code=200)"
     assert redact(text) == text
 
 
