@@ -19,6 +19,8 @@ ROOT = services.ROOT
 BIN = Path(sys.executable).parent
 SANDBOX_PORT = 8100
 WEB_PORT = 8000
+# The demo Bipsync team that the sandbox's seed_demo creates (its default SANDBOX_DEMO_TEAM_ID).
+DEMO_BIPSYNC_TEAM = "5e1ec7ed0000000000000001"
 
 
 def say(message: str) -> None:
@@ -80,6 +82,20 @@ def cmd_run(_: argparse.Namespace) -> None:
     )
     say("Seeding demo data")
     run_step([py, "-m", "bipsync_partner.sandbox", "seed_demo"], sandbox_env(env, sandbox_db))
+    # Research for the demo team, shared with the service-account app so a demo sync finds it.
+    generate = f"generate_research --tenant acme --team {DEMO_BIPSYNC_TEAM} --count 2500 --seed 1"
+    run_step(
+        [
+            py,
+            "-m",
+            "bipsync_partner.sandbox",
+            *generate.split(),
+            "--if-empty",
+            "--share-with",
+            env["BIPSYNC_SERVICE_CLIENT_ID"],
+        ],
+        sandbox_env(env, sandbox_db),
+    )
     run_step([py, "manage.py", "seed_demo_team"], env)
     env["SANDBOX_DATABASE_URL"] = sandbox_db
     say(

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from bipsync_partner.sandbox.api import generation
+from bipsync_partner.sandbox.api.models import ResearchDocument
 
 
 class Command(BaseCommand):
@@ -37,7 +38,19 @@ class Command(BaseCommand):
             "it makes the titles and dates repeatable.",
         )
 
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="Do nothing when the team already has documents (for repeatable demo seeding).",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if (
+            options["if_empty"]
+            and ResearchDocument.objects.filter(team_id=options["team"]).exists()
+        ):
+            self.stdout.write("The team already has research documents; nothing generated.")
+            return
         with tqdm(
             total=options["count"], unit="doc", desc="research", disable=options["verbosity"] < 1
         ) as bar:
