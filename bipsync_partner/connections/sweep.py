@@ -75,10 +75,14 @@ def due_connections(now: datetime) -> models.QuerySet[Connection]:
 
 def jitter_for(expires_at: datetime | None, now: datetime) -> float:
     """A random delay that spreads refreshes over the jitter window without letting a token
-    lapse: never later than a minute before the access token expires."""
+    lapse: never later than the token service's leeway (a minute by default) before the access
+    token expires, where a caller would refresh it inline anyway."""
+    from bipsync_partner.connections import tokens
+
     ceiling = float(settings.REFRESH_JITTER_SECONDS)
     if expires_at is not None:
-        ceiling = min(ceiling, max(0.0, (expires_at - now).total_seconds() - 60.0))
+        margin = tokens.access_leeway().total_seconds()
+        ceiling = min(ceiling, max(0.0, (expires_at - now).total_seconds() - margin))
     return random.uniform(0.0, ceiling) if ceiling > 0 else 0.0
 
 
