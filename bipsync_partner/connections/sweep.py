@@ -10,7 +10,9 @@ Exactly one refresh per rotation, whatever the number of sweeps, workers and web
 
 1. the sweep claims a Redis marker per (connection, version) with ``SET NX`` before queuing, so
    two sweeps running at once (or a sweep while the previous refresh is still queued) queue each
-   connection once; the marker is released when the task ends and expires if a worker dies;
+   connection once; the marker is released when the task ends and expires if a worker dies,
+   early enough for a later sweep to queue the refresh again before the token lapses
+   (:func:`marker_ttl`);
 2. the task re-reads the connection and does nothing if its version moved (someone rotated) or it
    is no longer due;
 3. the token service refreshes under a Postgres row lock and re-reads the row after taking it
@@ -86,6 +88,34 @@ def jitter_for(expires_at: datetime | None, now: datetime) -> float:
     return random.uniform(0.0, ceiling) if ceiling > 0 else 0.0
 
 
+def sweep_interval() -> float:
+    """Seconds between two refresh sweeps (beat's schedule)."""
+    entry = settings.CELERY_BEAT_SCHEDULE.get("refresh-sweep", {})
+    return float(entry.get("schedule", 60.0))  # type: ignore[arg-type]
+
+
+def marker_ttl(expires_at: datetime | None, now: datetime) -> int:
+    """How long a connection's "queued" marker may hold back the next sweeps.
+
+    A worker killed with SIGKILL takes its prefetched and countdown messages with it, and with
+    late acknowledgement the broker gives them back only after its visibility timeout (an
+    hour). The marker is then all that stands between the connection and a new message, so it
+    must expire early enough for a later sweep to queue the refresh and for the task to run
+    before the token service's leeway begins: two sweep intervals plus the leeway before the
+    access token expires. ``REFRESH_QUEUED_TTL_SECONDS`` stays the upper bound; ten seconds the
+    lower one (a connection queued that late gets duplicates at worst, which the version check
+    and the row lock make harmless).
+    """
+    from bipsync_partner.connections import tokens
+
+    ceiling = int(settings.REFRESH_QUEUED_TTL_SECONDS)
+    if expires_at is None:
+        return ceiling
+    room = (expires_at - now).total_seconds()
+    room -= tokens.access_leeway().total_seconds() + 2 * sweep_interval()
+    return max(10, min(ceiling, int(room)))
+
+
 @dataclass(frozen=True)
 class SweepResult:
     due: int
@@ -127,8 +157,9 @@ def sweep(enqueue: Enqueue, *, now: datetime | None = None) -> SweepResult:
     for batch in _batches(rows, settings.REFRESH_SWEEP_BATCH):
         due += len(batch)
         names = [markers.name(conn_id, version) for conn_id, version, _ in batch]
+        ttls = [marker_ttl(expires_at, now) for _, _, expires_at in batch]
         for (conn_id, version, expires_at), name, claimed in zip(
-            batch, names, markers.claim_many(names), strict=True
+            batch, names, markers.claim_many(names, ttls), strict=True
         ):
             if not claimed:
                 already += 1

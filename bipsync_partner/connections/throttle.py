@@ -171,13 +171,15 @@ class OnceKeys:
     def name(self, *parts: object) -> str:
         return key("once", self.purpose, *parts)
 
-    def claim_many(self, names: Sequence[str]) -> list[bool]:
-        """Claim each name; True where this caller got it (nobody else holds it)."""
+    def claim_many(self, names: Sequence[str], ttls: Sequence[int] | None = None) -> list[bool]:
+        """Claim each name; True where this caller got it (nobody else holds it). ``ttls``
+        shortens the life of each marker below the default (never lengthens it)."""
         if not names:
             return []
         pipe = client().pipeline(transaction=False)
-        for name in names:
-            pipe.set(name, "1", nx=True, ex=self.ttl)
+        for index, name in enumerate(names):
+            ttl = self.ttl if ttls is None else max(1, min(self.ttl, ttls[index]))
+            pipe.set(name, "1", nx=True, ex=ttl)
         return [bool(result) for result in pipe.execute()]
 
     def claim(self, name: str) -> bool:
