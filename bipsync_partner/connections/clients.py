@@ -8,8 +8,11 @@ so that discovery happens once per tenant and TTL rather than once per refresh).
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
@@ -23,6 +26,7 @@ from bipsync_partner.oauth import (
     ServerMetadata,
     Tenant,
     TransportSettings,
+    create_httpx_client,
     discover,
     resolve_tenant,
 )
@@ -55,9 +59,27 @@ def transport_settings() -> TransportSettings:
     return TransportSettings(timeout=timeout, total_timeout=2 * timeout)
 
 
+_pooled: dict[tuple[int, TransportSettings], httpx.Client] = {}
+_pooled_lock = threading.Lock()
+
+
+def _pooled_httpx_client(bounds: TransportSettings) -> httpx.Client:
+    # One pool of keep-alive connections per process (and per bounds): a refresh then reuses
+    # the connection to its tenant instead of opening a new one each time. Keyed by pid so that
+    # Celery's prefork children never share sockets with their parent.
+    key = (os.getpid(), bounds)
+    with _pooled_lock:
+        client = _pooled.get(key)
+        if client is None:
+            client = _pooled[key] = create_httpx_client(bounds)
+        return client
+
+
 def http_client() -> HttpClient:
-    """A fresh bounded HTTP client; use it as a context manager."""
-    return HttpClient(transport_settings())
+    """A bounded HTTP client over the process's pooled connections; use it as a context
+    manager (closing it leaves the pool open)."""
+    bounds = transport_settings()
+    return HttpClient(bounds, client=_pooled_httpx_client(bounds))
 
 
 class _DjangoMetadataCache:
