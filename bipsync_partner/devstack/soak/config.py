@@ -111,7 +111,7 @@ class SoakConfig:
             problems.append("--access-lifetime must be from 20 to 3600 seconds")
         if not 1 <= self.tenants <= 100:
             problems.append("--tenants must be from 1 to 100")
-        needed = self.revoke + self.lost_replies * 2 + 1 if self.faults_on else 1
+        needed = self.revoke + max(12, self.lost_replies * 2) + 1 if self.faults_on else 1
         if self.connections < needed:
             problems.append(f"with --faults all the soak needs at least {needed} connections")
         if problems:

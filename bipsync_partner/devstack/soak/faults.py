@@ -1,7 +1,7 @@
 """The fault schedule and the thread that applies it.
 
 Faults follow one another (never two at once), each at a fixed fraction of the run, so that every
-run of the same length injects the same sequence and the last third of the run is quiet: what
+run of the same length injects the same sequence and the last quarter of the run is quiet: what
 happens there shows that the product recovered on its own.
 
 | fault | what it does | window |
@@ -12,7 +12,7 @@ happens there shows that the product recovered on its own.
 | redis_restart | Redis killed and started empty on the same port | until it answers |
 | token_close | some refreshes get their connection closed before the server reads them | until used up |
 | revoke | a handful of grants revoked at the sandbox (a customer revoking access) | instant |
-| lost_replies | on one tenant, a few refreshes rotate at the sandbox and the reply is dropped | until used up |
+| lost_replies | on one tenant (12 connections), a few refreshes rotate and their replies are dropped | until used up, at most 25 % |
 
 A window's ``scope`` says whose lateness it explains: everyone's, one tenant's, or a list of
 connections'.
@@ -84,7 +84,7 @@ def plan(config: SoakConfig) -> list[PlannedFault]:
         PlannedFault("redis_restart", 0.35, 0.0, "Redis restarted empty"),
         PlannedFault("token_close", 0.40, 0.05, "token connections closed"),
         PlannedFault("revoke", 0.47, 0.0, f"{config.revoke} grants revoked"),
-        PlannedFault("lost_replies", 0.50, 0.15, f"{config.lost_replies} replies lost"),
+        PlannedFault("lost_replies", 0.50, 0.25, f"{config.lost_replies} replies lost"),
     ]
     return [
         PlannedFault(

@@ -20,6 +20,8 @@ and every connection refreshed on time outside the fault windows.
 from __future__ import annotations
 
 import json
+import os
+import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +60,7 @@ class Report:
     verification: dict[str, Any]
     setup_seconds: float
     stack: dict[str, Any] = field(default_factory=dict)
+    crashes: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -131,6 +134,7 @@ class Report:
         )
         unaccounted = sandbox.get("ok", 0) - stored_rotations - len(in_flight)
         accepted = not lost and not late and unaccounted == 0
+        load = self.sampler.load
         self.figures = {
             "accepted": accepted,
             "run": {
@@ -192,10 +196,16 @@ class Report:
                 },
             },
             "faults": [w.as_json(self.t0) for w in self.windows],
+            # Product processes that exited by themselves and were started again, as their
+            # supervisor would in a deployment.
+            "process_restarts": self.crashes,
             "sampling": {
                 "samples": self.sampler.samples,
                 "slowest_sample_ms": round(self.sampler.sample_ms_max, 1),
                 "scrape_errors": self.sampler.scrape_errors,
+                "cpus": os.cpu_count(),
+                "load_average_mean": round(statistics.fmean(load), 1) if load else None,
+                "load_average_max": round(max(load), 1) if load else None,
             },
             "stack": self.stack,
             "notes": self.notes,
@@ -278,11 +288,24 @@ class Report:
             ),
             ("final status", kinds(conns["final_status"])),
             (
+                "process restarts",
+                "; ".join(
+                    f"{c['process']} exited {c['exit']} at {c['at_s']:.0f} s"
+                    for c in f["process_restarts"]
+                )
+                or "none",
+            ),
+            (
                 "faults",
                 "; ".join(
                     f"{w['label']} {w['start_s']:.0f}-{w['end_s']:.0f} s" for w in f["faults"]
                 )
                 or "none",
+            ),
+            (
+                "machine",
+                f"{f['sampling']['cpus']} CPUs, load average {f['sampling']['load_average_mean']} "
+                f"(max {f['sampling']['load_average_max']}) during the run",
             ),
             ("verdict", "ACCEPTED" if self.accepted else "FAILED"),
         ]

@@ -136,6 +136,7 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
             faults.start()
             progress.say(f"running for {config.seconds:.0f} s (faults: {config.faults})")
             deadline = t0 + config.seconds
+            crashes: list[dict[str, Any]] = []
             # Bounded: one iteration a second until the deadline.
             for _ in range(int(config.seconds) + 2):
                 now = time.time()
@@ -143,7 +144,10 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
                     break
                 sampler.sample(now)
                 sampler.scrape()
-                stack.check_running()
+                for crash in stack.supervise():
+                    at_s = round(crash.pop("at") - t0, 1)
+                    crashes.append({**crash, "at_s": at_s})
+                    progress.say(f"{crash['process']} exited ({crash['exit']}); restarted it")
                 if faults.error is not None:
                     raise RuntimeError(f"the fault schedule failed: {faults.error!r}")
                 progress.line(_status_line(now - t0, config.seconds, sampler, faults))
@@ -170,6 +174,7 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
                 verification=verification,
                 setup_seconds=setup_seconds,
                 stack=stack.description(),
+                crashes=crashes,
             ).compute()
             report.write_json(config.json_path or logs / "report.json")
             if config.progress:
@@ -177,14 +182,18 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
                 out.flush()
             return report
         finally:
-            progress.end_line()
-            if faults is not None:
-                faults.stop()
-                faults.join(timeout=30)
-            if sampler is not None:
-                sampler.close()
-            if admin is not None:
-                admin.close()
+            # Each step on its own: nothing that fails here may keep stack.close() from running
+            # (a failed join once left a whole stack running after the soak had ended).
+            for step in (
+                progress.end_line,
+                faults.stop if faults is not None else None,
+                (lambda: faults.join(timeout=30)) if faults is not None else None,
+                sampler.close if sampler is not None else None,
+                admin.close if admin is not None else None,
+            ):
+                if step is not None:
+                    with contextlib.suppress(Exception):
+                        step()
             stack.close()
 
 

@@ -11,6 +11,7 @@ longer, never shorter.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -91,6 +92,9 @@ class Sampler:
     partner_metrics: ResettingCounters = field(default_factory=ResettingCounters)
     sandbox_refreshes: dict[str, int] = field(default_factory=dict)
     scrape_errors: int = 0
+    # The machine's 1-minute load average at each sample: the soak shares its cores with
+    # whatever else runs, and its figures mean little without this.
+    load: list[float] = field(default_factory=list)
     _conn: psycopg.Connection[tuple[object, ...]] | None = None
     _last_scrape: float = 0.0
 
@@ -127,6 +131,7 @@ class Sampler:
             if status in USABLE and expires is not None and expires < now:
                 longest = max(longest, now - expires)
         self.samples += 1
+        self.load.append(os.getloadavg()[0])
         self.status_counts = counts
         self.longest_open = longest
         self.sample_ms_max = max(self.sample_ms_max, (time.monotonic() - started) * 1000)

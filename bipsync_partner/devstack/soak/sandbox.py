@@ -139,7 +139,7 @@ def plan_connections(config: SoakConfig, world: World) -> dict[str, Any]:
     service-account connection per team and tenant, and one user connection per member). The
     lossy tenant's connections get teams of their own after those.
     """
-    lossy_count = max(4, 2 * config.lost_replies) if world.lossy else 0
+    lossy_count = max(12, 2 * config.lost_replies) if world.lossy else 0
     regular = config.connections - lossy_count
     teams: dict[tuple[str, str], list[int]] = {}
     by_slug = {t.slug: t for t in [*world.tenants, *([world.lossy] if world.lossy else [])]}

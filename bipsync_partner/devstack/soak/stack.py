@@ -274,9 +274,23 @@ class Stack:
             if pending:
                 time.sleep(0.2)
 
-    def check_running(self) -> None:
-        for process in self.processes.values():
-            process.check()
+    def supervise(self) -> list[dict[str, Any]]:
+        """Do what the deployments' supervisors do (systemd ``Restart=on-failure``, Compose
+        ``restart: unless-stopped``, Kubernetes' restart policy): start again a product process
+        that exited by itself, and say so. The sandbox exiting ends the soak."""
+        self.processes["sandbox"].check()
+        restarted = []
+        for name, process in self.processes.items():
+            if name == "sandbox" or process.down_on_purpose or process.running:
+                continue
+            if process.process is None:
+                continue
+            restarted.append(
+                {"process": name, "exit": process.process.returncode, "at": time.time()}
+            )
+            process.stop()
+            process.start()
+        return restarted
 
     # -- faults ------------------------------------------------------------------------------------------
     def kill_worker(self, name: str) -> None:
@@ -338,6 +352,9 @@ class Stack:
         self._closed = True
         for process in reversed(list(self.processes.values())):
             with contextlib.suppress(Exception):
+                process.terminate()
+        for process in reversed(list(self.processes.values())):
+            with contextlib.suppress(BaseException):
                 process.stop(grace=10)
         if self._redis_started:
             with contextlib.suppress(Exception):
