@@ -8,51 +8,26 @@ the sandbox, and the sandbox's applications are registered with the live server'
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
 from bipsync_partner.connections.models import Connection
 from tests.conftest import PASSWORD
 from tests.connections.connect_support import api_accepts, configure_partner, new_world
+from tests.support.browser import chromium
 from tests.support.sandbox import Sandbox
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # Playwright's sync API keeps an asyncio event loop on this thread, and Django then refuses
-    # ORM calls from it as "async". The test's own ORM calls are plain synchronous ones.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                yield launched
-            finally:
-                launched.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with chromium(allow_sync_orm=True) as launched:
+        yield launched
 
 
 @pytest.mark.browser
