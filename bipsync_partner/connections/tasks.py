@@ -60,4 +60,9 @@ def sweep_refreshes() -> str:
 
 
 def publish_refresh(connection_id: object, version: int, countdown: float) -> None:
-    refresh_connection.apply_async((str(connection_id), version), countdown=countdown)
+    # countdown=0.0 would still make an ETA task (held in the worker's timer, and prefetched
+    # without limit by Redis consumers); only a real delay is passed.
+    if countdown > 0:
+        refresh_connection.apply_async((str(connection_id), version), countdown=countdown)
+    else:
+        refresh_connection.apply_async((str(connection_id), version))

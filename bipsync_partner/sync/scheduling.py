@@ -41,7 +41,11 @@ def _publisher() -> Publish:
     from bipsync_partner.sync.tasks import run_sync
 
     def publish(run_id: int, countdown: float) -> None:
-        run_sync.apply_async((run_id,), countdown=countdown)
+        # countdown=0.0 would still make an ETA task; only a real delay is passed.
+        if countdown > 0:
+            run_sync.apply_async((run_id,), countdown=countdown)
+        else:
+            run_sync.apply_async((run_id,))
 
     return publish
 

@@ -1,0 +1,579 @@
+"""Refresh sweep and research sync against their limits, measured in the same run.
+
+- ``refresh``: 10,000 due connections (minted grants at the sandbox, rows in a fresh partner
+  database), one ``connections.sweep_refreshes`` task on a real Celery worker
+  (``-c CONCURRENCY -P prefork``) until every connection has rotated, against a bare loop of
+  refresh requests (fresh grants, one request each) at the same concurrency. Target >= 0.8.
+- ``sync``: a full sync of 100,000 documents by the engine against a bare loop fetching the same
+  pages (100 per page, one pager, as one sync reads). Target >= 0.7. Then an unchanged re-sync:
+  rows written, counted by xmin (target 0). Then peak memory of a 100,000- and a 10,000-document
+  sync, each in a fresh process: peak RSS (ru_maxrss) and Python's traced peak (tracemalloc).
+  Target ratio <= 1.2.
+
+The sandbox runs under gunicorn on 127.0.0.1 with its own database; the partner app gets a fresh
+database ``bench_partner_<pid>``; both are dropped at the end. Redis keys carry a unique prefix.
+
+    .venv/bin/python bench/sync_bench.py [refresh|sync|all] [--connections 10000] [--docs 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.sandbox import Sandbox, SandboxWorld, make_world, start_sandbox  # noqa: E402
+
+SERVER = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
+PREFIX = f"bench-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+# --- environment ----------------------------------------------------------------------------------
+
+
+def partner_env(
+    db_name: str, sandbox: Sandbox | None, world: SandboxWorld | None
+) -> dict[str, str]:
+    from bipsync_partner.devstack.secrets import new_encryption_key
+
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bipsync_partner.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": os.environ.get("BENCH_SECRET_KEY") or secrets.token_urlsafe(48),
+        "TOKEN_ENCRYPTION_KEYS": os.environ.get("BENCH_TOKEN_KEYS") or new_encryption_key(),
+        "DATABASE_URL": f"{SERVER}/{db_name}",
+        "REDIS_URL": REDIS,
+        "CELERY_BROKER_KEY_PREFIX": f"{PREFIX}:",
+        "COORDINATION_KEY_PREFIX": f"{PREFIX}:coord",
+        "BIPSYNC_ALLOW_INSECURE_LOOPBACK": "1",
+        "LOG_LEVEL": "WARNING",
+        "SECURE_SSL_REDIRECT": "0",
+        # The bench measures throughput: no random delay before each refresh (production
+        # spreads them over REFRESH_JITTER_SECONDS, 30 s by default).
+        "REFRESH_JITTER_SECONDS": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if sandbox is not None and world is not None:
+        env.update(
+            {
+                "BIPSYNC_API_BASE_TEMPLATE": sandbox.api_template,
+                "BIPSYNC_WEB_BASE_TEMPLATE": sandbox.web_template,
+                "BIPSYNC_USER_CLIENT_ID": world.user_app.client_id,
+                "BIPSYNC_USER_CLIENT_SECRET": world.user_app.client_secret or "",
+                "BIPSYNC_SERVICE_CLIENT_ID": world.service_app.client_id,
+                "BIPSYNC_SERVICE_CLIENT_SECRET": world.service_app.client_secret or "",
+            }
+        )
+    return env
+
+
+@contextlib.contextmanager
+def partner_database() -> Iterator[str]:
+    name = f"bench_partner_{os.getpid()}"
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+@contextlib.contextmanager
+def running_sandbox() -> Iterator[Sandbox]:
+    generator = start_sandbox(workers=2, threads=4)
+    sandbox = next(generator)
+    try:
+        yield sandbox
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(generator)
+
+
+def say(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+# --- refresh --------------------------------------------------------------------------------------
+
+
+def mint(sandbox: Sandbox, world: SandboxWorld, count: int) -> list[dict[str, Any]]:
+    grants: list[dict[str, Any]] = []
+    while len(grants) < count:
+        batch = min(1000, count - len(grants))
+        answer = sandbox.admin(
+            "POST",
+            f"/_sandbox/applications/{world.user_app.client_id}/grants",
+            {"tenant": world.tenant, "count": batch, "user_id": world.admin.id},
+        )
+        grants.extend(answer["grants"])
+    return grants
+
+
+def raw_refresh_rate(
+    world: SandboxWorld, grants: list[dict[str, Any]], concurrency: int
+) -> dict[str, Any]:
+    """A bare loop: each thread refreshes its share of grants, one request each."""
+    shares = [grants[i::concurrency] for i in range(concurrency)]
+    errors = [0]
+
+    def work(index: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            for grant in shares[index]:
+                response = http.post(
+                    world.token_url,
+                    data={
+                        "grant_type": "refresh_token",
+                        "refresh_token": grant["refresh_token"],
+                        **world.user_app.auth,
+                    },
+                )
+                if response.status_code != 200:
+                    errors[0] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    return {
+        "requests": len(grants),
+        "seconds": round(seconds, 2),
+        "per_second": round(len(grants) / seconds, 1),
+        "errors": errors[0],
+    }
+
+
+def start_worker(env: dict[str, str], concurrency: int, log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bipsync_partner.celery",
+            "worker",
+            "-Q",
+            "default,refresh,sync",
+            "-c",
+            str(concurrency),
+            "-P",
+            "prefork",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"{PREFIX}@%h",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    # The worker is ready when it consumes: ping it with a no-op sweep of nothing due.
+    from bipsync_partner.connections.tasks import sweep_refreshes
+
+    deadline = time.monotonic() + 60
+    result_marker = sweep_refreshes.delay()
+    del result_marker
+    from bipsync_partner.connections.throttle import client
+
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(log.read_text()[-3000:])
+        time.sleep(0.5)
+        if not client().llen(f"{PREFIX}:refresh"):
+            return process
+    os.killpg(process.pid, 15)
+    raise RuntimeError("The worker did not start consuming")
+
+
+def bench_refresh(
+    sandbox: Sandbox, world: SandboxWorld, args: argparse.Namespace, env: dict[str, str]
+) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import Membership, Team, User
+    from bipsync_partner.connections.models import Connection
+    from bipsync_partner.connections.tasks import sweep_refreshes
+
+    count = args.connections
+    say(f"minting {count + args.raw} grants at the sandbox")
+    grants = mint(sandbox, world, count + args.raw)
+    raw_grants, sweep_grants = grants[: args.raw], grants[args.raw :]
+
+    say(f"raw loop: {args.raw} refresh requests, concurrency {args.concurrency}")
+    raw = raw_refresh_rate(world, raw_grants, args.concurrency)
+    say(f"  {raw}")
+
+    log = Path(f"/tmp/{PREFIX}-worker.log")
+    # Started (and seen consuming a sweep with nothing due) before the connections exist.
+    worker = start_worker(env, args.concurrency, log)
+    try:
+        say(f"creating {count} due connections")
+        team = Team.objects.create(name="Bench", slug=f"bench-{uuid.uuid4().hex[:6]}")
+        users = User.objects.bulk_create(
+            [User(email=f"u{i}@bench.example", is_active=True) for i in range(count)],
+            batch_size=2000,
+        )
+        Membership.objects.bulk_create(
+            [Membership(team=team, user=u) for u in users], batch_size=2000
+        )
+        soon = timezone.now() + timedelta(minutes=5)
+        Connection.objects.bulk_create(
+            [
+                Connection(
+                    team=team,
+                    user=user,
+                    tenant=world.tenant,
+                    kind=Connection.Kind.USER,
+                    scopes=grant.get("scope") or "rest_api:read",
+                    access_token=grant["access_token"],
+                    refresh_token=grant["refresh_token"],
+                    access_expires_at=soon,
+                    refresh_expires_at=soon + timedelta(days=30),
+                )
+                for user, grant in zip(users, sweep_grants, strict=True)
+            ],
+            batch_size=1000,
+        )
+        before = sandbox.token_requests(world.user_app.client_id, "refresh_token", outcome=None)
+        say("sweep: one sweep task, then every refresh on the worker")
+        started = time.perf_counter()
+        sweep_refreshes.delay()
+        while True:
+            done = Connection.objects.filter(team=team, version__gt=0).count()
+            if done >= count or time.perf_counter() - started > args.timeout:
+                break
+            time.sleep(0.5)
+        seconds = time.perf_counter() - started
+        # Whatever could still arrive (a duplicate) would arrive now.
+        time.sleep(3)
+        refreshes = (
+            sandbox.token_requests(world.user_app.client_id, "refresh_token", outcome=None) - before
+        )
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(timeout=30)
+    failed = Connection.objects.filter(team=team).exclude(status=Connection.Status.ACTIVE).count()
+    sweep_rate = done / seconds
+    result = {
+        "connections": count,
+        "rotated": done,
+        "refresh_requests_at_sandbox": refreshes,
+        "not_active_after": failed,
+        "seconds": round(seconds, 2),
+        "per_second": round(sweep_rate, 1),
+        "raw": raw,
+        "ratio": round(sweep_rate / raw["per_second"], 3),
+        "target": ">= 0.8",
+        "concurrency": args.concurrency,
+    }
+    say(f"  {result}")
+    return result
+
+
+# --- sync -----------------------------------------------------------------------------------------
+
+
+def machine_app(sandbox: Sandbox, world: SandboxWorld, name: str) -> dict[str, Any]:
+    created: dict[str, Any] = sandbox.create_application(
+        name=name,
+        client_id=f"{name}-{world.tenant}",
+        grant_types=["client_credentials"],
+        scopes=["rest_api:read", "rest_api:fields:read"],
+        team_id=world.team_id,
+        tenants=[world.tenant],
+    )
+    return created
+
+
+def machine_token(world: SandboxWorld, app: dict[str, Any]) -> str:
+    response = httpx.post(
+        world.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": app["client_id"],
+            "client_secret": app["client_secret"],
+            "scope": f"rest_api:read team_{world.team_id}",
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    token: str = response.json()["access_token"]
+    return token
+
+
+def raw_paging_rate(world: SandboxWorld, token: str) -> dict[str, Any]:
+    """A bare loop fetching every page of 100 in order, as one sync reads them."""
+    offset = pages = items = 0
+    started = time.perf_counter()
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
+        while True:
+            response = http.get(
+                world.api_base + "/v1/research", params={"offset": offset, "limit": 100}
+            )
+            response.raise_for_status()
+            body = response.json()
+            pages += 1
+            items += len(body["results"])
+            offset += len(body["results"])
+            if len(body["results"]) < 100 or offset >= body["total"]:
+                break
+    seconds = time.perf_counter() - started
+    return {
+        "documents": items,
+        "pages": pages,
+        "seconds": round(seconds, 2),
+        "per_second": round(items / seconds, 1),
+    }
+
+
+def make_connection(team_name: str, world: SandboxWorld, app: dict[str, Any]) -> Any:
+    from accounts.models import Team
+    from bipsync_partner.connections.models import Connection
+
+    team = Team.objects.create(name=team_name, slug=f"{team_name.lower()}-{uuid.uuid4().hex[:6]}")
+    return Connection.objects.create(
+        team=team,
+        tenant=world.tenant,
+        kind=Connection.Kind.CLIENT_CREDENTIALS,
+        client_id=app["client_id"],
+        client_secret=app["client_secret"],
+        bipsync_team_id=world.team_id,
+        scopes="rest_api:read rest_api:fields:read",
+    )
+
+
+def run_sync(connection_id: Any) -> Any:
+    from bipsync_partner.connections.models import Connection
+    from bipsync_partner.sync import engine, scheduling
+    from bipsync_partner.sync.client import api_for
+    from bipsync_partner.sync.models import SyncRun
+
+    conn = Connection.objects.get(pk=connection_id)
+    run = scheduling.request_sync(conn, publish=lambda *_: None).run
+    outcome = engine.execute(run.pk, api_factory=api_for)
+    assert outcome.action == engine.DONE, outcome
+    return SyncRun.objects.get(pk=run.pk)
+
+
+def xmins(connection_id: Any) -> dict[str, str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT bipsync_id, xmin::text FROM sync_researchdocument WHERE connection_id = %s",
+            [connection_id],
+        )
+        return dict(cursor.fetchall())
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def memory_child(connection_id: str) -> None:
+    """In a fresh process: sync, then print peak memory during the sync as JSON.
+
+    The kernel's high-water mark (VmHWM) is reset just before the sync (``echo 5 >
+    /proc/self/clear_refs``, Linux >= 4.0), so start-up (imports, Django setup) does not count:
+    the peak is the resident memory at the sync's worst moment. Python's own peak
+    (tracemalloc) is measured over the same span.
+    """
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    connection.ensure_connection()
+    Path("/proc/self/clear_refs").write_text("5")
+    baseline = _status_kb("VmRSS")
+    tracemalloc.start()
+    run = run_sync(uuid.UUID(connection_id))
+    _, traced_peak = tracemalloc.get_traced_memory()
+    peak = _status_kb("VmHWM")
+    print(
+        json.dumps(
+            {
+                "documents": run.seen_count,
+                "status": run.status,
+                "rss_before_kb": baseline,
+                "peak_rss_kb": peak,
+                "growth_kb": peak - baseline,
+                "traced_peak_kb": traced_peak // 1024,
+                "process_peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            }
+        )
+    )
+
+
+def measure_memory(env: dict[str, str], connection_id: Any) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "memory-child", str(connection_id)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench_sync(
+    sandbox: Sandbox, world: SandboxWorld, args: argparse.Namespace, env: dict[str, str]
+) -> dict[str, Any]:
+    from bipsync_partner.sync.models import ResearchDocument
+
+    sandbox.set_api_rate_limit(0)  # measure paging, not the sandbox's per-token limit
+    say(f"generating {args.docs} documents")
+    sandbox.generate_research(world.tenant, world.team_id, args.docs, seed=1)
+    app = machine_app(sandbox, world, "bench-sync")
+    raw = raw_paging_rate(world, machine_token(world, app))
+    say(f"raw paging: {raw}")
+
+    conn = make_connection("Full", world, app)
+    started = time.perf_counter()
+    run = run_sync(conn.pk)
+    seconds = time.perf_counter() - started
+    rate = run.seen_count / seconds
+    full = {
+        "documents": run.seen_count,
+        "pages": run.pages,
+        "status": run.status,
+        "seconds": round(seconds, 2),
+        "per_second": round(rate, 1),
+        "ratio": round(rate / raw["per_second"], 3),
+        "target": ">= 0.7",
+    }
+    say(f"full sync: {full}")
+
+    before = xmins(conn.pk)
+    started = time.perf_counter()
+    again = run_sync(conn.pk)
+    resync_seconds = time.perf_counter() - started
+    after = xmins(conn.pk)
+    written = sum(1 for bid, x in after.items() if before.get(bid) != x) + len(
+        before.keys() - after.keys()
+    )
+    unchanged = {
+        "documents": again.seen_count,
+        "unchanged": again.unchanged_count,
+        "rows_written": written,
+        "seconds": round(resync_seconds, 2),
+        "target": "0 rows written",
+    }
+    say(f"unchanged re-sync: {unchanged}")
+    assert ResearchDocument.objects.filter(connection=conn).count() == args.docs
+
+    # Memory: a second tenant with a tenth of the documents, each sync in a fresh process.
+    small_world = make_world(sandbox)
+    sandbox.generate_research(small_world.tenant, small_world.team_id, args.docs // 10, seed=2)
+    small_app = machine_app(sandbox, small_world, "bench-small")
+    small = make_connection("Small", small_world, small_app)
+    big = make_connection("Big", world, app)
+    say("memory: 10x fewer documents, then the full set, each in a fresh process")
+    mem_small = measure_memory(env, small.pk)
+    mem_big = measure_memory(env, big.pk)
+    memory = {
+        "small": mem_small,
+        "big": mem_big,
+        "rss_ratio": round(mem_big["peak_rss_kb"] / mem_small["peak_rss_kb"], 3),
+        "traced_ratio": round(mem_big["traced_peak_kb"] / max(1, mem_small["traced_peak_kb"]), 3),
+        "target": "<= 1.2",
+    }
+    say(f"memory: {memory}")
+    small_world.http.close()
+    return {"raw_paging": raw, "full_sync": full, "unchanged_resync": unchanged, "memory": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "what", choices=["refresh", "sync", "all", "memory-child"], default="all", nargs="?"
+    )
+    parser.add_argument("connection", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--raw", type=int, default=3_000, help="refresh requests of the bare loop")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.what == "memory-child":
+        memory_child(args.connection)
+        return
+
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}
+    }
+    with running_sandbox() as sandbox, partner_database() as db_name:
+        world = make_world(sandbox)
+        env = partner_env(db_name, sandbox, world)
+        setup_django(env)
+        try:
+            if args.what in ("refresh", "all"):
+                report["refresh"] = bench_refresh(sandbox, world, args, env)
+            if args.what in ("sync", "all"):
+                report["sync"] = bench_sync(sandbox, world, args, env)
+        finally:
+            sandbox.reset_api_settings()
+            world.http.close()
+    say(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
