@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 from django.db import connection as db
+from django.utils.dateparse import parse_datetime
 
 from bipsync_partner.sync.models import ResearchDocument
 from tests.sync.conftest import SyncWorld
@@ -77,3 +78,5 @@ def assert_mirrors(world: SyncWorld, connection_id: uuid.UUID) -> None:
         assert doc.lookup_fields == item["fields"], bid
         assert doc.content_type_bid == item["contentType"], bid
         assert doc.author_bid == item["user"], bid
+        assert doc.bipsync_created == parse_datetime(item["created"]), bid
+        assert doc.bipsync_modified == parse_datetime(item["modified"]), bid
