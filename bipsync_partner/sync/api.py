@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+import orjson
 
 from bipsync_partner.connections.throttle import TenantGate
 from bipsync_partner.oauth.transport import BearerAuth, TransportSettings, create_httpx_client
@@ -390,7 +391,12 @@ def _bearer_error(headers: httpx.Headers) -> str | None:
 
 def _decode(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        # orjson parses a page about three times faster than json, and it runs for every page.
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)  # what orjson refuses and json reads (integers beyond 64 bits)
     except (ValueError, UnicodeDecodeError):
         # Typically a proxy's HTML page; worth trying again later.
         raise ApiError(

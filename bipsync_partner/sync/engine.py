@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -148,9 +149,23 @@ def lock_is_free(connection_id: uuid.UUID | str) -> bool:
 
 
 def content_hash(item: dict[str, Any]) -> str:
-    """SHA-256 of the item's canonical JSON: any change Bipsync reports changes the hash."""
-    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """SHA-256 of the item's canonical JSON (sorted keys, compact, UTF-8): any change Bipsync
+    reports changes the hash. orjson does it about ten times faster than ``json``; it refuses
+    integers beyond 64 bits, for which ``json`` gives the same canonical text."""
+    try:
+        canonical = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        canonical = json.dumps(
+            item, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _json_text(value: object) -> str:
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False)
 
 
 def _bipsync_id(value: object) -> str | None:
@@ -330,6 +345,13 @@ SELECT created, updated FROM counts
 """
 
 
+_KNOWN = """
+SELECT bipsync_id, content_hash, deleted_at IS NOT NULL
+FROM sync_researchdocument
+WHERE connection_id = %(connection)s AND bipsync_id = ANY(string_to_array(%(ids)s, ','))
+"""
+
+
 def store_page(run: SyncRun, step: Step, *, fresh: bool = False) -> PageResult:
     """Write a page's new and changed documents, its ids and the run's checkpoint, atomically.
 
@@ -348,20 +370,17 @@ def store_page(run: SyncRun, step: Step, *, fresh: bool = False) -> PageResult:
         # The same id twice on one page (the list shifted under us) counts once.
         items[bid] = (content_hash(item), item)
     known: dict[str, tuple[str, bool]] = {}
+    connection.ensure_connection()
     if not fresh and items:
-        known = {
-            bid: (digest, deleted_at is not None)
-            for bid, digest, deleted_at in ResearchDocument.objects.filter(
-                connection_id=run.connection_id, bipsync_id__in=list(items)
-            ).values_list("bipsync_id", "content_hash", "deleted_at")
-        }
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(_KNOWN, {"connection": run.connection_id, "ids": ",".join(items)})
+            known = {bid: (digest, gone) for bid, digest, gone in cursor.fetchall()}
     rows = [
         document_row(bid, digest, item)
         for bid, (digest, item) in items.items()
         if known.get(bid) != (digest, False)
     ]
     pages = run.pages + 1
-    connection.ensure_connection()
     # Server-side binding: the parameters travel beside the statement, so the ~60 KB JSON of a
     # page is not escaped into a literal on the client (Django's cursors bind client-side).
     # Django's connection is in autocommit here, so the statement commits on its own.
@@ -372,7 +391,7 @@ def store_page(run: SyncRun, step: Step, *, fresh: bool = False) -> PageResult:
                 "connection": run.connection_id,
                 "team": run.connection.team_id,
                 "tenant": run.connection.tenant,
-                "rows": json.dumps(rows, ensure_ascii=False),
+                "rows": _json_text(rows),
                 "now": now,
                 "run": run.pk,
                 "seq": pages,
