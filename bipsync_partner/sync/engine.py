@@ -659,16 +659,21 @@ def _retry_later(run: SyncRun, error: ApiError) -> Outcome:
 # --- pages, one ahead ------------------------------------------------------------------------------
 
 
+#: Pages read ahead of the one being written: enough to ride out a slow answer, few enough that
+#: memory stays a handful of pages whatever the number of documents.
+PREFETCH_PAGES = 2
+
+
 class _Prefetch:
-    """Reads the next page in a thread while the current one is written: the run then takes
-    about max(fetch, write) per page instead of their sum. The queue holds one page, so at most
-    two pages are in memory whatever the number of documents."""
+    """Reads the next pages in a thread while the current one is written: the run then takes
+    about max(fetch, write) per page instead of their sum. The queue holds PREFETCH_PAGES pages,
+    so at most that many plus one are in memory whatever the number of documents."""
 
     _END = object()
 
     def __init__(self, pages: Iterator[Step]) -> None:
         self._pages = pages
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=PREFETCH_PAGES)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sync-prefetch", daemon=True)
         self._thread.start()

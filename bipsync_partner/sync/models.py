@@ -342,7 +342,8 @@ class ResearchDocument(SyncedRow):
             models.Index(
                 fields=["team", "deleted_at", "-bipsync_modified"], name="research_browse"
             ),
-            models.Index(fields=["connection", "deleted_at"], name="research_by_connection"),
+            # No (connection, deleted_at) index: the unique (connection, bipsync_id) one serves
+            # "this connection's rows", and every index costs each of a first sync's inserts.
         ]
 
     def __str__(self) -> str:
