@@ -3,10 +3,11 @@
 Production numbers are tuned for Bipsync's one-hour access tokens: beat sweeps every minute,
 refreshes start ten minutes before expiry, failures back off from 30 s up to an hour. A soak with
 two-minute tokens scales the refresh machinery down by the same ratio, so that a ten-minute run
-goes through several rotations of every connection. Two ratios are kept exactly as production has
-them, because they are what a soak should test: the "queued" marker of a refresh lives 1.5 times
-the refresh window (900 s against 600 s), and the HTTP timeout stays 15 s (the network is not
-faster because tokens are shorter).
+goes through several rotations of every connection. Two things are kept exactly as production has
+them, because they are what a soak should test: the ceiling of a refresh's "queued" marker is 1.5
+times the refresh window (900 s against 600 s; the sweep shortens each marker so that a lost
+message is queued again before the token lapses), and the HTTP timeout stays 15 s (the network is
+not faster because tokens are shorter).
 """
 
 from __future__ import annotations

@@ -199,6 +199,7 @@ class Report:
             # Product processes that exited by themselves and were started again, as their
             # supervisor would in a deployment.
             "process_restarts": self.crashes,
+            "web_readiness_probes": dict(sorted(self.sampler.readiness.items())),
             "sampling": {
                 "samples": self.sampler.samples,
                 "slowest_sample_ms": round(self.sampler.sample_ms_max, 1),
@@ -301,6 +302,11 @@ class Report:
                     f"{w['label']} {w['start_s']:.0f}-{w['end_s']:.0f} s" for w in f["faults"]
                 )
                 or "none",
+            ),
+            (
+                "web /readyz",
+                ", ".join(f"{k}: {v}" for k, v in sorted(f["web_readiness_probes"].items()))
+                or "not probed",
             ),
             (
                 "machine",

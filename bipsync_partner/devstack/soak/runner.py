@@ -143,6 +143,7 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
                 if now >= deadline:
                     break
                 sampler.sample(now)
+                sampler.probe_web()
                 sampler.scrape()
                 for crash in stack.supervise():
                     at_s = round(crash.pop("at") - t0, 1)

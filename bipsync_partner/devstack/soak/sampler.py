@@ -92,6 +92,8 @@ class Sampler:
     partner_metrics: ResettingCounters = field(default_factory=ResettingCounters)
     sandbox_refreshes: dict[str, int] = field(default_factory=dict)
     scrape_errors: int = 0
+    # The web processes' readiness (/readyz: database, Redis, broker), probed with each sample.
+    readiness: dict[str, int] = field(default_factory=dict)
     # The machine's 1-minute load average at each sample: the soak shares its cores with
     # whatever else runs, and its figures mean little without this.
     load: list[float] = field(default_factory=list)
@@ -153,6 +155,14 @@ class Sampler:
         except (httpx.HTTPError, RuntimeError, ValueError):
             # A scrape during the Redis restart may fail; the next one catches up.
             self.scrape_errors += 1
+
+    def probe_web(self) -> None:
+        """One readiness probe, as a load balancer would send (bounded by a 2 s timeout)."""
+        try:
+            status = str(httpx.get(self.web_url + "/readyz", timeout=2).status_code)
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        self.readiness[status] = self.readiness.get(status, 0) + 1
 
     def close_open_gaps(self, now: float) -> None:
         """End of the run: every usable connection whose token has expired is a gap until now."""
