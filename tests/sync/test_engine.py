@@ -208,6 +208,8 @@ def test_one_connection_has_one_unfinished_run_and_one_worker_on_it(
         other.execute("SELECT pg_advisory_lock(%s)", [engine.lock_key(conn.pk)])
         assert not engine.lock_is_free(conn.pk)
         outcome = engine.execute(first.run.pk, api_factory=api_for)
+        # (Closing the session would release it too, but only once its backend has exited.)
+        other.execute("SELECT pg_advisory_unlock(%s)", [engine.lock_key(conn.pk)])
     assert engine.lock_is_free(conn.pk)
 
     assert outcome.action == engine.DONE
