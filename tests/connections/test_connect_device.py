@@ -72,6 +72,9 @@ class DeviceCommand:
             ],
             cwd=REPO,
             env=env,
+            # A terminal delivers Ctrl-C to a process with default SIGINT handling; a test run
+            # started in the background (as CI may be) ignores SIGINT, and children inherit that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
