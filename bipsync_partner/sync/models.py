@@ -219,6 +219,20 @@ class SyncRun(models.Model):
         return (self.finished_at or timezone.now()) - self.started_at
 
     @property
+    def duration_text(self) -> str:
+        """How long the run took (or has taken), for people: "0.5 s", "2 min 05 s", "1 h 02 min"."""
+        if self.duration is None:
+            return ""
+        seconds = self.duration.total_seconds()
+        if seconds < 60:
+            return f"{seconds:.1f} s"
+        minutes, secs = divmod(int(seconds), 60)
+        if minutes < 60:
+            return f"{minutes} min {secs:02d} s"
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes:02d} min"
+
+    @property
     def progress_max(self) -> int | None:
         return self.total_reported
 

@@ -293,3 +293,14 @@ def test_research_read_through_a_members_own_connection_is_shown_to_that_member_
     assert visible(bob) == ["Bob's private note"]
     assert visible(carol) == []
     assert visible(alice) == []  # admins manage the connection, not the person's research
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.5181, "0.5 s"), (59.94, "59.9 s"), (125, "2 min 05 s"), (3720, "1 h 02 min")],
+)
+def test_a_runs_duration_reads_like_a_person_would_say_it(seconds: float, text: str) -> None:
+    started = timezone.now()
+    run = SyncRun(started_at=started, finished_at=started + timedelta(seconds=seconds))
+    assert run.duration_text == text
+    assert SyncRun().duration_text == ""

@@ -113,7 +113,7 @@ class Command(BaseCommand):
                         {
                             "client_id": options["service_client_id"],
                             "client_secret": options["service_client_secret"] or None,
-                            "name": "Partner Research Sync (service account)",
+                            "name": "Partner Research Sync for teams",
                             "redirect_uris": redirect_uris,
                             "grant_types": ["authorization_code", "refresh_token"],
                             "scopes": DEMO_SCOPES,
