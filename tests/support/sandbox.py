@@ -86,6 +86,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.processes import die_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/connections/callback/"
@@ -662,6 +664,7 @@ def start_sandbox(*, workers: int = 2, threads: int = 4) -> Iterator[Sandbox]:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     sandbox = Sandbox(
         base_url, admin_key, process=process, database_url=env["SANDBOX_DATABASE_URL"], env=env

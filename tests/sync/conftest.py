@@ -28,6 +28,7 @@ from pytest_django.fixtures import Settings
 from accounts.models import Team, User
 from bipsync_partner.celery import app as celery_app
 from bipsync_partner.connections.models import Connection
+from tests.support.processes import die_with_parent
 from tests.support.sandbox import Sandbox, SandboxWorld, WorldApp, make_world
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -193,6 +194,7 @@ class Worker:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         log.close()
         self._wait_ready()

@@ -1,0 +1,15 @@
+"""Helpers for the servers and workers that tests start as child processes."""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when the test process dies, even by SIGKILL, so a
+    killed test run leaves no sandbox or worker behind (Linux; kept across exec)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
