@@ -144,6 +144,7 @@ def test_env(svc: services.Services) -> dict[str, str]:
 def cmd_check(args: argparse.Namespace) -> None:
     svc = services.resolve(prefer_local=True)
     say(f"Tests use {svc.description}")
+    services.drop_stale_test_databases(svc.database_url, "test_bipsync_partner_")
     env = test_env(svc)
     ensure_chromium()
     pytest_args = list(args.pytest_args)

@@ -227,3 +227,39 @@ def ensure_database(url: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_stale_test_databases(url: str, prefix: str) -> list[str]:
+    """Drop ``<prefix><pid>`` databases whose test run (that pid) is gone: a run that was killed
+    never reached pytest-django's teardown."""
+    import psycopg
+    from psycopg import sql
+
+    base, _, _ = url.rpartition("/")
+    dropped = []
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [prefix]
+            )
+        ]
+        for name in names:
+            pid = name.removeprefix(prefix)
+            if not pid.isdigit() or _process_alive(int(pid)):
+                continue
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            dropped.append(name)
+    return dropped
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
