@@ -152,46 +152,36 @@ def token_endpoint(request: HttpRequest) -> HttpResponse:
     )
 
 
-@csrf_exempt
-def device_authorization_endpoint(request: HttpRequest) -> HttpResponse:
-    """POST {api}/v1/oauth/device (RFC 8628 §3.1) [doc]."""
+def _endpoint(request: HttpRequest, name: str, target: FaultTarget) -> HttpResponse:
+    """An authlib endpoint (not a grant) behind the POST check and the fault switches."""
     if (refused := _post_only(request)) is not None:
         return refused
     client_id, _ = _peek(request)
     return _run_with_faults(
         request,
-        target=FaultTarget.DEVICE_AUTHORIZATION,
+        target=target,
         grant_type="",
         client_id=client_id,
         handler=lambda: _oauth_call(
             request,
-            lambda server, oauth: server.create_endpoint_response("device_authorization", oauth),
-            target=FaultTarget.DEVICE_AUTHORIZATION,
+            lambda server, oauth: server.create_endpoint_response(name, oauth),
+            target=target,
             client_id=client_id,
             grant_type="",
         ),
     )
+
+
+@csrf_exempt
+def device_authorization_endpoint(request: HttpRequest) -> HttpResponse:
+    """POST {api}/v1/oauth/device (RFC 8628 §3.1) [doc]."""
+    return _endpoint(request, "device_authorization", FaultTarget.DEVICE_AUTHORIZATION)
 
 
 @csrf_exempt
 def revocation_endpoint(request: HttpRequest) -> HttpResponse:
     """POST {api}/v1/oauth/revoke (RFC 7009) [choice]."""
-    if (refused := _post_only(request)) is not None:
-        return refused
-    client_id, _ = _peek(request)
-    return _run_with_faults(
-        request,
-        target=FaultTarget.REVOCATION,
-        grant_type="",
-        client_id=client_id,
-        handler=lambda: _oauth_call(
-            request,
-            lambda server, oauth: server.create_endpoint_response("revocation", oauth),
-            target=FaultTarget.REVOCATION,
-            client_id=client_id,
-            grant_type="",
-        ),
-    )
+    return _endpoint(request, "revocation", FaultTarget.REVOCATION)
 
 
 def metadata_endpoint(request: HttpRequest) -> HttpResponse:
