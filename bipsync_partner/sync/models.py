@@ -180,6 +180,14 @@ class SyncRun(models.Model):
         default=False,
         help_text="The list shifted under the scan in a way it could not realign; no deletions.",
     )
+    #: Decided when the run reads its first page and kept with the checkpoint, so that a resumed
+    #: slice decides the same way: the connection had no stored documents when the run began.
+    #: Every stored row is then one this scan saw, so nothing can be marked deleted and the
+    #: scan's ids are not recorded (no ScanPage rows), nor are stored hashes looked up.
+    first_scan = models.BooleanField(
+        default=False,
+        help_text="The connection had no synced documents when the run began.",
+    )
 
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="Transient failures so far (Bipsync unavailable, rate limited...)."

@@ -151,12 +151,18 @@ def test_a_run_stopped_between_pages_resumes_at_its_checkpoint_with_the_same_sca
     assert run.status == SyncRun.Status.QUEUED
     assert (run.next_offset, run.pages, run.scan_id) == (100, 1, scan_id)
     assert ResearchDocument.objects.filter(connection=conn).count() == 100
-    assert ScanPage.objects.filter(run=run).count() == 1
+    # The connection had nothing stored: a first scan, which records no ids (nothing to delete).
+    assert run.first_scan
+    assert not ScanPage.objects.filter(run=run).exists()
 
     run_to_end(run)
 
     assert run.status == SyncRun.Status.SUCCEEDED
     assert (run.scan_id, run.pages, run.seen_count, run.created_count) == (scan_id, 5, 420, 420)
+    # Still a first scan after resuming with 100 rows stored: recomputed, it would have marked
+    # the first page's documents deleted, as the resumed slices never saw them.
+    assert run.first_scan
+    assert run.deleted_count == 0
     assert_mirrors(world, conn.pk)
 
 
@@ -168,6 +174,8 @@ def test_a_list_changing_during_the_scan_never_causes_a_false_deletion(
     run_to_end(new_run(conn))
     run = new_run(conn)
     run_to_end(run, deadline=time.monotonic())
+    assert not run.first_scan
+    assert ScanPage.objects.filter(run=run).count() == 1
     # Deleting while the scan is half done moves later documents to offsets already read;
     # without realignment the scan would skip them and then call them deleted.
     sandbox.mutate_research(world.tenant, world.team_id, 0.3, seed=7)
