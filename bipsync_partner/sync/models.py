@@ -343,6 +343,11 @@ class SyncedField(SyncedRow):
 class ResearchDocument(SyncedRow):
     """A research document (note or file) as Bipsync's ``GET /v1/research`` lists it."""
 
+    # Every index costs each of a first sync's 100,000 inserts, so none that another serves: the
+    # unique (connection, bipsync_id) one leads with the connection, research_browse with the
+    # team (Django's cascades delete by either column through them).
+    connection = models.ForeignKey(Connection, models.CASCADE, related_name="+", db_index=False)
+    team = models.ForeignKey("accounts.Team", models.CASCADE, related_name="+", db_index=False)
     title = models.TextField(blank=True)
     content_type_bid = models.CharField("content type", max_length=64, blank=True)
     author_bid = models.CharField("author id", max_length=64, blank=True)
@@ -365,7 +370,7 @@ class ResearchDocument(SyncedRow):
                 fields=["team", "deleted_at", "-bipsync_modified"], name="research_browse"
             ),
             # No (connection, deleted_at) index: the unique (connection, bipsync_id) one serves
-            # "this connection's rows", and every index costs each of a first sync's inserts.
+            # "this connection's rows".
         ]
 
     def __str__(self) -> str:
