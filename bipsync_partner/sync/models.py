@@ -347,7 +347,13 @@ class ResearchDocument(SyncedRow):
     # unique (connection, bipsync_id) one leads with the connection, research_browse with the
     # team (Django's cascades delete by either column through them).
     connection = models.ForeignKey(Connection, models.CASCADE, related_name="+", db_index=False)
-    team = models.ForeignKey("accounts.Team", models.CASCADE, related_name="+", db_index=False)
+    # The team is the connection's, copied for the browser's filter: the connection's own
+    # foreign keys already tie every row to an existing team, so the database does not check it
+    # a second time. Postgres checks a foreign key row by row; this one cost a fifth of each
+    # page's insert (1 of 5 ms per 100 rows). Django still cascades a team's deletion to it.
+    team = models.ForeignKey(
+        "accounts.Team", models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     title = models.TextField(blank=True)
     content_type_bid = models.CharField("content type", max_length=64, blank=True)
     author_bid = models.CharField("author id", max_length=64, blank=True)

@@ -252,3 +252,21 @@ def test_a_tenant_that_does_not_allow_our_address_fails_the_run_with_that_senten
     assert run.error_code == "ip_not_allow_listed"
     assert "this server's IP address is not allow-listed by the Bipsync tenant" in run.error_message
     assert "permission" not in run.error_message.lower()
+
+
+def test_deleting_a_team_deletes_its_connections_synced_research(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    sandbox.generate_research(world.tenant, world.team_id, 120, seed=8)
+    conn = machine_connection(team, world)
+    run_to_end(run := new_run(conn))
+    assert run.status == SyncRun.Status.SUCCEEDED
+    team_id = team.pk
+    assert ResearchDocument.objects.filter(team_id=team_id).count() == 120
+
+    team.delete()
+
+    # The team column has no database constraint of its own (the connection's keys cover it):
+    # Django's cascade must still remove every row, by the connection and by the team.
+    assert not ResearchDocument.objects.filter(team_id=team_id).exists()
+    assert not ResearchDocument.objects.filter(connection_id=conn.pk).exists()
