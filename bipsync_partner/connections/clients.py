@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -95,15 +96,34 @@ class _DjangoMetadataCache:
 metadata_cache = _DjangoMetadataCache()
 
 
+#: Validated metadata kept in this process: (issuer, insecure loopback allowed) -> (until, doc).
+_held_metadata: dict[tuple[str, bool], tuple[float, ServerMetadata]] = {}
+#: How long a process keeps validated metadata before asking the shared cache again.
+HELD_METADATA_SECONDS = 30.0
+
+
 def server_metadata(resolved: Tenant, http: HttpClient) -> ServerMetadata:
-    """The tenant's validated metadata (RFC 8414), from the shared cache when fresh."""
-    return discover(
+    """The tenant's validated metadata (RFC 8414), from the shared cache when fresh.
+
+    Each process also keeps the validated document for up to 30 s (never past the shared TTL):
+    the shared cache costs a Redis round trip, an unpickle and a validation per call, which a
+    worker refreshing a tenant's connections one after the other would pay every time.
+    """
+    ttl = int(getattr(settings, "BIPSYNC_METADATA_TTL", DEFAULT_METADATA_TTL))
+    key = (resolved.issuer, allow_insecure_loopback())
+    now = time.monotonic()
+    held = _held_metadata.get(key)
+    if held is not None and held[0] > now:
+        return held[1]
+    metadata = discover(
         resolved.issuer,
         http,
         cache=metadata_cache,
-        ttl=int(getattr(settings, "BIPSYNC_METADATA_TTL", DEFAULT_METADATA_TTL)),
+        ttl=ttl,
         allow_insecure_loopback=allow_insecure_loopback(),
     )
+    _held_metadata[key] = (now + min(float(ttl), HELD_METADATA_SECONDS), metadata)
+    return metadata
 
 
 def _client(id_setting: str, secret_setting: str | None, purpose: str) -> ClientConfig:
