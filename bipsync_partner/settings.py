@@ -249,6 +249,7 @@ if _broker_prefix := env_optional("CELERY_BROKER_KEY_PREFIX"):
 # least one worker on "refresh" (the Procfile's worker takes all three queues).
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "connections.refresh_connection": {"queue": "refresh"},
+    "connections.refresh_batch": {"queue": "refresh"},
     "connections.sweep_refreshes": {"queue": "refresh"},
     "sync.run_sync": {"queue": "sync"},
     "sync.sweep_due_syncs": {"queue": "default"},
@@ -290,6 +291,12 @@ REFRESH_TENANT_CONCURRENCY = env_int("REFRESH_TENANT_CONCURRENCY", 4, minimum=1)
 # How long a "queued" marker lives if the task never ends (a killed worker).
 REFRESH_QUEUED_TTL_SECONDS = env_int("REFRESH_QUEUED_TTL_SECONDS", 900, minimum=10)
 REFRESH_SWEEP_BATCH = env_int("REFRESH_SWEEP_BATCH", 1000, minimum=1)
+# Refreshes per task: one Celery task costs a worker more CPU than a refresh's own work, so
+# the sweep queues a tenant's due connections in batches (bench/README.md, "Refresh sweep").
+REFRESH_BATCH_SIZE = env_int("REFRESH_BATCH_SIZE", 25, minimum=1)
+# Threads working one batch; still one request to Bipsync in flight per batch, but the next
+# refresh's database work overlaps the current request (1 = strictly one after the other).
+REFRESH_BATCH_PIPELINE = env_int("REFRESH_BATCH_PIPELINE", 2, minimum=1)
 REFRESH_TASK_SOFT_TIME_LIMIT = env_int("REFRESH_TASK_SOFT_TIME_LIMIT", 60, minimum=1)
 REFRESH_TASK_TIME_LIMIT = env_int("REFRESH_TASK_TIME_LIMIT", 90, minimum=1)
 

@@ -6,6 +6,11 @@ its access token expires within ``REFRESH_ACCESS_WINDOW_SECONDS`` (the token ser
 or when its refresh token lapses within ``REFRESH_REFRESH_WINDOW_SECONDS`` (Bipsync rotates on
 every refresh [doc], so refreshing early keeps an idle connection alive).
 
+The sweep queues the claimed connections in batches of up to ``REFRESH_BATCH_SIZE`` per tenant
+(one task refreshes them one after the other, each in its own transaction under its own row
+lock): a Celery task costs a worker several milliseconds of its own, more than the rest of a
+refresh, so one task per refresh would cap the sweep below Bipsync's rate (bench/README.md).
+
 Exactly one refresh per rotation, whatever the number of sweeps, workers and web requests:
 
 1. the sweep claims a Redis marker per (connection, version) with ``SET NX`` before queuing, so
@@ -13,13 +18,14 @@ Exactly one refresh per rotation, whatever the number of sweeps, workers and web
    connection once; the marker is released when the task ends and expires if a worker dies,
    early enough for a later sweep to queue the refresh again before the token lapses
    (:func:`marker_ttl`);
-2. the task re-reads the connection and does nothing if its version moved (someone rotated) or it
-   is no longer due;
-3. the token service refreshes under a Postgres row lock and re-reads the row after taking it
-   (issue 5), so even two tasks that got past 1 and 2 cause one rotation.
+2. the token service takes the row lock without waiting (``SKIP LOCKED``: whoever holds it is
+   refreshing right now) and, under it, does nothing if the version moved (someone rotated) or
+   the connection is no longer due;
+3. so even two tasks that got past 1 cause one rotation (the lock and the re-read, issue 5).
 
 Around each refresh: the tenant's "not before" gate (a ``Retry-After`` seen by any worker) is
-honoured, and a per-tenant semaphore bounds concurrent refreshes at one tenant. Failures are the
+honoured, and a per-tenant semaphore bounds concurrent refreshes at one tenant (a batch holds
+one slot while it runs). Failures are the
 token service's to record (consecutive failures, ``next_retry_at`` with jitter, ``needs_reconnect``
 and the admins' email on ``invalid_grant``); the sweep only skips connections still backing off.
 """
@@ -28,21 +34,27 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import random
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import close_old_connections, models, transaction
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.throttle import OnceKeys, TenantGate, TenantSemaphore
 from bipsync_partner.ops import metrics
+from bipsync_partner.ops.context import bound
 
 log = logging.getLogger(__name__)
 
@@ -123,26 +135,32 @@ class SweepResult:
     already_queued: int
 
 
-Enqueue = Callable[[UUID, int, float], None]
+#: A (connection id, version) pair: what a refresh task is given.
+Item = tuple[str, int]
+#: ``enqueue(tenant, items, countdown)`` publishes one batch task.
+Enqueue = Callable[[str, list[Item], float], None]
+_Row = tuple[UUID, int, str, datetime | None]
 
 
-def _batches(
-    rows: Iterable[tuple[UUID, int, datetime | None]], size: int
-) -> Iterator[list[tuple[UUID, int, datetime | None]]]:
-    batch: list[tuple[UUID, int, datetime | None]] = []
+def _chunks(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
+    chunk: list[_Row] = []
     for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def batch_size() -> int:
+    return max(1, int(settings.REFRESH_BATCH_SIZE))
 
 
 def sweep(enqueue: Enqueue, *, now: datetime | None = None) -> SweepResult:
-    """Queue one refresh per due connection that is not queued already.
+    """Queue one refresh per due connection that is not queued already, in batches per tenant.
 
-    ``enqueue(connection_id, version, countdown)`` publishes the task; it is called through
+    ``enqueue(tenant, items, countdown)`` publishes a batch; it is called through
     ``transaction.on_commit`` (at once outside a transaction).
     """
     now = now or timezone.now()
@@ -150,41 +168,51 @@ def sweep(enqueue: Enqueue, *, now: datetime | None = None) -> SweepResult:
     rows = (
         due_connections(now)
         .order_by("access_expires_at", "id")
-        .values_list("id", "version", "access_expires_at")
+        .values_list("id", "version", "tenant", "access_expires_at")
         .iterator(chunk_size=settings.REFRESH_SWEEP_BATCH)
     )
     due = queued = already = 0
-    for batch in _batches(rows, settings.REFRESH_SWEEP_BATCH):
-        due += len(batch)
-        names = [markers.name(conn_id, version) for conn_id, version, _ in batch]
-        ttls = [marker_ttl(expires_at, now) for _, _, expires_at in batch]
-        for (conn_id, version, expires_at), name, claimed in zip(
-            batch, names, markers.claim_many(names, ttls), strict=True
-        ):
-            if not claimed:
+    for chunk in _chunks(rows, settings.REFRESH_SWEEP_BATCH):
+        due += len(chunk)
+        names = [markers.name(conn_id, version) for conn_id, version, _, _ in chunk]
+        ttls = [marker_ttl(expires_at, now) for *_, expires_at in chunk]
+        by_tenant: dict[str, list[tuple[_Row, str]]] = {}
+        for row, name, claimed in zip(chunk, names, markers.claim_many(names, ttls), strict=True):
+            if claimed:
+                by_tenant.setdefault(row[2], []).append((row, name))
+            else:
                 already += 1
-                continue
-            queued += 1
-            countdown = jitter_for(expires_at, now)
-            transaction.on_commit(
-                functools.partial(_publish, enqueue, conn_id, version, countdown, name)
-            )
+        for tenant, claimed_rows in by_tenant.items():
+            for start in range(0, len(claimed_rows), batch_size()):
+                batch = claimed_rows[start : start + batch_size()]
+                queued += len(batch)
+                _queue_batch(enqueue, tenant, batch, now)
     log.info("Refresh sweep: %d due, %d queued, %d already queued", due, queued, already)
     return SweepResult(due=due, queued=queued, already_queued=already)
 
 
+def _queue_batch(
+    enqueue: Enqueue, tenant: str, batch: list[tuple[_Row, str]], now: datetime
+) -> None:
+    items = [(str(row[0]), row[1]) for row, _ in batch]
+    # Rows come ordered by expiry, so the first one bounds how long the batch may wait.
+    countdown = jitter_for(batch[0][0][3], now)
+    names = [name for _, name in batch]
+    transaction.on_commit(functools.partial(_publish, enqueue, tenant, items, countdown, names))
+
+
 def _publish(
-    enqueue: Enqueue, connection_id: UUID, version: int, countdown: float, name: str
+    enqueue: Enqueue, tenant: str, items: list[Item], countdown: float, names: list[str]
 ) -> None:
     try:
-        enqueue(connection_id, version, countdown)
+        enqueue(tenant, items, countdown)
     except Exception:
-        # Without the message the marker would hold the connection back until it expires.
-        queued_markers().release([name])
+        # Without the message the markers would hold the connections back until they expire.
+        queued_markers().release(names)
         raise
 
 
-# --- one refresh ------------------------------------------------------------------------------
+# --- refreshing ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -195,50 +223,196 @@ class RefreshResult:
     retry_in: float | None = None
 
 
-def refresh_due(connection_id: UUID | str, version: int) -> RefreshResult:
-    """Refresh a connection the sweep queued, unless someone else already did.
+def _tenant_slot(tenant: str) -> TenantSemaphore:
+    return TenantSemaphore(
+        "refresh",
+        tenant,
+        limit=settings.REFRESH_TENANT_CONCURRENCY,
+        lease_seconds=settings.REFRESH_TASK_TIME_LIMIT,
+    )
 
-    The refresh itself is the token service's :func:`~bipsync_partner.connections.tokens.
-    refresh_connection` (row lock, re-read, rotate, commit, record failures and back-off,
-    ``needs_reconnect`` and the admins' notice on ``invalid_grant``); around it this function
-    adds the tenant's rate-limit gate and concurrency bound.
-    """
+
+def _take(slot: TenantSemaphore) -> bool:
+    for attempt in range(5):
+        if slot.acquire():
+            return True
+        time.sleep(0.05 * (attempt + 1))
+    return False
+
+
+def _refresh_one(
+    connection_id: str,
+    version: int,
+    gate: TenantGate,
+    turn: AbstractContextManager[object] | None = None,
+) -> tuple[str, float | None]:
+    """One queued refresh through the token service (which records failures, back-off,
+    ``needs_reconnect`` and the admins' notice); a 429 closes the tenant's gate for everyone.
+    Returns the outcome, and the refresh's duration when it rotated the tokens."""
     from bipsync_partner.connections import tokens
 
-    conn = Connection.objects.filter(pk=connection_id).values("version", "tenant", "status").first()
+    started = time.monotonic()
+    result = tokens.refresh_connection(
+        connection_id, expected_version=version, wait=False, turn=turn
+    )
+    if result.outcome == "refreshed":
+        return "refreshed", time.monotonic() - started
+    if result.code == tokens.RATE_LIMITED and result.retry_at is not None:
+        # The token endpoint answered 429: the token service holds this connection back until
+        # retry_at (at least Retry-After); the tenant's other connections wait as well.
+        gate.defer((result.retry_at - timezone.now()).total_seconds())
+    return (result.outcome if result.outcome != "failed" else result.code or "failed"), None
+
+
+def refresh_due(connection_id: UUID | str, version: int) -> RefreshResult:
+    """Refresh one connection the sweep queued (the single-connection task of earlier
+    releases, kept for messages queued before an upgrade), unless someone else already did."""
+    conn = Connection.objects.filter(pk=connection_id).values("version", "tenant").first()
     if conn is None:
         return RefreshResult("gone")
     if conn["version"] != version:
         return RefreshResult("already_rotated")
-    gate = TenantGate(conn["tenant"])
-    wait = gate.remaining()
-    if wait > 0:
-        # Bipsync told some worker to wait; nobody calls this tenant before then.
-        return RefreshResult("rate_limited_wait", retry_in=wait + random.uniform(0, 2))
-    slot = TenantSemaphore(
-        "refresh",
-        conn["tenant"],
-        limit=settings.REFRESH_TENANT_CONCURRENCY,
-        lease_seconds=settings.REFRESH_TASK_TIME_LIMIT,
-    )
-    for attempt in range(5):
-        if slot.acquire():
-            break
-        time.sleep(0.05 * (attempt + 1))
-    else:
-        return RefreshResult("tenant_busy", retry_in=random.uniform(1, 5))
-    started = time.monotonic()
+    batch = refresh_batch(conn["tenant"], [(str(connection_id), version)])
+    if batch.remaining:
+        return RefreshResult(batch.waited or "tenant_busy", retry_in=batch.retry_in)
+    return RefreshResult(next(iter(batch.outcomes)))
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch did: ``outcomes`` counted; ``done`` items (their markers can go);
+    ``remaining`` items to queue again in ``retry_in`` seconds (their markers stay), because
+    the tenant asked to wait (``waited`` says why) or the batch ran out of time."""
+
+    outcomes: Counter[str]
+    done: list[Item]
+    remaining: list[Item]
+    retry_in: float = 0.0
+    waited: str = ""
+
+
+def batch_budget() -> float:
+    """Seconds a batch may start new refreshes for: one last refresh (its HTTP timeout, twice
+    for a slow reply) must still end before the task's soft time limit."""
+    http = float(getattr(settings, "BIPSYNC_HTTP_TIMEOUT", 15))
+    return max(5.0, settings.REFRESH_TASK_SOFT_TIME_LIMIT - 2 * http - 5)
+
+
+#: How often a batch looks at its tenant's gate between refreshes. Another worker's 429 is
+#: honoured within this; a 429 this batch sees itself closes the gate at once.
+GATE_CHECK_SECONDS = 0.25
+
+
+class _BatchRun:
+    """The shared state of one batch, worked by one or more threads: each takes the next item,
+    refreshes it, and records the outcome. Taking stops for good when the tenant's gate closes
+    or the time budget runs out; what was not taken is the batch's ``remaining``."""
+
+    def __init__(self, tenant: str, items: list[Item], pipelined: bool) -> None:
+        self.items = items
+        self.gate = TenantGate(tenant)
+        self.deadline = time.monotonic() + batch_budget()
+        # One request to Bipsync in flight per batch: the batch holds one of the tenant's
+        # concurrency slots, and a slot means one request at a time.
+        self.turn = threading.Lock() if pipelined else None
+        self._lock = threading.Lock()
+        self._next = 0
+        self._next_gate_check = 0.0
+        self.taken: list[Item] = []
+        self.outcomes: Counter[str] = Counter()
+        self.durations: list[float] = []
+        self.retry_in = 0.0
+        self.waited = ""
+
+    def _take(self) -> Item | None:
+        with self._lock:
+            if self.waited or self._next >= len(self.items):
+                return None
+            now = time.monotonic()
+            if now >= self._next_gate_check:
+                self._next_gate_check = now + GATE_CHECK_SECONDS
+                pause = self.gate.remaining()
+                if pause > 0:
+                    # Bipsync told some worker to wait; nobody calls this tenant before then.
+                    self.waited, self.retry_in = "rate_limited_wait", pause + random.uniform(0, 2)
+                    return None
+            if now > self.deadline:
+                self.waited = "out_of_time"
+                return None
+            item = self.items[self._next]
+            self._next += 1
+            return item
+
+    def work(self) -> None:
+        try:
+            self._work()
+        except BaseException:
+            with self._lock:
+                self.waited = "failed"  # the other threads take nothing more
+            raise
+
+    def _work(self) -> None:
+        while (item := self._take()) is not None:
+            with bound(connection=item[0]):
+                outcome, duration = _refresh_one(*item, self.gate, self.turn)
+            with self._lock:
+                self.taken.append(item)
+                self.outcomes[outcome] += 1
+                if duration is not None:
+                    self.durations.append(duration)
+                if outcome == "rate_limited":
+                    self._next_gate_check = 0.0
+
+    def result(self) -> BatchResult:
+        return BatchResult(
+            self.outcomes, self.taken, self.items[self._next :], self.retry_in, self.waited
+        )
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    # Per process (keyed by pid: a prefork child must not inherit its parent's threads), kept
+    # for the process's life so that each thread keeps its database connection between batches.
+    pool = _pools.get(os.getpid())
+    if pool is None or pool._max_workers < threads:
+        pool = _pools[os.getpid()] = ThreadPoolExecutor(threads, "refresh-batch")
+    return pool
+
+
+def _work_in_thread(run: _BatchRun) -> None:
+    close_old_connections()  # what Celery does for the task's own thread
+    run.work()
+
+
+def refresh_batch(tenant: str, items: Sequence[Item]) -> BatchResult:
+    """Refresh queued connections of one tenant under one of the tenant's concurrency slots.
+    Each refresh is the token service's own transaction, so a batch that dies midway has
+    committed every rotation it finished.
+
+    With ``REFRESH_BATCH_PIPELINE`` > 1, that many threads work the batch, but only one of them
+    talks to Bipsync at a time: while one request is in flight, another thread locks and reads
+    the next connection or commits the last one, so the tenant's slot is used without gaps.
+    """
+    items = list(items)
+    slot = _tenant_slot(tenant)
+    if not _take(slot):
+        return BatchResult(Counter(), [], items, random.uniform(1, 5), "tenant_busy")
+    threads = min(len(items), max(1, int(settings.REFRESH_BATCH_PIPELINE)))
+    run = _BatchRun(tenant, items, pipelined=threads > 1)
     try:
-        result = tokens.refresh_connection(connection_id)
+        if threads == 1:
+            run.work()
+        else:
+            futures = [_pool(threads).submit(_work_in_thread, run) for _ in range(threads)]
+            wait(futures)
+            for future in futures:
+                future.result()
     finally:
         slot.release()
-    if result.outcome == "refreshed":
-        metrics.observe("bipsync_token_refresh_duration_seconds", time.monotonic() - started)
-    elif result.code == tokens.RATE_LIMITED and result.retry_at is not None:
-        # The token endpoint answered 429: the token service holds this connection back until
-        # retry_at (at least Retry-After); the tenant's other connections wait as well.
-        gate.defer((result.retry_at - timezone.now()).total_seconds())
-    return RefreshResult(result.outcome if result.outcome != "failed" else result.code or "failed")
+        metrics.observe_many("bipsync_token_refresh_duration_seconds", run.durations)
+    return run.result()
 
 
 # --- gauges read at scrape time ---------------------------------------------------------------

@@ -59,12 +59,25 @@ def inc(name: str, amount: int = 1, **labels: str) -> None:
 
 
 def observe(name: str, seconds: float) -> None:
+    observe_many(name, [seconds])
+
+
+def observe_many(name: str, durations: Iterable[float]) -> None:
+    """Add observations to a histogram in one round trip."""
     assert name in HISTOGRAMS
-    bucket = next((str(b) for b in DURATION_BUCKETS if seconds <= b), "+Inf")
+    buckets: dict[str, int] = {}
+    total = 0.0
+    for seconds in durations:
+        bucket = next((str(b) for b in DURATION_BUCKETS if seconds <= b), "+Inf")
+        buckets[bucket] = buckets.get(bucket, 0) + 1
+        total += seconds
+    if not buckets:
+        return
     try:
         pipe = _redis().pipeline()
-        pipe.hincrby(PREFIX + name, bucket, 1)
-        pipe.hincrbyfloat(PREFIX + name, "_sum", seconds)
+        for bucket, count in buckets.items():
+            pipe.hincrby(PREFIX + name, bucket, count)
+        pipe.hincrbyfloat(PREFIX + name, "_sum", total)
         pipe.execute()
     except redis.RedisError:
         log.warning("Could not record metric %s", name)

@@ -48,12 +48,12 @@ def test_a_lost_refresh_message_is_queued_again_before_the_token_expires(
     short_left = due_connection(
         Team.objects.create(name="B", slug="b-" + tenant), timedelta(seconds=200), tenant
     )
-    lost: list[uuid.UUID] = []
+    lost: list[str] = []
 
-    result = sweep.sweep(lambda connection_id, version, countdown: lost.append(connection_id))
+    result = sweep.sweep(lambda tenant, items, countdown: lost.extend(c for c, _ in items))
 
     assert result.queued == 2
-    assert sorted(lost) == sorted([long_left.pk, short_left.pk])
+    assert sorted(lost) == sorted([str(long_left.pk), str(short_left.pk)])
     for conn in (long_left, short_left):
         marker = sweep.marker_name(conn.pk, conn.version)
         ttl = throttle.client().ttl(marker)
@@ -71,7 +71,7 @@ def test_markers_keep_their_configured_life_when_the_token_has_longer(
     settings.REFRESH_QUEUED_TTL_SECONDS = 900
     conn = due_connection(team, timedelta(hours=1), "t" + uuid.uuid4().hex[:10])
 
-    sweep.sweep(lambda connection_id, version, countdown: None)
+    sweep.sweep(lambda tenant, items, countdown: None)
 
     ttl = throttle.client().ttl(sweep.marker_name(conn.pk, conn.version))
     assert 890 <= ttl <= 900

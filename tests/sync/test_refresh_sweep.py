@@ -42,15 +42,17 @@ def make_due(team: Team, count: int, *, tenant: str = "acme", **fields: Any) -> 
 
 def test_two_sweeps_at_once_queue_each_of_many_due_connections_once(team: Team) -> None:
     due = make_due(team, 400)
-    queued: list[tuple[uuid.UUID, int]] = []
+    queued: list[sweep.Item] = []
     lock = threading.Lock()
     start = threading.Barrier(2)
     results: list[sweep.SweepResult] = []
 
-    def enqueue(connection_id: uuid.UUID, version: int, countdown: float) -> None:
+    def enqueue(tenant: str, items: list[sweep.Item], countdown: float) -> None:
+        assert tenant == "acme"
+        assert 1 <= len(items) <= sweep.batch_size()
         assert 0 <= countdown <= 30
         with lock:
-            queued.append((connection_id, version))
+            queued.extend(items)
 
     def run() -> None:
         from django.db import connection
@@ -67,7 +69,7 @@ def test_two_sweeps_at_once_queue_each_of_many_due_connections_once(team: Team) 
     for thread in threads:
         thread.join()
 
-    assert sorted(queued) == sorted((c.pk, c.version) for c in due)
+    assert sorted(queued) == sorted((str(c.pk), c.version) for c in due)
     assert sum(r.queued for r in results) == 400
     assert sum(r.already_queued for r in results) == 400
     # While the refreshes are queued, a third sweep queues nothing.
@@ -78,15 +80,15 @@ def test_a_finished_refresh_releases_its_marker_and_a_new_version_is_due_again(
     team: Team,
 ) -> None:
     (conn,) = make_due(team, 1)
-    queued: list[tuple[uuid.UUID, int]] = []
-    sweep.sweep(lambda c, v, d: queued.append((c, v)))
-    assert queued == [(conn.pk, conn.version)]
+    queued: list[sweep.Item] = []
+    sweep.sweep(lambda tenant, items, countdown: queued.extend(items))
+    assert queued == [(str(conn.pk), conn.version)]
     sweep.queued_markers().release([sweep.marker_name(conn.pk, conn.version)])
     Connection.objects.filter(pk=conn.pk).update(version=conn.version + 1)
 
-    sweep.sweep(lambda c, v, d: queued.append((c, v)))
+    sweep.sweep(lambda tenant, items, countdown: queued.extend(items))
 
-    assert queued[-1] == (conn.pk, conn.version + 1)
+    assert queued[-1] == (str(conn.pk), conn.version + 1)
 
 
 def test_connections_backing_off_needing_reconnect_or_far_from_expiry_are_not_due(

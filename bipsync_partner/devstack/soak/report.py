@@ -34,7 +34,9 @@ from bipsync_partner.devstack.soak.sampler import Gap, Sampler
 # Words of the token service's sentence for a refresh token lost with a dropped reply.
 LOST_REPLY_WORDS = "reply never arrived"
 # Partner refresh outcomes that are not failures.
-NOT_FAILURES = frozenset({"refreshed", "not_due", "already_rotated", "gone", "skipped"})
+NOT_FAILURES = frozenset(
+    {"refreshed", "not_due", "already_rotated", "gone", "skipped", "in_progress", "backing_off"}
+)
 
 
 def _covered_overlap(gap: Gap, spans: list[tuple[float, float]]) -> float:
