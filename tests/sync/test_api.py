@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -14,6 +15,7 @@ from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.throttle import TenantGate
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.api import (
+    GATE_RECHECK_SECONDS,
     ApiUnavailable,
     InsufficientScope,
     IpNotAllowListed,
@@ -113,6 +115,23 @@ def test_a_429_makes_every_worker_wait_as_told(
     assert 3 <= slept[0] <= 4
     # The wait is shared: a client in any other process sees the tenant's gate closed.
     assert 2 < TenantGate(world.tenant).remaining() <= 4
+
+
+def test_a_wait_another_worker_was_told_of_is_honoured_within_a_quarter_second(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    conn = machine_connection(team, world)
+    slept: list[float] = []
+    with api_for(conn) as api:
+        api._sleep = slept.append
+        api.page("/v1/research", offset=0, limit=1)  # the gate is open
+        TenantGate(world.tenant).defer(3)  # another worker was just told "wait 3 s"
+        time.sleep(GATE_RECHECK_SECONDS + 0.05)
+
+        api.page("/v1/research", offset=0, limit=1)
+
+    assert len(slept) == 1
+    assert 2 < slept[0] <= 3
 
 
 def test_a_wait_longer_than_a_task_should_sleep_puts_the_run_back_on_the_queue(
