@@ -302,7 +302,7 @@ class PageResult:
 # ids; not during a first scan, see SyncRun.first_scan) and the run's checkpoint and counts.
 # RETURNING (xmax = 0) tells an insert from an update. The columns are ResearchDocument's; tests
 # compare every synced row with Bipsync's item.
-_UPSERT = """
+_INSERT = """
 up AS (
     INSERT INTO sync_researchdocument (
         connection_id, team_id, tenant, bipsync_id, title, content_type_bid, author_bid,
@@ -317,12 +317,16 @@ up AS (
         author_name varchar, lookup_fields jsonb, bipsync_created timestamptz,
         bipsync_modified timestamptz, content_hash varchar
     )
+"""
+_ON_CONFLICT = """
     ON CONFLICT (connection_id, bipsync_id) DO UPDATE SET
         team_id = EXCLUDED.team_id, tenant = EXCLUDED.tenant, title = EXCLUDED.title,
         content_type_bid = EXCLUDED.content_type_bid, author_bid = EXCLUDED.author_bid,
         author_name = EXCLUDED.author_name, lookup_fields = EXCLUDED.lookup_fields,
         bipsync_created = EXCLUDED.bipsync_created, bipsync_modified = EXCLUDED.bipsync_modified,
         content_hash = EXCLUDED.content_hash, changed_at = EXCLUDED.changed_at, deleted_at = NULL
+"""
+_COUNTS = """
     RETURNING (xmax = 0) AS inserted
 ),
 counts AS (
@@ -351,8 +355,15 @@ checkpoint AS (
 )
 SELECT created, updated FROM counts
 """
-_PAGE = "WITH" + _UPSERT + _SCAN_PAGE + _CHECKPOINT
-_FIRST_SCAN_PAGE = "WITH" + _UPSERT + _CHECKPOINT
+_PAGE = "WITH" + _INSERT + _ON_CONFLICT + _COUNTS + _SCAN_PAGE + _CHECKPOINT
+_FIRST_SCAN_PAGE = "WITH" + _INSERT + _ON_CONFLICT + _COUNTS + _CHECKPOINT
+# A first scan inserts without ON CONFLICT: nothing of the connection is stored but what the scan
+# itself wrote, so a conflict means it met a document a second time (the list moved under it and
+# took the anchor away). A plain insert skips the upsert's speculative insertion (a tenth of the
+# page's database time); on a conflict the page's statement fails whole, and the page is written
+# again with _FIRST_SCAN_PAGE.
+_FIRST_SCAN_INSERT = "WITH" + _INSERT + _COUNTS + _CHECKPOINT
+_DOCUMENT_KEY = "one_document_per_connection"
 
 
 _KNOWN = """
@@ -395,26 +406,35 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
     # Server-side binding: the parameters travel beside the statement, so the ~60 KB JSON of a
     # page is not escaped into a literal on the client (Django's cursors bind client-side).
     # Django's connection is in autocommit here, so the statement commits on its own.
+    if not run.first_scan:
+        statement = _PAGE
+    elif connection.get_autocommit():
+        statement = _FIRST_SCAN_INSERT
+    else:  # a failed statement would abort the caller's transaction: no second try there
+        statement = _FIRST_SCAN_PAGE
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(
-            _FIRST_SCAN_PAGE if run.first_scan else _PAGE,
-            {
-                "connection": run.connection_id,
-                "team": run.connection.team_id,
-                "tenant": run.connection.tenant,
-                "rows": _json_text(rows),
-                "now": now,
-                "run": run.pk,
-                "seq": pages,
-                "offset": step.offset,
-                "ids": ",".join(items),
-                "seen": len(items),
-                "total": step.total,
-                "next_offset": step.next_offset,
-                "anchor": step.anchor,
-                "unstable": run.scan_unstable or step.unstable,
-            },
-        )
+        params = {
+            "connection": run.connection_id,
+            "team": run.connection.team_id,
+            "tenant": run.connection.tenant,
+            "rows": _json_text(rows),
+            "now": now,
+            "run": run.pk,
+            "seq": pages,
+            "offset": step.offset,
+            "ids": ",".join(items),
+            "seen": len(items),
+            "total": step.total,
+            "next_offset": step.next_offset,
+            "anchor": step.anchor,
+            "unstable": run.scan_unstable or step.unstable,
+        }
+        try:
+            cursor.execute(statement, params)
+        except psycopg.errors.UniqueViolation as exc:
+            if statement is not _FIRST_SCAN_INSERT or exc.diag.constraint_name != _DOCUMENT_KEY:
+                raise
+            cursor.execute(_FIRST_SCAN_PAGE, params)
         row = cursor.fetchone()
     created, updated = (int(row[0]), int(row[1])) if row else (0, 0)
     result = PageResult(

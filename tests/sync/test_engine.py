@@ -270,3 +270,38 @@ def test_deleting_a_team_deletes_its_connections_synced_research(
     # Django's cascade must still remove every row, by the connection and by the team.
     assert not ResearchDocument.objects.filter(team_id=team_id).exists()
     assert not ResearchDocument.objects.filter(connection_id=conn.pk).exists()
+
+
+def test_a_first_scan_that_meets_documents_again_updates_them_instead_of_failing(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    sandbox.generate_research(world.tenant, world.team_id, 150, seed=9)
+    conn = machine_connection(team, world)
+    run = new_run(conn)
+    run_to_end(run, deadline=time.monotonic())  # its first page: 100 documents stored
+    assert run.first_scan
+    first_page = list(bipsync_documents(world).values())[:100]
+    stored = set(
+        ResearchDocument.objects.filter(connection=conn).values_list("bipsync_id", flat=True)
+    )
+    assert {item["id"] for item in first_page} == stored
+    # The list moved under the scan and took its anchor away: the next page read holds
+    # documents the scan already stored (scan() then hands over the whole page), one edited.
+    edited = {**first_page[0], "title": "Edited while the scan ran"}
+    again = engine.Step(
+        offset=100,
+        items=[edited, *first_page[1:50]],
+        total=150,
+        next_offset=150,
+        anchor=first_page[49]["id"],
+        unstable=True,
+    )
+
+    result = engine.store_page(run, again)
+
+    assert (result.seen, result.created, result.updated) == (50, 0, 50)
+    assert ResearchDocument.objects.filter(connection=conn).count() == 100
+    changed = ResearchDocument.objects.get(connection=conn, bipsync_id=edited["id"])
+    assert changed.title == "Edited while the scan ran"
+    run.refresh_from_db()
+    assert (run.pages, run.seen_count, run.created_count, run.updated_count) == (2, 150, 100, 50)
