@@ -41,18 +41,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import close_old_connections, models, transaction
+from django.db import connection as db_connection
+from django.db import models, transaction
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.throttle import OnceKeys, TenantGate, TenantSemaphore
+from bipsync_partner.oauth import OAuthError
 from bipsync_partner.ops import metrics
 from bipsync_partner.ops.context import bound
 
@@ -240,21 +241,44 @@ def _take(slot: TenantSemaphore) -> bool:
     return False
 
 
-def _refresh_one(
-    connection_id: str,
-    version: int,
-    gate: TenantGate,
-    turn: AbstractContextManager[object] | None = None,
-) -> tuple[str, float | None]:
+class TenantWaiting(Exception):
+    """Raised instead of calling Bipsync while the tenant asked us to wait; the token service
+    rolls its transaction back, so nothing is written and the connection stays queued."""
+
+
+class _Turn:
+    """A batch's permission to call Bipsync: one request at a time (the batch holds one of the
+    tenant's concurrency slots), and none while the tenant's gate is closed. The gate is read
+    right before each request, so a ``Retry-After`` seen by any worker stops this batch's very
+    next request; a 429 seen by this batch closes the turn before another thread can take it.
+    """
+
+    def __init__(self, gate: TenantGate) -> None:
+        self.gate = gate
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        if self.closed or self.gate.remaining() > 0:
+            self.closed = True
+            self._lock.release()
+            raise TenantWaiting
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        if isinstance(error, OAuthError) and error.status == 429:
+            self.closed = True
+        self._lock.release()
+
+
+def _refresh_one(item: Item, gate: TenantGate, turn: _Turn) -> tuple[str, float | None]:
     """One queued refresh through the token service (which records failures, back-off,
     ``needs_reconnect`` and the admins' notice); a 429 closes the tenant's gate for everyone.
     Returns the outcome, and the refresh's duration when it rotated the tokens."""
     from bipsync_partner.connections import tokens
 
     started = time.monotonic()
-    result = tokens.refresh_connection(
-        connection_id, expected_version=version, wait=False, turn=turn
-    )
+    result = tokens.refresh_connection(item[0], expected_version=item[1], wait=False, turn=turn)
     if result.outcome == "refreshed":
         return "refreshed", time.monotonic() - started
     if result.code == tokens.RATE_LIMITED and result.retry_at is not None:
@@ -298,83 +322,75 @@ def batch_budget() -> float:
     return max(5.0, settings.REFRESH_TASK_SOFT_TIME_LIMIT - 2 * http - 5)
 
 
-#: How often a batch looks at its tenant's gate between refreshes. Another worker's 429 is
-#: honoured within this; a 429 this batch sees itself closes the gate at once.
-GATE_CHECK_SECONDS = 0.25
-
-
 class _BatchRun:
     """The shared state of one batch, worked by one or more threads: each takes the next item,
-    refreshes it, and records the outcome. Taking stops for good when the tenant's gate closes
-    or the time budget runs out; what was not taken is the batch's ``remaining``."""
+    refreshes it, and records the outcome. Taking stops for good when the tenant asks to wait
+    or the time budget runs out; what was not refreshed is the batch's ``remaining``."""
 
-    def __init__(self, tenant: str, items: list[Item], pipelined: bool) -> None:
+    def __init__(self, tenant: str, items: list[Item]) -> None:
         self.items = items
         self.gate = TenantGate(tenant)
+        self.turn = _Turn(self.gate)
         self.deadline = time.monotonic() + batch_budget()
-        # One request to Bipsync in flight per batch: the batch holds one of the tenant's
-        # concurrency slots, and a slot means one request at a time.
-        self.turn = threading.Lock() if pipelined else None
         self._lock = threading.Lock()
         self._next = 0
-        self._next_gate_check = 0.0
-        self.taken: list[Item] = []
+        self.done: list[Item] = []
+        self.returned: list[Item] = []
         self.outcomes: Counter[str] = Counter()
         self.durations: list[float] = []
-        self.retry_in = 0.0
-        self.waited = ""
+        self.stopped = ""
 
     def _take(self) -> Item | None:
         with self._lock:
-            if self.waited or self._next >= len(self.items):
+            if self.turn.closed:
+                self.stopped = "rate_limited_wait"
+            elif time.monotonic() > self.deadline:
+                self.stopped = self.stopped or "out_of_time"
+            if self.stopped or self._next >= len(self.items):
                 return None
-            now = time.monotonic()
-            if now >= self._next_gate_check:
-                self._next_gate_check = now + GATE_CHECK_SECONDS
-                pause = self.gate.remaining()
-                if pause > 0:
-                    # Bipsync told some worker to wait; nobody calls this tenant before then.
-                    self.waited, self.retry_in = "rate_limited_wait", pause + random.uniform(0, 2)
-                    return None
-            if now > self.deadline:
-                self.waited = "out_of_time"
-                return None
-            item = self.items[self._next]
             self._next += 1
-            return item
+            return self.items[self._next - 1]
 
     def work(self) -> None:
         try:
-            self._work()
+            while (item := self._take()) is not None:
+                self._refresh(item)
         except BaseException:
             with self._lock:
-                self.waited = "failed"  # the other threads take nothing more
+                self.stopped = "failed"  # the other threads take nothing more
             raise
 
-    def _work(self) -> None:
-        while (item := self._take()) is not None:
+    def _refresh(self, item: Item) -> None:
+        try:
             with bound(connection=item[0]):
-                outcome, duration = _refresh_one(*item, self.gate, self.turn)
+                outcome, duration = _refresh_one(item, self.gate, self.turn)
+        except TenantWaiting:
             with self._lock:
-                self.taken.append(item)
-                self.outcomes[outcome] += 1
-                if duration is not None:
-                    self.durations.append(duration)
-                if outcome == "rate_limited":
-                    self._next_gate_check = 0.0
+                self.returned.append(item)
+            return
+        with self._lock:
+            self.done.append(item)
+            self.outcomes[outcome] += 1
+            if duration is not None:
+                self.durations.append(duration)
 
     def result(self) -> BatchResult:
-        return BatchResult(
-            self.outcomes, self.taken, self.items[self._next :], self.retry_in, self.waited
-        )
+        remaining = self.returned + self.items[self._next :]
+        if not remaining:
+            return BatchResult(self.outcomes, self.done, [])
+        if self.turn.closed:
+            # Read after every thread is done, so a 429 of this batch has closed the gate.
+            retry_in = self.gate.remaining() or random.uniform(1, 5)
+            retry_in += random.uniform(0, 2)
+            return BatchResult(self.outcomes, self.done, remaining, retry_in, "rate_limited_wait")
+        return BatchResult(self.outcomes, self.done, remaining, 0.0, self.stopped or "out_of_time")
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    # Per process (keyed by pid: a prefork child must not inherit its parent's threads), kept
-    # for the process's life so that each thread keeps its database connection between batches.
+    # Per process, keyed by pid: a prefork child must not use threads it did not start.
     pool = _pools.get(os.getpid())
     if pool is None or pool._max_workers < threads:
         pool = _pools[os.getpid()] = ThreadPoolExecutor(threads, "refresh-batch")
@@ -382,8 +398,12 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def _work_in_thread(run: _BatchRun) -> None:
-    close_old_connections()  # what Celery does for the task's own thread
-    run.work()
+    try:
+        run.work()
+    finally:
+        # Each thread has its own database connection; an idle pool thread must not hold one
+        # open (Celery only manages the task's own thread's connection).
+        db_connection.close()
 
 
 def refresh_batch(tenant: str, items: Sequence[Item]) -> BatchResult:
@@ -400,7 +420,7 @@ def refresh_batch(tenant: str, items: Sequence[Item]) -> BatchResult:
     if not _take(slot):
         return BatchResult(Counter(), [], items, random.uniform(1, 5), "tenant_busy")
     threads = min(len(items), max(1, int(settings.REFRESH_BATCH_PIPELINE)))
-    run = _BatchRun(tenant, items, pipelined=threads > 1)
+    run = _BatchRun(tenant, items)
     try:
         if threads == 1:
             run.work()

@@ -303,9 +303,10 @@ def refresh_connection(
     instead of waiting for it; the sweep has no use for the token, so waiting would only hold a
     worker. Every check is made under the row lock, in the one read that takes it.
 
-    ``turn``: held around the request to Bipsync only; the sweep's pipelined batches pass one
-    lock per batch so that a batch has at most one request in flight while it prepares the next
-    refresh and commits the last.
+    ``turn``: entered around the request to Bipsync only; the sweep's pipelined batches pass
+    one per batch so that a batch has at most one request in flight while it prepares the next
+    refresh and commits the last. An exception from entering it aborts the refresh before any
+    request: the transaction rolls back and the exception propagates.
     """
     access_window = access_window or _seconds("REFRESH_ACCESS_WINDOW_SECONDS", 600)
     refresh_window = refresh_window or _seconds("REFRESH_REFRESH_WINDOW_SECONDS", 3 * 86400)
@@ -515,18 +516,17 @@ def _request_tokens(locked: Connection, turn: AbstractContextManager[object]) ->
         )
     else:
         client = clients.client_for(locked.kind)
-    with clients.http_client() as http:
+    refresh_token = locked.refresh_token
+    scopes = locked.scope_list
+    # The turn covers the metadata lookup too: on a miss it is a request to Bipsync as well.
+    with turn, clients.http_client() as http:
         grants = clients.grant_client(resolved, client, http)
         if locked.kind == Connection.Kind.CLIENT_CREDENTIALS:
             # The grant adds team_{id} itself (Bipsync reference, "Grants").
-            extra = [scope for scope in locked.scope_list if not scope.startswith("team_")]
-            with turn:
-                return grants.client_credentials(locked.bipsync_team_id, extra)
-        refresh_token = locked.refresh_token
-        scopes = locked.scope_list
+            extra = [scope for scope in scopes if not scope.startswith("team_")]
+            return grants.client_credentials(locked.bipsync_team_id, extra)
         assert refresh_token is not None
-        with turn:
-            return grants.refresh(refresh_token, previous_scopes=scopes)
+        return grants.refresh(refresh_token, previous_scopes=scopes)
 
 
 def _failure_code(exc: OAuthError) -> str:
