@@ -293,7 +293,7 @@ REFRESH_QUEUED_TTL_SECONDS = env_int("REFRESH_QUEUED_TTL_SECONDS", 900, minimum=
 REFRESH_SWEEP_BATCH = env_int("REFRESH_SWEEP_BATCH", 1000, minimum=1)
 # Refreshes per task: one Celery task costs a worker more CPU than a refresh's own work, so
 # the sweep queues a tenant's due connections in batches (bench/README.md, "Refresh sweep").
-REFRESH_BATCH_SIZE = env_int("REFRESH_BATCH_SIZE", 25, minimum=1)
+REFRESH_BATCH_SIZE = env_int("REFRESH_BATCH_SIZE", 50, minimum=1)
 # Threads working one batch; still one request to Bipsync in flight per batch, but the next
 # refresh's database work overlaps the current request (1 = strictly one after the other).
 REFRESH_BATCH_PIPELINE = env_int("REFRESH_BATCH_PIPELINE", 2, minimum=1)

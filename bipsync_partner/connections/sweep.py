@@ -249,8 +249,8 @@ class TenantWaiting(Exception):
 class _Turn:
     """A batch's permission to call Bipsync: one request at a time (the batch holds one of the
     tenant's concurrency slots), and none while the tenant's gate is closed. The gate is read
-    right before each request, so a ``Retry-After`` seen by any worker stops this batch's very
-    next request; a 429 seen by this batch closes the turn before another thread can take it.
+    before each request, so a ``Retry-After`` seen by any worker stops this batch's next
+    request; a 429 seen by this batch closes the turn before another thread can take it.
     """
 
     def __init__(self, gate: TenantGate) -> None:
@@ -259,9 +259,14 @@ class _Turn:
         self._lock = threading.Lock()
 
     def __enter__(self) -> None:
-        self._lock.acquire()
+        # The gate is read before waiting for the turn, so that its round trip to Redis is not
+        # part of the one-request-at-a-time path; what another worker learns in the meantime
+        # (at most one request's time) is as good as simultaneous.
         if self.closed or self.gate.remaining() > 0:
             self.closed = True
+            raise TenantWaiting
+        self._lock.acquire()
+        if self.closed:  # a 429 of this batch's request that held the turn
             self._lock.release()
             raise TenantWaiting
 
