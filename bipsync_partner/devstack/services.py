@@ -170,9 +170,8 @@ def start_embedded_redis(port: int = EMBEDDED_REDIS_PORT, data: Path | None = No
     return url
 
 
-def stop_embedded() -> None:
-    """Stop the embedded servers started by ``start_embedded_*`` (used by tests of this module)."""
-    pgdata = VAR / "postgres"
+def stop_embedded_postgres(pgdata: Path) -> None:
+    """Stop the embedded PostgreSQL server whose data directory is ``pgdata``, if it runs."""
     if (pgdata / "postmaster.pid").exists():
         user = "embedded_postgres" if os.geteuid() == 0 else None
         subprocess.run(
@@ -181,6 +180,11 @@ def stop_embedded() -> None:
             capture_output=True,
             **_run_as(user),  # type: ignore[call-overload]
         )
+
+
+def stop_embedded() -> None:
+    """Stop the embedded servers started by ``start_embedded_*`` (used by tests of this module)."""
+    stop_embedded_postgres(VAR / "postgres")
     pidfile = VAR / "redis" / "redis.pid"
     if pidfile.exists():
         with contextlib.suppress(ValueError, ProcessLookupError):
