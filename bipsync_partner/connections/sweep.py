@@ -56,6 +56,7 @@ from bipsync_partner.connections.throttle import OnceKeys, TenantGate, TenantSem
 from bipsync_partner.oauth import OAuthError
 from bipsync_partner.ops import metrics
 from bipsync_partner.ops.context import bound
+from bipsync_partner.ops.interpreter import switch_interval
 
 log = logging.getLogger(__name__)
 
@@ -430,8 +431,11 @@ def refresh_batch(tenant: str, items: Sequence[Item]) -> BatchResult:
         if threads == 1:
             run.work()
         else:
-            futures = [_pool(threads).submit(_work_in_thread, run) for _ in range(threads)]
-            wait(futures)
+            # The thread whose answer from Bipsync arrived must get the interpreter back at
+            # once: the batch's one request in flight waits on it.
+            with switch_interval():
+                futures = [_pool(threads).submit(_work_in_thread, run) for _ in range(threads)]
+                wait(futures)
             for future in futures:
                 future.result()
     finally:

@@ -30,7 +30,6 @@ import json
 import logging
 import queue
 import re
-import sys
 import threading
 import time
 import uuid
@@ -49,6 +48,7 @@ from django.utils import timezone
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.throttle import TenantSemaphore
 from bipsync_partner.ops import metrics
+from bipsync_partner.ops.interpreter import switch_interval
 from bipsync_partner.sync.api import ApiError, BipsyncApi, InsufficientScope
 from bipsync_partner.sync.models import (
     ResearchDocument,
@@ -713,18 +713,6 @@ PREFETCH_PAGES = 2
 PREFETCH_SWITCH_INTERVAL = 0.0005
 
 
-@contextlib.contextmanager
-def _switch_interval(seconds: float) -> Iterator[None]:
-    """The switch interval is per process: set for the slice (a worker process runs one task
-    at a time), restored after it."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
 class _Prefetch:
     """Reads the next pages in a thread while the current one is written: the run then takes
     about max(fetch, write) per page instead of their sum. The queue holds PREFETCH_PAGES pages,
@@ -853,7 +841,7 @@ def _execute_locked(
         )
         fetcher = _Prefetch(steps) if prefetch else None
         switching = (
-            _switch_interval(PREFETCH_SWITCH_INTERVAL)
+            switch_interval(PREFETCH_SWITCH_INTERVAL)
             if fetcher is not None
             else contextlib.nullcontext()
         )
