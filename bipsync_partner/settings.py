@@ -284,7 +284,8 @@ REFRESH_ACCESS_WINDOW_SECONDS = env_int("REFRESH_ACCESS_WINDOW_SECONDS", 600, mi
 # Rotate refresh tokens this long before they lapse (30 days at Bipsync [choice]), so that a
 # connection nobody used for a month does not die.
 REFRESH_REFRESH_WINDOW_SECONDS = env_int("REFRESH_REFRESH_WINDOW_SECONDS", 3 * 86400, minimum=0)
-# Each queued refresh waits a random 0..N seconds so that due connections do not hit a tenant at once.
+# Each queued batch of refreshes waits a random 0..N seconds so that due connections do not hit a
+# tenant at once.
 REFRESH_JITTER_SECONDS = env_int("REFRESH_JITTER_SECONDS", 30, minimum=0)
 # Concurrent refreshes per tenant, across all workers.
 REFRESH_TENANT_CONCURRENCY = env_int("REFRESH_TENANT_CONCURRENCY", 4, minimum=1)
