@@ -362,9 +362,12 @@ class _BatchRun:
             while (item := self._take()) is not None:
                 self._refresh(item)
         except BaseException:
-            with self._lock:
-                self.stopped = "failed"  # the other threads take nothing more
+            self.stop("failed")  # the other threads take nothing more
             raise
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            self.stopped = reason
 
     def _refresh(self, item: Item) -> None:
         try:
@@ -438,6 +441,11 @@ def refresh_batch(tenant: str, items: Sequence[Item]) -> BatchResult:
                 wait(futures)
             for future in futures:
                 future.result()
+    except BaseException:
+        # The task is leaving (its soft time limit, a worker shutdown): the batch's threads must
+        # not go on calling Bipsync once the tenant's slot is given back.
+        run.stop("failed")
+        raise
     finally:
         slot.release()
         metrics.observe_many("bipsync_token_refresh_duration_seconds", run.durations)
