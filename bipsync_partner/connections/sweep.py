@@ -234,7 +234,7 @@ def _tenant_slot(tenant: str) -> TenantSemaphore:
     )
 
 
-def _take(slot: TenantSemaphore) -> bool:
+def _take_slot(slot: TenantSemaphore) -> bool:
     for attempt in range(5):
         if slot.acquire():
             return True
@@ -426,7 +426,7 @@ def refresh_batch(tenant: str, items: Sequence[Item]) -> BatchResult:
     """
     items = list(items)
     slot = _tenant_slot(tenant)
-    if not _take(slot):
+    if not _take_slot(slot):
         return BatchResult(Counter(), [], items, random.uniform(1, 5), "tenant_busy")
     threads = min(len(items), max(1, int(settings.REFRESH_BATCH_PIPELINE)))
     run = _BatchRun(tenant, items)

@@ -318,19 +318,18 @@ def refresh_connection(
             conn.refresh_expires_at is not None and conn.refresh_expires_at <= now + refresh_window
         )
 
-    skipped: RefreshResult | None = None
     with _row_lock(connection_id, wait=wait) as locked:
         if locked is None:
-            skipped = _why_not_locked(connection_id, wait)
-        else:
-            skipped = _not_for_refresh(locked, due, expected_version)
-            if skipped is None:
-                outcome = _refresh_locked(locked, due, turn)
-    if skipped is not None:
-        return skipped
-    assert locked is not None
+            return _why_not_locked(connection_id, wait)
+        skipped = _not_for_refresh(locked, due, expected_version)
+        if skipped is not None:
+            return skipped
+        outcome = _refresh_locked(locked, due, turn)
     _notify(locked, outcome)
-    conn = locked
+    return _result_of(locked, outcome)
+
+
+def _result_of(conn: Connection, outcome: _Outcome) -> RefreshResult:
     if outcome.needs_reconnect is not None:
         return RefreshResult(
             "needs_reconnect", conn.pk, outcome.needs_reconnect, code=conn.last_error_code
