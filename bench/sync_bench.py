@@ -44,6 +44,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.processes import celery_worker_argv  # noqa: E402
 from tests.support.sandbox import Sandbox, SandboxWorld, make_world, start_sandbox  # noqa: E402
 
 SERVER = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
@@ -263,27 +264,11 @@ def group_cpu_seconds(pgid: int) -> float:
 def start_worker(env: dict[str, str], concurrency: int, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "bipsync_partner.celery",
-            "worker",
-            "-Q",
-            "default,refresh,sync",
-            "-c",
-            str(concurrency),
-            "-P",
-            "prefork",
-            "--loglevel",
-            os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING"),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-n",
-            f"{PREFIX}@%h",
-        ],
+        celery_worker_argv(
+            concurrency=concurrency,
+            loglevel=os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING"),
+            name=f"{PREFIX}@%h",
+        ),
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=out,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from pytest_django.fixtures import Settings
 from accounts.models import Team, User
 from bipsync_partner.celery import app as celery_app
 from bipsync_partner.connections.models import Connection
-from tests.support.processes import die_with_parent
+from tests.support.processes import celery_worker_argv, die_with_parent
 from tests.support.sandbox import Sandbox, SandboxWorld, WorldApp, make_world
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -168,27 +167,11 @@ class Worker:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bipsync_partner.celery",
-                "worker",
-                "-Q",
-                "default,refresh,sync",
-                "-c",
-                "2",
-                "-P",
-                "prefork",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"{SESSION_PREFIX}-{uuid.uuid4().hex[:6]}@%h",
-            ],
+            celery_worker_argv(
+                concurrency=2,
+                loglevel="INFO",
+                name=f"{SESSION_PREFIX}-{uuid.uuid4().hex[:6]}@%h",
+            ),
             cwd=REPO_ROOT,
             env=self.env,
             stdout=log,
