@@ -58,14 +58,14 @@ def test_a_rate_limit_fault_answers_429_with_retry_after(
 def test_a_slow_fault_delays_the_answer(
     sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
 ) -> None:
-    sandbox.set_fault("slow", target="api", delay_ms=400, count=1, tenant=sandbox_world.tenant)
+    sandbox.set_fault("slow", target="api", delay_ms=1000, count=1, tenant=sandbox_world.tenant)
     started = time.monotonic()
     response = api.get("/v1/research")
     assert response.status_code == 200
-    assert time.monotonic() - started >= 0.4
+    assert time.monotonic() - started >= 1.0
     started = time.monotonic()
     assert api.get("/v1/research").status_code == 200
-    assert time.monotonic() - started < 0.4
+    assert time.monotonic() - started < 1.0  # the fault was used up; margin for a busy machine
 
 
 def test_a_close_fault_drops_the_connection_without_an_answer(

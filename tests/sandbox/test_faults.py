@@ -45,15 +45,15 @@ def test_it_answers_500_until_the_fault_is_cleared(
 
 def test_it_answers_slowly(sandbox_world: SandboxWorld, tokens: dict[str, str]) -> None:
     world = sandbox_world
-    world.sandbox.set_fault("slow", delay_ms=400, count=1, client_id=world.user_app.client_id)
+    world.sandbox.set_fault("slow", delay_ms=1000, count=1, client_id=world.user_app.client_id)
     started = time.monotonic()
     response = world.refresh(world.user_app, tokens["refresh_token"])
     elapsed = time.monotonic() - started
     assert response.status_code == 200
-    assert elapsed >= 0.4
+    assert elapsed >= 1.0
     started = time.monotonic()
     world.refresh(world.user_app, response.json()["refresh_token"])
-    assert time.monotonic() - started < 0.4
+    assert time.monotonic() - started < 1.0  # the fault was used up; margin for a busy machine
 
 
 def test_a_client_that_times_out_on_a_slow_answer_still_holds_a_valid_token(
