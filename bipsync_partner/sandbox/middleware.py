@@ -54,8 +54,29 @@ class TenantRoutingMiddleware:
                 return _unknown_tenant(request, prefix)
             setattr(request, _TENANT_ATTR, tenant)
             request.path_info = prefix + match.rest
+            if _holds_nul(request):
+                return _nul_refused(request, prefix)
             break
         return self.get_response(request)
+
+
+def _holds_nul(request: HttpRequest) -> bool:
+    """A NUL in a query or form parameter. No OAuth parameter may hold one (RFC 6749 Appendix A:
+    every value is made of %x20-7E and, for a few, other printable characters), no REST
+    parameter needs one, and PostgreSQL text cannot store one: refused before any view sees it."""
+    try:
+        fields = [*request.GET.lists(), *request.POST.lists()]
+    except Exception:  # an unreadable body is the view's to refuse, in its own words
+        return False
+    return any("\x00" in name or any("\x00" in v for v in values) for name, values in fields)
+
+
+def _nul_refused(request: HttpRequest, prefix: str) -> HttpResponse:
+    message = "A parameter holds a NUL character, which no Bipsync parameter may contain."
+    if prefix == API_PREFIX:
+        return JsonResponse({"error": "invalid_request", "error_description": message}, status=400)
+    context = {"title": "Bad request", "message": message}
+    return render(request, "sandbox/error.html", context, status=400)
 
 
 def _unknown_tenant(request: HttpRequest, prefix: str) -> HttpResponse:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from authlib.oauth2.rfc6749.errors import InsecureTransportError
+from authlib.oauth2.rfc6749.errors import InsecureTransportError, InvalidClientError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -42,16 +42,21 @@ def oauth_error(error: str, description: str, status: int = 400) -> JsonResponse
     return response
 
 
-def _basic_client_id(request: HttpRequest) -> str:
+def _basic_credentials(request: HttpRequest) -> str | None:
+    """The decoded ``id:secret`` of an HTTP Basic header, "" without one, None when unreadable
+    (not base64, or not UTF-8: RFC 6749 §2.3.1 form-encodes both parts as UTF-8)."""
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "basic" or not credentials:
+    if scheme.lower() != "basic":
         return ""
     try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        return base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return ""
-    return unquote(decoded.partition(":")[0])
+        return None
+
+
+def _basic_client_id(request: HttpRequest) -> str:
+    return unquote((_basic_credentials(request) or "").partition(":")[0])
 
 
 def _run_with_faults(
@@ -105,6 +110,11 @@ def _oauth_call(
         return oauth_error("invalid_request", str(exc))
     except InsecureTransportError:
         return oauth_error("insecure_transport", "OAuth requires https here.")
+    if _basic_credentials(request) is None:
+        # authlib's own decoding would raise on these; RFC 6749 §5.2 says invalid_client.
+        runtime.count(client_id, target, grant_type, "invalid_client")
+        unreadable = InvalidClientError(description="The Basic credentials are not readable.")
+        return server.handle_error_response(oauth_request, unreadable)
     with transaction.atomic():
         response = call(server, oauth_request)
         outcome = "ok" if response.status_code < 400 else (server.last_error or "error")
