@@ -261,6 +261,38 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / ticks
 
 
+def cpu_census(groups: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far, by component: each named process group (the sandbox's gunicorn,
+    the worker), every PostgreSQL server process (with the time of backends that have exited,
+    which the postmaster collects as its children's time), Redis, and this process (the bare
+    loop's threads). Differences of two censuses give each component's share of a span."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    named = {pgid: name for name, pgid in groups.items()}
+    totals = dict.fromkeys([*groups, "postgres", "redis", "bench"], 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended meanwhile
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        pid, pgrp = int(stat.parent.name), int(fields[2])
+        own = int(fields[11]) + int(fields[12])
+        if pgrp in named:
+            totals[named[pgrp]] += own / ticks
+        elif comm == "postgres":
+            totals["postgres"] += (own + int(fields[13]) + int(fields[14])) / ticks
+        elif comm == "redis-server":
+            totals["redis"] += own / ticks
+        elif pid == os.getpid():
+            totals["bench"] += own / ticks
+    return totals
+
+
+def cpu_ms_per(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    return {k: round(1000 * (after[k] - before[k]) / max(1, count), 2) for k in after}
+
+
 def start_worker(env: dict[str, str], concurrency: int, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("wb")
     process = subprocess.Popen(
@@ -347,12 +379,16 @@ def sweep_round(
     say(f"creating {count} due connections")
     team = create_due_connections(world, grants[2 * args.raw :])
     say(f"raw loop: {args.raw} refresh requests, concurrency {args.concurrency}")
+    groups = {"sandbox": sandbox.process.pid if sandbox.process else -1, "worker": worker.pid}
+    census = cpu_census(groups)
     raw = raw_refresh_rate(world, raw_grants, args.concurrency)
+    raw["cpu_ms_per_request"] = cpu_ms_per(census, cpu_census(groups), args.raw)
     say(f"  {raw}")
     load_before = load()
     before = sandbox.token_requests(world.user_app.client_id, "refresh_token", outcome=None)
     say("sweep: one sweep task, then every refresh on the worker")
     cpu_before = group_cpu_seconds(worker.pid)
+    census = cpu_census(groups)
     started = time.perf_counter()
     sweep_refreshes.delay()
     while True:
@@ -362,6 +398,7 @@ def sweep_round(
         time.sleep(0.2)
     seconds = time.perf_counter() - started
     worker_cpu = group_cpu_seconds(worker.pid) - cpu_before
+    sweep_cpu = cpu_ms_per(census, cpu_census(groups), done)
     # Whatever could still arrive (a duplicate) would arrive now.
     time.sleep(3)
     refreshes = (
@@ -384,6 +421,7 @@ def sweep_round(
         "ratio": round(sweep_rate / fastest_raw, 3),
         "load_average": load_before,
         "worker_cpu_ms_per_refresh": round(1000 * worker_cpu / max(1, done), 2),
+        "cpu_ms_per_refresh": sweep_cpu,
     }
     say(f"  {result}")
     return result
