@@ -56,7 +56,11 @@ class ResearchFilterForm(forms.Form):
     author = forms.ChoiceField(required=False, label="Author")
 
     def __init__(
-        self, *args: Any, content_types: dict[str, str], authors: list[str], **kwargs: Any
+        self,
+        *args: Any,
+        content_types: dict[str, str],
+        authors: list[tuple[str, str]],
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         type_field = self.fields["content_type"]
@@ -64,4 +68,4 @@ class ResearchFilterForm(forms.Form):
         type_field.choices = [("", "Any"), *content_types.items()]
         author_field = self.fields["author"]
         assert isinstance(author_field, forms.ChoiceField)
-        author_field.choices = [("", "Anyone"), *((a, a) for a in authors)]
+        author_field.choices = [("", "Anyone"), *authors]

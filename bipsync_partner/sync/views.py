@@ -10,12 +10,13 @@ for every member.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -177,6 +178,35 @@ def _research(request: TeamRequest) -> QuerySet[ResearchDocument]:
     ).filter(team_wide | mine)
 
 
+def _author_labels(request: TeamRequest, documents: QuerySet[ResearchDocument]) -> dict[str, str]:
+    """Bipsync user id -> what to call that author, for the first 500 authors by id.
+
+    The REST slice gives a document's ``user`` as an id (the name only when it sends an object),
+    and the API has no user lookup short of GraphQL's ``users:read``. The team does know the
+    people it connected: a token response names its subject, kept as the connection's
+    ``subject_name``. So: the name sent with a document, else a connected subject's name, else
+    the id. Two authors with one name keep apart by the end of their ids.
+    """
+    names = dict(
+        documents.exclude(author_bid="")
+        .order_by("author_bid")
+        .values_list("author_bid")
+        .annotate(name=Max("author_name"))[:500]
+    )
+    unnamed = [bid for bid, name in names.items() if not name]
+    subjects = dict(
+        Connection.objects.filter(team=request.team, subject_id__in=unnamed)
+        .exclude(subject_name="")
+        .values_list("subject_id", "subject_name")
+    )
+    labels = {bid: name or subjects.get(bid) or bid for bid, name in names.items()}
+    counts = Counter(labels.values())
+    return {
+        bid: f"{label} (…{bid[-6:]})" if counts[label] > 1 else label
+        for bid, label in labels.items()
+    }
+
+
 @require_GET
 @team_view()
 def research(request: TeamRequest) -> HttpResponse:
@@ -187,13 +217,10 @@ def research(request: TeamRequest) -> HttpResponse:
             team=request.team, deleted_at__isnull=True
         ).order_by("display_name")
     }
-    authors = list(
-        documents.exclude(author_bid="")
-        .order_by("author_bid")
-        .values_list("author_bid", flat=True)
-        .distinct()[:500]
+    authors = _author_labels(request, documents)
+    form = ResearchFilterForm(
+        request.GET or None, content_types=content_types, authors=list(authors.items())
     )
-    form = ResearchFilterForm(request.GET or None, content_types=content_types, authors=authors)
     if form.is_valid():
         data: dict[str, Any] = form.cleaned_data
         if data.get("q"):
@@ -214,6 +241,8 @@ def research(request: TeamRequest) -> HttpResponse:
         ),
         DOCUMENTS_PER_PAGE,
     ).get_page(request.GET.get("page"))
+    for doc in page.object_list:
+        doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid
     query = request.GET.copy()
     query.pop("page", None)
     return render(

@@ -263,6 +263,42 @@ def test_members_browse_research_by_title_content_type_and_author(
     assert b"Meeting" in page.content
 
 
+def test_the_research_browser_names_authors_it_can_and_shows_the_rest_by_id(
+    team: Team, alice: User, bob: User, machine: Connection
+) -> None:
+    # Bob connected his own Bipsync account: the token response named him (subject_name).
+    Connection.objects.create(
+        team=team,
+        user=bob,
+        tenant="acme",
+        kind=Connection.Kind.USER,
+        subject_id="b" * 24,
+        subject_name="Bob at Acme",
+    )
+    _document(machine, 1, title="By Bob")  # author_bid "b" * 24, no name from the API
+    _document(machine, 2, title="Named by the API", author_bid="e" * 24, author_name="Erin E")
+    _document(machine, 3, title="Also Erin", author_bid="e" * 24, author_name="Erin E")
+    _document(machine, 4, title="Namesake", author_bid="f" * 24, author_name="Erin E")
+    _document(machine, 5, title="Stranger", author_bid="9" * 24)
+
+    response = signed_in(alice).get(url("research", team))
+
+    labels = {doc.title: doc.author_label for doc in response.context["page"].object_list}
+    assert labels == {
+        "By Bob": "Bob at Acme",
+        "Named by the API": "Erin E (…eeeeee)",
+        "Also Erin": "Erin E (…eeeeee)",
+        "Namesake": "Erin E (…ffffff)",
+        "Stranger": "9" * 24,
+    }
+    choices = dict(response.context["form"].fields["author"].choices)
+    assert choices["b" * 24] == "Bob at Acme"
+    assert choices["9" * 24] == "9" * 24
+    assert b"Bob at Acme" in response.content
+    by_bob = signed_in(alice).get(url("research", team), {"author": "b" * 24})
+    assert [doc.title for doc in by_bob.context["page"].object_list] == ["By Bob"]
+
+
 def test_the_research_browser_pages_through_many_documents(
     team: Team, bob: User, machine: Connection
 ) -> None:
