@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from pytest_django.fixtures import Settings
@@ -177,8 +178,6 @@ def test_no_page_answers_a_server_error_to_anyone(
 def test_no_back_office_page_answers_a_server_error_to_staff(
     world: SandboxWorld, team: Team, alice: User
 ) -> None:
-    from django.contrib import admin
-
     staff = User.objects.create_superuser("root@example.com", "correct horse battery staple")
     connection = make_connection(team, alice, world.tenant)
     SyncRun.objects.create(connection=connection, requested_by=alice)
@@ -187,8 +186,7 @@ def test_no_back_office_page_answers_a_server_error_to_staff(
 
     answers: Counter[int] = Counter()
     for model in admin.site._registry:
-        info = (model._meta.app_label, model._meta.model_name)
-        changelist = "/admin/{}/{}/".format(*info)
+        changelist = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         for variant in range(VARIANTS):
             junk = {name: values[variant % len(values)] for name, values in JUNK.items()}
             for query in ({"q": junk["q"]}, {"o": junk["page"]}, {"p": junk["page"]}, junk):
