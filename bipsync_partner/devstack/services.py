@@ -250,7 +250,7 @@ def drop_stale_test_databases(url: str, prefix: str) -> list[str]:
         ]
         for name in names:
             pid = name.removeprefix(prefix)
-            if not pid.isdigit() or _process_alive(int(pid)):
+            if not pid.isdigit() or process_alive(int(pid)):
                 continue
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
@@ -259,7 +259,8 @@ def drop_stale_test_databases(url: str, prefix: str) -> list[str]:
     return dropped
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

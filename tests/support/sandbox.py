@@ -86,6 +86,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bipsync_partner.devstack.services import process_alive
 from tests.support.processes import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -152,16 +153,6 @@ def _server_url() -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _recreate_database(server_url: str, name: str) -> None:
     with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
         # Sessions run concurrently on a shared machine, so every session has its own database;
@@ -171,7 +162,7 @@ def _recreate_database(server_url: str, name: str) -> None:
         ).fetchall()
         for (stale,) in rows:
             suffix = stale.rsplit("_", 1)[-1]
-            if suffix.isdigit() and not _pid_alive(int(suffix)):
+            if suffix.isdigit() and not process_alive(int(suffix)):
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stale))
                 )
