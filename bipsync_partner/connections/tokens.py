@@ -337,13 +337,7 @@ def _result_of(conn: Connection, outcome: _Outcome) -> RefreshResult:
     if outcome.refreshed:
         return RefreshResult("refreshed", conn.pk)
     if outcome.error is not None or conn.status == Connection.Status.FAILING:
-        return RefreshResult(
-            "failed",
-            conn.pk,
-            conn.last_error_message,
-            code=conn.last_error_code,
-            retry_at=conn.next_retry_at,
-        )
+        return _with_last_error("failed", conn)
     return RefreshResult("not_due", conn.pk, "Another process refreshed it first.")
 
 
@@ -365,14 +359,18 @@ def _not_for_refresh(
     if not due(conn, now):
         return RefreshResult("not_due", conn.pk)
     if _backing_off(conn, now):
-        return RefreshResult(
-            "backing_off",
-            conn.pk,
-            conn.last_error_message,
-            code=conn.last_error_code,
-            retry_at=conn.next_retry_at,
-        )
+        return _with_last_error("backing_off", conn)
     return None
+
+
+def _with_last_error(outcome: Literal["failed", "backing_off"], conn: Connection) -> RefreshResult:
+    return RefreshResult(
+        outcome,
+        conn.pk,
+        conn.last_error_message,
+        code=conn.last_error_code,
+        retry_at=conn.next_retry_at,
+    )
 
 
 # --- the locked refresh -----------------------------------------------------------------------
