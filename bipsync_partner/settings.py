@@ -210,6 +210,11 @@ BIPSYNC_METADATA_TTL = env_int("BIPSYNC_METADATA_TTL", 3600, minimum=0)
 BIPSYNC_PENDING_AUTHORIZATION_SECONDS = env_int(
     "BIPSYNC_PENDING_AUTHORIZATION_SECONDS", 600, minimum=30
 )
+# The longest authorization code the callback accepts; a longer one is refused before any token
+# request. Bipsync documents no size (RFC 6749 §4.1.2 asks servers to); the sandbox's are 43.
+BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH = env_int(
+    "BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH", 2048, minimum=16
+)
 # How long a service-account reconnect that came back as another subject waits for confirmation.
 BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS = env_int(
     "BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600, minimum=30

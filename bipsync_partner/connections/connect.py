@@ -88,6 +88,11 @@ CALLBACK_SENTENCES: Final[dict[str, str]] = {
         "This answer from Bipsync is malformed and was refused. Start again from the Connections "
         "page."
     ),
+    "unreadable": (
+        "This connection attempt can no longer be read here (it was stored with an encryption "
+        "key this app no longer has), so it cannot be completed. Start again from the "
+        "Connections page."
+    ),
 }
 
 
@@ -261,6 +266,8 @@ def _refusal_sentence(exc: CallbackError, store: SessionPendingStore) -> str:
         return CALLBACK_SENTENCES[store.refusal or "unknown"]
     if exc.error == "expired_request":
         return CALLBACK_SENTENCES["expired_request"]
+    if exc.error == "invalid_pending":
+        return CALLBACK_SENTENCES["unreadable"]
     if exc.error == "iss_mismatch":
         return CALLBACK_SENTENCES["iss_mismatch"]
     if exc.error == "missing_parameter" and "iss" in str(exc):
@@ -283,7 +290,11 @@ def finish(*, query_string: str, session_key: str | None, user: User | None) -> 
     store = SessionPendingStore(session_key, user.pk)
     try:
         result = complete_callback(
-            query_string, store, now=timezone.now(), lifetime=pending_lifetime()
+            query_string,
+            store,
+            now=timezone.now(),
+            lifetime=pending_lifetime(),
+            max_code_length=settings.BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH,
         )
     except CallbackError as exc:
         log.info("Refused a Bipsync callback: %s", exc.error)
@@ -300,11 +311,15 @@ def finish(*, query_string: str, session_key: str | None, user: User | None) -> 
     if isinstance(result, CallbackDenied):
         if result.access_denied:
             return Denied(team=record.team, tenant=record.tenant)
+        # The core clips the description; the error code is clipped here (RFC 6749 bounds
+        # neither, and both come from the address bar).
+        error = result.error[:64]
+        log.info("Bipsync answered the authorization with an error: %s", error)
         detail = f": {result.description}" if result.description else ""
         raise ConnectError(
-            f"Bipsync did not grant the connection ({result.error}{detail}). Start again from "
+            f"Bipsync did not grant the connection ({error}{detail}). Start again from "
             "the Connections page, or ask your Bipsync administrator.",
-            code=result.error[:64],
+            code=error,
         )
     pending = record.pending()
     try:

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from bipsync_partner.connections.crypto import DecryptionError
 from bipsync_partner.connections.fields import EncryptedModel, EncryptedTextField
 from bipsync_partner.oauth import CallbackError, PendingAuthorization
 from bipsync_partner.oauth.authorization import DEFAULT_PENDING_LIFETIME
@@ -96,8 +97,10 @@ class PendingAuthorizationRecord(EncryptedModel):
     def pending(self) -> PendingAuthorization:
         """The core's pending authorization (``CallbackError`` if the stored data is bad)."""
         try:
+            # Does not decrypt when its key left TOKEN_ENCRYPTION_KEYS or the row was tampered
+            # with: the callback then answers with a sentence, like any unusable authorization.
             data: Any = json.loads(self.payload)
-        except (TypeError, ValueError) as exc:
+        except (DecryptionError, TypeError, ValueError) as exc:
             raise CallbackError(
                 "the stored authorization is not readable", error="invalid_pending"
             ) from exc
