@@ -215,7 +215,7 @@ BIPSYNC_PENDING_AUTHORIZATION_SECONDS = env_int(
 BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH = env_int(
     "BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH", 2048, minimum=16
 )
-# How long a service-account reconnect that came back as another subject waits for confirmation.
+# How long a reconnect that came back as another Bipsync subject waits for confirmation.
 BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS = env_int(
     "BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600, minimum=30
 )

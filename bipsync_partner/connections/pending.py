@@ -16,8 +16,8 @@ callbacks arriving at once exchange the code once (the second finds nothing to c
 session condition is part of the UPDATE so that a response replayed from another session cannot
 burn the owner's authorization.
 
-When a service-account reconnect comes back as another Bipsync subject, the new tokens wait on the
-same row (encrypted, for ``BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS``) until the admin confirms.
+When a reconnect comes back as another Bipsync subject, the new tokens wait on the same row
+(encrypted, for ``BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS``) until the person who reconnected confirms.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class PendingAuthorizationRecord(EncryptedModel):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 
-    # A service-account reconnect that came back as another subject: the new tokens, held.
+    # A reconnect that came back as another subject: the new tokens, held.
     held_access_token = EncryptedTextField(null=True, blank=True)
     held_refresh_token = EncryptedTextField(null=True, blank=True)
     held_details = models.JSONField(default=dict, blank=True)

@@ -188,7 +188,8 @@ def callback(request: HttpRequest) -> HttpResponse:
 @private_answer
 @require_http_methods(["GET", "POST"])
 def confirm_subject(request: HttpRequest, record_id: UUID) -> HttpResponse:
-    """A service-account reconnect came back as another Bipsync subject: the admin decides."""
+    """A reconnect came back as another Bipsync subject: whoever made it decides (an admin, for
+    the service account)."""
     user = request.user if isinstance(request.user, User) else None
     if user is None:
         return _error_page(request, ConnectError("Sign in to confirm this reconnect.", status=403))
