@@ -220,6 +220,16 @@ BIPSYNC_PENDING_AUTHORIZATION_SECONDS = env_int(
 BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH = env_int(
     "BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH", 2048, minimum=16
 )
+# "Connect Bipsync" attempts (each asks Bipsync for the tenant's metadata and stores a pending
+# authorization) per user and per team in a window, counted in Redis; more get a 429 page.
+# A person clicks a few times; 10 a minute each and 60 a minute per team leave room for that.
+CONNECT_RATE_LIMIT_WINDOW_SECONDS = env_int("CONNECT_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
+CONNECT_RATE_LIMIT_PER_USER = env_int("CONNECT_RATE_LIMIT_PER_USER", 10, minimum=1)
+CONNECT_RATE_LIMIT_PER_TEAM = env_int("CONNECT_RATE_LIMIT_PER_TEAM", 60, minimum=1)
+# Pending authorizations (started, neither used nor expired) allowed at once, per user and per
+# team: the bound on stored rows, enforced in PostgreSQL even when Redis is down.
+CONNECT_PENDING_LIMIT_PER_USER = env_int("CONNECT_PENDING_LIMIT_PER_USER", 20, minimum=1)
+CONNECT_PENDING_LIMIT_PER_TEAM = env_int("CONNECT_PENDING_LIMIT_PER_TEAM", 200, minimum=1)
 # How long a reconnect that came back as another Bipsync subject waits for confirmation.
 BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS = env_int(
     "BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600, minimum=30

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.models import User
 from accounts.teams import SESSION_KEY, TeamRequest, team_view
-from bipsync_partner.connections import connect
+from bipsync_partner.connections import connect, connect_limits
 from bipsync_partner.connections.connect import ConnectError
 from bipsync_partner.connections.forms import ConnectForm, MachineConnectionForm
 from bipsync_partner.connections.models import Connection, ConnectionEvent
@@ -50,12 +50,15 @@ def private_answer(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 
 
 def _error_page(request: HttpRequest, error: ConnectError, *, title: str = "") -> HttpResponse:
-    return render(
+    response = render(
         request,
         "connections/error.html",
         {"title": title or "The connection could not be made", "message": error.message},
         status=error.status,
     )
+    if isinstance(error, connect_limits.TooManyConnects):
+        response["Retry-After"] = str(error.retry_after)  # RFC 9110 §10.2.3, with the 429
+    return response
 
 
 def _visible(request: TeamRequest) -> QuerySet[Connection]:
@@ -141,6 +144,7 @@ def connect_start(request: TeamRequest) -> HttpResponse:
     if kind == "service_account" and not request.membership.is_admin:
         raise PermissionDenied("Only team admins can connect the team's service account.")
     try:
+        connect_limits.check(request.user, request.membership)
         url = connect.begin(
             session_key=_session_key(request),
             user=request.user,
