@@ -216,7 +216,7 @@ BIPSYNC_PENDING_AUTHORIZATION_SECONDS = env_int(
     "BIPSYNC_PENDING_AUTHORIZATION_SECONDS", 600, minimum=30
 )
 # The longest authorization code the callback accepts; a longer one is refused before any token
-# request. Bipsync documents no size (RFC 6749 §4.1.2 asks servers to); the sandbox's are 43.
+# request. Bipsync documents no size (RFC 6749 §4.1.2 asks servers to); the sandbox's are 48.
 BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH = env_int(
     "BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH", 2048, minimum=16
 )

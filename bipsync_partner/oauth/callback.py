@@ -44,7 +44,7 @@ _ERROR_CODE: Final = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
 _VSCHAR: Final = re.compile(r"[\x20-\x7e]+")
 # RFC 6749 §4.1.2 leaves the code's size to the server ("SHOULD document the size of any value it
 # issues"); Bipsync documents none. A bound keeps a forged 100 KB "code" from being posted on to
-# the token endpoint; 2048 is far above any code seen in practice (the sandbox's are 43).
+# the token endpoint; 2048 is far above any code seen in practice (the sandbox's are 48).
 DEFAULT_MAX_CODE_LENGTH: Final = 2048
 
 
