@@ -12,6 +12,7 @@ command line still gives its own ``--bind``; anything here can be overridden the
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -61,7 +62,7 @@ def without_query(value: object) -> object:
 
 class PathOnlyLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hints
     """gunicorn's logger, with query strings and credentials left out of every access log atom
-    and out of the "Error handling request <uri>" line of the error log."""
+    and query strings out of the error log's arguments."""
 
     def atoms(
         self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta
@@ -75,11 +76,20 @@ class PathOnlyLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hi
             atoms[name] = "[redacted]"
         return atoms
 
-    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        super().exception(msg, *(without_query(arg) for arg in args), **kwargs)
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)  # again on every SIGHUP: add the filter once
+        if not any(isinstance(f, _PathOnlyArguments) for f in self.error_log.filters):
+            self.error_log.addFilter(_PathOnlyArguments())
 
-    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        super().error(msg, *(without_query(arg) for arg in args), **kwargs)
+
+class _PathOnlyArguments(logging.Filter):
+    """The error log's arguments without queries: gunicorn logs ``req.uri`` (path and query)
+    when a request fails inside it ("Error handling request %s")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(without_query(arg) for arg in record.args)
+        return True
 
 
 logger_class = PathOnlyLogger

@@ -464,7 +464,7 @@ def store_token(
     return Connected(connection=conn, reconnected=reconnected)
 
 
-# --- a reconnect as another subject ----------------------------------------------------------------
+# --- a reconnect as another subject ---------------------------------------------------------------
 
 
 def _hold(
