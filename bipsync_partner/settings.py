@@ -130,6 +130,11 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+# HSTS for this host's subdomains too, and the "preload" directive (which alone submits nothing:
+# the preload list takes only registrable domains submitted by their owners). Both on in production
+# so that `manage.py check --deploy` passes; switch off if a subdomain must still answer on http.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
@@ -210,7 +215,22 @@ BIPSYNC_METADATA_TTL = env_int("BIPSYNC_METADATA_TTL", 3600, minimum=0)
 BIPSYNC_PENDING_AUTHORIZATION_SECONDS = env_int(
     "BIPSYNC_PENDING_AUTHORIZATION_SECONDS", 600, minimum=30
 )
-# How long a service-account reconnect that came back as another subject waits for confirmation.
+# The longest authorization code the callback accepts; a longer one is refused before any token
+# request. Bipsync documents no size (RFC 6749 §4.1.2 asks servers to); the sandbox's are 48.
+BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH = env_int(
+    "BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH", 2048, minimum=16
+)
+# "Connect Bipsync" attempts (each asks Bipsync for the tenant's metadata and stores a pending
+# authorization) per user and per team in a window, counted in Redis; more get a 429 page.
+# A person clicks a few times; 10 a minute each and 60 a minute per team leave room for that.
+CONNECT_RATE_LIMIT_WINDOW_SECONDS = env_int("CONNECT_RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
+CONNECT_RATE_LIMIT_PER_USER = env_int("CONNECT_RATE_LIMIT_PER_USER", 10, minimum=1)
+CONNECT_RATE_LIMIT_PER_TEAM = env_int("CONNECT_RATE_LIMIT_PER_TEAM", 60, minimum=1)
+# Pending authorizations (started, neither used nor expired) allowed at once, per user and per
+# team: the bound on stored rows, enforced in PostgreSQL even when Redis is down.
+CONNECT_PENDING_LIMIT_PER_USER = env_int("CONNECT_PENDING_LIMIT_PER_USER", 20, minimum=1)
+CONNECT_PENDING_LIMIT_PER_TEAM = env_int("CONNECT_PENDING_LIMIT_PER_TEAM", 200, minimum=1)
+# How long a reconnect that came back as another Bipsync subject waits for confirmation.
 BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS = env_int(
     "BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600, minimum=30
 )

@@ -3,8 +3,8 @@
 - :func:`begin`: "Connect Bipsync" (authorization code with PKCE, user or service account).
 - :func:`finish`: the callback — every check of the OAuth core, the pending authorization used
   once, the code exchanged, the tokens stored on the right connection.
-- :func:`confirm_subject_change` / :func:`cancel_subject_change`: a service-account reconnect that
-  came back as another Bipsync subject waits for the admin.
+- :func:`confirm_subject_change` / :func:`cancel_subject_change`: a reconnect that came back as
+  another Bipsync subject waits for the person who made it (an admin, for the service account).
 - :func:`disconnect`: revoke at Bipsync when advertised (RFC 7009), wipe, keep the history.
 - :func:`add_machine_connection`: client credentials, proven by a first token request.
 - :func:`store_token`: shared by all of them (and the device command).
@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, Team, User
 from bipsync_partner.connections import clients
+from bipsync_partner.connections.crypto import DecryptionError
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import clear_notices
 from bipsync_partner.connections.pending import (
@@ -87,6 +88,11 @@ CALLBACK_SENTENCES: Final[dict[str, str]] = {
     "malformed": (
         "This answer from Bipsync is malformed and was refused. Start again from the Connections "
         "page."
+    ),
+    "unreadable": (
+        "This connection attempt can no longer be read here (it was stored with an encryption "
+        "key this app no longer has), so it cannot be completed. Start again from the "
+        "Connections page."
     ),
 }
 
@@ -261,6 +267,8 @@ def _refusal_sentence(exc: CallbackError, store: SessionPendingStore) -> str:
         return CALLBACK_SENTENCES[store.refusal or "unknown"]
     if exc.error == "expired_request":
         return CALLBACK_SENTENCES["expired_request"]
+    if exc.error == "invalid_pending":
+        return CALLBACK_SENTENCES["unreadable"]
     if exc.error == "iss_mismatch":
         return CALLBACK_SENTENCES["iss_mismatch"]
     if exc.error == "missing_parameter" and "iss" in str(exc):
@@ -283,7 +291,11 @@ def finish(*, query_string: str, session_key: str | None, user: User | None) -> 
     store = SessionPendingStore(session_key, user.pk)
     try:
         result = complete_callback(
-            query_string, store, now=timezone.now(), lifetime=pending_lifetime()
+            query_string,
+            store,
+            now=timezone.now(),
+            lifetime=pending_lifetime(),
+            max_code_length=settings.BIPSYNC_MAX_AUTHORIZATION_CODE_LENGTH,
         )
     except CallbackError as exc:
         log.info("Refused a Bipsync callback: %s", exc.error)
@@ -300,11 +312,15 @@ def finish(*, query_string: str, session_key: str | None, user: User | None) -> 
     if isinstance(result, CallbackDenied):
         if result.access_denied:
             return Denied(team=record.team, tenant=record.tenant)
+        # The core clips the description; the error code is clipped here (RFC 6749 bounds
+        # neither, and both come from the address bar).
+        error = result.error[:64]
+        log.info("Bipsync answered the authorization with an error: %s", error)
         detail = f": {result.description}" if result.description else ""
         raise ConnectError(
-            f"Bipsync did not grant the connection ({result.error}{detail}). Start again from "
+            f"Bipsync did not grant the connection ({error}{detail}). Start again from "
             "the Connections page, or ask your Bipsync administrator.",
-            code=result.error[:64],
+            code=error,
         )
     pending = record.pending()
     try:
@@ -334,13 +350,10 @@ def finish(*, query_string: str, session_key: str | None, user: User | None) -> 
         target = target_connection(
             team=record.team, user=user, kind=record.kind, tenant=record.tenant
         )
-    if (
-        target is not None
-        and target.kind == Connection.Kind.SERVICE_ACCOUNT
-        and target.subject_id
-        and subject
-        and subject != target.subject_id
-    ):
+    # A reconnect that comes back as another Bipsync account (signed in as someone else at
+    # Bipsync, or approved in another Bipsync team) would change whose research the connection
+    # reads: held for confirmation, the member's own connections as well as the service account.
+    if target is not None and target.subject_id and subject and subject != target.subject_id:
         _hold(record, token, subject, subject_name, target)
         return NeedsConfirmation(record=record)
     return store_token(
@@ -451,7 +464,7 @@ def store_token(
     return Connected(connection=conn, reconnected=reconnected)
 
 
-# --- a service-account reconnect as another subject ---------------------------------------------
+# --- a reconnect as another subject ---------------------------------------------------------------
 
 
 def _hold(
@@ -501,8 +514,13 @@ def held_record(
             status=404 if record is None else 410,
         )
     membership = user.membership_in(record.team)
-    if membership is None or not membership.is_admin:
-        raise ConnectError("Only team admins can confirm this.", status=403)
+    if membership is None or (record.kind == "service_account" and not membership.is_admin):
+        raise ConnectError(
+            "Only team admins can confirm this."
+            if membership is not None
+            else "You are no longer a member of this team.",
+            status=403,
+        )
     return record
 
 
@@ -528,11 +546,22 @@ def _take_hold(
     record = held_record(record_id, session_key=session_key, user=user)
     with transaction.atomic():
         locked = PendingAuthorizationRecord.objects.select_for_update().get(pk=record.pk)
-        if locked.held_access_token is None:
+        # held_until, not the held token: reading that decrypts it, which may fail (below).
+        if locked.held_until is None:
             raise ConnectError("This reconnect was already decided.", status=409)
-        token = _held_token(locked)
+        try:
+            token: Token | None = _held_token(locked)
+        except DecryptionError:
+            # Its key left TOKEN_ENCRYPTION_KEYS meanwhile: nothing to apply or revoke.
+            token = None
         details = dict(locked.held_details)
         locked.save(update_fields=locked.release_hold())
+    if token is None:
+        raise ConnectError(
+            "The new authorization can no longer be read here (it was stored with an encryption "
+            "key this app no longer has). Start again from the Connections page.",
+            code="unreadable",
+        )
     locked.held_details = details
     return locked, token
 
@@ -544,7 +573,7 @@ def confirm_subject_change(record_id: UUID, *, session_key: str | None, user: Us
     previous = details.get("previous_subject_name") or details.get("previous_subject")
     return store_token(
         team=record.team,
-        user=None,
+        user=user if record.kind in Connection.PERSONAL_KINDS else None,
         actor=user,
         tenant=record.tenant,
         kind=record.kind,

@@ -16,8 +16,8 @@ callbacks arriving at once exchange the code once (the second finds nothing to c
 session condition is part of the UPDATE so that a response replayed from another session cannot
 burn the owner's authorization.
 
-When a service-account reconnect comes back as another Bipsync subject, the new tokens wait on the
-same row (encrypted, for ``BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS``) until the admin confirms.
+When a reconnect comes back as another Bipsync subject, the new tokens wait on the same row
+(encrypted, for ``BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS``) until the person who reconnected confirms.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from bipsync_partner.connections.crypto import DecryptionError
 from bipsync_partner.connections.fields import EncryptedModel, EncryptedTextField
 from bipsync_partner.oauth import CallbackError, PendingAuthorization
 from bipsync_partner.oauth.authorization import DEFAULT_PENDING_LIFETIME
@@ -75,7 +76,7 @@ class PendingAuthorizationRecord(EncryptedModel):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 
-    # A service-account reconnect that came back as another subject: the new tokens, held.
+    # A reconnect that came back as another subject: the new tokens, held.
     held_access_token = EncryptedTextField(null=True, blank=True)
     held_refresh_token = EncryptedTextField(null=True, blank=True)
     held_details = models.JSONField(default=dict, blank=True)
@@ -96,8 +97,10 @@ class PendingAuthorizationRecord(EncryptedModel):
     def pending(self) -> PendingAuthorization:
         """The core's pending authorization (``CallbackError`` if the stored data is bad)."""
         try:
+            # Does not decrypt when its key left TOKEN_ENCRYPTION_KEYS or the row was tampered
+            # with: the callback then answers with a sentence, like any unusable authorization.
             data: Any = json.loads(self.payload)
-        except (TypeError, ValueError) as exc:
+        except (DecryptionError, TypeError, ValueError) as exc:
             raise CallbackError(
                 "the stored authorization is not readable", error="invalid_pending"
             ) from exc

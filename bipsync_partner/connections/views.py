@@ -9,6 +9,9 @@ token: pages read status, subject, scopes and expiries only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
@@ -16,24 +19,46 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import User
 from accounts.teams import SESSION_KEY, TeamRequest, team_view
-from bipsync_partner.connections import connect
+from bipsync_partner.connections import connect, connect_limits
 from bipsync_partner.connections.connect import ConnectError
 from bipsync_partner.connections.forms import ConnectForm, MachineConnectionForm
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import visible_connections
 
 
+def private_answer(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Answers of the connect flow are never stored by a cache and never name their address to
+    the next site: the callback's address carries the authorization ``code`` and ``state``, and
+    the connect answer sends the browser to Bipsync. ``no-store`` keeps them out of shared and
+    browser caches (RFC 9111 §5.2.2.5); ``no-referrer`` keeps the callback's query out of the
+    ``Referer`` of whatever the page loads or links to, our own static files included."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        add_never_cache_headers(response)
+        # Set here, not by SecurityMiddleware's site-wide same-origin, which only fills it in.
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    return wrapper
+
+
 def _error_page(request: HttpRequest, error: ConnectError, *, title: str = "") -> HttpResponse:
-    return render(
+    response = render(
         request,
         "connections/error.html",
         {"title": title or "The connection could not be made", "message": error.message},
         status=error.status,
     )
+    if isinstance(error, connect_limits.TooManyConnects):
+        response["Retry-After"] = str(error.retry_after)  # RFC 9110 §10.2.3, with the 429
+    return response
 
 
 def _visible(request: TeamRequest) -> QuerySet[Connection]:
@@ -97,6 +122,7 @@ def _session_key(request: HttpRequest) -> str:
     return key
 
 
+@private_answer
 @require_POST
 @team_view()
 def connect_start(request: TeamRequest) -> HttpResponse:
@@ -118,6 +144,7 @@ def connect_start(request: TeamRequest) -> HttpResponse:
     if kind == "service_account" and not request.membership.is_admin:
         raise PermissionDenied("Only team admins can connect the team's service account.")
     try:
+        connect_limits.check(request.user, request.membership)
         url = connect.begin(
             session_key=_session_key(request),
             user=request.user,
@@ -131,6 +158,7 @@ def connect_start(request: TeamRequest) -> HttpResponse:
     return redirect(url)
 
 
+@private_answer
 @require_GET
 def callback(request: HttpRequest) -> HttpResponse:
     """Where Bipsync sends the browser back (SITE_URL + /connections/callback/, all kinds)."""
@@ -161,9 +189,11 @@ def callback(request: HttpRequest) -> HttpResponse:
     )
 
 
+@private_answer
 @require_http_methods(["GET", "POST"])
 def confirm_subject(request: HttpRequest, record_id: UUID) -> HttpResponse:
-    """A service-account reconnect came back as another Bipsync subject: the admin decides."""
+    """A reconnect came back as another Bipsync subject: whoever made it decides (an admin, for
+    the service account)."""
     user = request.user if isinstance(request.user, User) else None
     if user is None:
         return _error_page(request, ConnectError("Sign in to confirm this reconnect.", status=403))

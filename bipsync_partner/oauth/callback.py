@@ -11,7 +11,10 @@
    ``authorization_response_iss_parameter_supported`` or sent ``iss`` anyway;
 6. an ``error`` redirect (``access_denied``...) becomes a :class:`CallbackDenied` *result*, not an
    exception, so the caller can show the description on a normal page;
-7. otherwise a ``code`` must be present: :class:`CallbackSuccess`.
+7. otherwise a ``code`` must be present, visible ASCII and at most ``max_code_length``
+   characters: :class:`CallbackSuccess`.
+
+The server's ``error_description`` is clipped (it is shown to people and logged).
 
 Failures of 1-5 and 7 raise :class:`~bipsync_partner.oauth.errors.CallbackError` (terminal).
 
@@ -32,13 +35,17 @@ from typing import Final, Protocol
 from urllib.parse import parse_qsl
 
 from bipsync_partner.oauth.authorization import DEFAULT_PENDING_LIFETIME, PendingAuthorization
-from bipsync_partner.oauth.errors import CallbackError
+from bipsync_partner.oauth.errors import CallbackError, clip_text
 
 CallbackParameters = str | Iterable[tuple[str, str]]
 
 # RFC 6749 Appendix A.7 (error = 1*NQSCHAR) and A.11 (code = 1*VSCHAR).
 _ERROR_CODE: Final = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
 _VSCHAR: Final = re.compile(r"[\x20-\x7e]+")
+# RFC 6749 §4.1.2 leaves the code's size to the server ("SHOULD document the size of any value it
+# issues"); Bipsync documents none. A bound keeps a forged 100 KB "code" from being posted on to
+# the token endpoint; 2048 is far above any code seen in practice (the sandbox's are 48).
+DEFAULT_MAX_CODE_LENGTH: Final = 2048
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ def validate_callback(
     *,
     now: datetime,
     lifetime: timedelta = DEFAULT_PENDING_LIFETIME,
+    max_code_length: int = DEFAULT_MAX_CODE_LENGTH,
 ) -> CallbackResult:
     """Validate the authorization response against ``pending`` (``None`` when the caller found
     no pending authorization for this browser/state). See the module docstring for the rules."""
@@ -150,10 +158,15 @@ def validate_callback(
             raise CallbackError("the error response is malformed", error="invalid_callback")
         return CallbackDenied(
             error=error,
-            description=params.get("error_description") or None,
+            description=clip_text(params.get("error_description") or None),
             uri=params.get("error_uri") or None,
         )
     code = _required(params, "code")
+    if len(code) > max_code_length:
+        raise CallbackError(
+            f"the authorization code is longer than {max_code_length} characters",
+            error="invalid_callback",
+        )
     if _VSCHAR.fullmatch(code) is None:
         raise CallbackError("the authorization code is malformed", error="invalid_callback")
     return CallbackSuccess(code=code, state=state, iss=iss)
@@ -190,10 +203,17 @@ def complete_callback(
     *,
     now: datetime,
     lifetime: timedelta = DEFAULT_PENDING_LIFETIME,
+    max_code_length: int = DEFAULT_MAX_CODE_LENGTH,
 ) -> CallbackResult:
     """Take the pending authorization named by the response's ``state`` out of ``store`` (so a
     replayed response finds nothing) and validate the response against it."""
     params = parse_callback_parameters(parameters)
     state = params.get("state")
     pending = store.take(state) if state else None
-    return validate_callback(list(params.items()), pending, now=now, lifetime=lifetime)
+    return validate_callback(
+        list(params.items()),
+        pending,
+        now=now,
+        lifetime=lifetime,
+        max_code_length=max_code_length,
+    )

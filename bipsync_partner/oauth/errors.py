@@ -43,7 +43,7 @@ TRANSIENT_ERROR_CODES: Final = frozenset(
 _MAX_TEXT = 500
 
 
-def _clip(value: str | None) -> str | None:
+def clip_text(value: str | None) -> str | None:
     if value is None:
         return None
     if len(value) > _MAX_TEXT:
@@ -86,9 +86,9 @@ class OAuthError(Exception):
         transient: bool | None = None,
     ) -> None:
         self.error: str = error or self.default_error
-        self.description: str | None = _clip(description)
-        self.uri: str | None = _clip(uri)
-        self.hint: str | None = _clip(hint)
+        self.description: str | None = clip_text(description)
+        self.uri: str | None = clip_text(uri)
+        self.hint: str | None = clip_text(hint)
         self.status: int | None = status
         self.retry_after: float | None = retry_after
         self._transient = transient
