@@ -79,14 +79,9 @@ def refresh_window() -> timedelta:
 
 def due_connections(now: datetime) -> models.QuerySet[Connection]:
     """Connections a refresh should be queued for now."""
-    by_access = Connection.objects.due_for_refresh(now=now, horizon=access_window())
-    retry_due = models.Q(next_retry_at__isnull=True) | models.Q(next_retry_at__lte=now)
-    by_refresh = Connection.objects.filter(
-        models.Q(status__in=[Connection.Status.ACTIVE, Connection.Status.FAILING])
-        & models.Q(refresh_expires_at__lte=now + refresh_window())
-        & retry_due
+    return Connection.objects.due_for_refresh(
+        now=now, horizon=access_window(), refresh_horizon=refresh_window()
     )
-    return by_access | by_refresh
 
 
 def jitter_for(expires_at: datetime | None, now: datetime) -> float:
