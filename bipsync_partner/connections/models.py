@@ -9,11 +9,12 @@ writer of tokens after the first exchange; everything else reads status and expi
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from accounts.models import User
@@ -30,19 +31,55 @@ bipsync_id_validator = RegexValidator(
 )
 
 
+#: An access token is due for a refresh within the leeway of its expiry, but the leeway is never
+#: more than this share of the token's lifetime: with a 60 s leeway a 60 s token would be due the
+#: moment it arrives, and every call would refresh it.
+LEEWAY_SHARE_OF_LIFETIME: Final = 0.5
+
+
+def scaled_leeway(leeway: timedelta, lifetime: timedelta | None) -> timedelta:
+    """The leeway for a token that lives ``lifetime`` (None: unknown, the leeway as given). The
+    one rule "is this access token due for a refresh", for the token service, the sweep and the
+    API client; :func:`_scaled_leeway_sql` is the same rule for the sweep's query."""
+    if lifetime is None:
+        return leeway
+    return min(leeway, max(timedelta(0), lifetime * LEEWAY_SHARE_OF_LIFETIME))
+
+
+def _scaled_leeway_sql(leeway: timedelta) -> models.Expression:
+    share = models.ExpressionWrapper(
+        (models.F("access_expires_at") - models.F("last_refreshed_at"))
+        * models.Value(LEEWAY_SHARE_OF_LIFETIME),
+        output_field=models.DurationField(),
+    )
+    # An unknown lifetime (NULL) leaves the leeway as given.
+    known = Coalesce(share, models.Value(leeway))
+    return Least(models.Value(leeway), Greatest(known, models.Value(timedelta(0))))
+
+
 class ConnectionQuerySet(models.QuerySet["Connection"]):
     def live(self) -> ConnectionQuerySet:
         return self.exclude(status=Connection.Status.DISCONNECTED)
 
-    def due_for_refresh(self, *, now: datetime, horizon: timedelta) -> ConnectionQuerySet:
-        """Connections the sweep should refresh: usable ones whose access token expires within
-        ``horizon``, and failing ones whose back-off has passed. Served by the
-        (status, access_expires_at) index."""
-        soon = now + horizon
+    def due_for_refresh(
+        self, *, now: datetime, horizon: timedelta, refresh_horizon: timedelta | None = None
+    ) -> ConnectionQuerySet:
+        """Connections the sweep should refresh (:meth:`Connection.is_due_for_refresh` in SQL):
+        usable ones whose access token expires within ``horizon`` (scaled to its lifetime), or
+        whose refresh token lapses within ``refresh_horizon``, unless a back-off has not passed.
+        The (status, access_expires_at) index serves the unscaled bound."""
+        scaled_soon = models.ExpressionWrapper(
+            models.Value(now) + _scaled_leeway_sql(horizon), output_field=models.DateTimeField()
+        )
+        due = models.Q(access_expires_at__lte=now + horizon) & models.Q(
+            access_expires_at__lte=scaled_soon
+        )
+        if refresh_horizon is not None:
+            due |= models.Q(refresh_expires_at__lte=now + refresh_horizon)
         retry_due = models.Q(next_retry_at__isnull=True) | models.Q(next_retry_at__lte=now)
         return self.filter(
-            models.Q(status=Connection.Status.ACTIVE, access_expires_at__lte=soon)
-            | (models.Q(status=Connection.Status.FAILING, access_expires_at__lte=soon) & retry_due)
+            (models.Q(status=Connection.Status.ACTIVE) & due)
+            | (models.Q(status=Connection.Status.FAILING) & due & retry_due)
         )
 
 
@@ -211,14 +248,37 @@ class Connection(EncryptedModel):
     def has_refresh_token(self) -> bool:
         return self._has_secret("refresh_token")
 
+    @property
+    def access_lifetime(self) -> timedelta | None:
+        """How long the stored access token was issued for, when known."""
+        if self.access_expires_at is None or self.last_refreshed_at is None:
+            return None
+        return self.access_expires_at - self.last_refreshed_at
+
+    def access_leeway(self, leeway: timedelta) -> timedelta:
+        """``leeway`` scaled to the stored access token's lifetime (:func:`scaled_leeway`)."""
+        return scaled_leeway(leeway, self.access_lifetime)
+
     def access_token_expires_within(self, leeway: timedelta, *, now: datetime) -> bool:
-        """True when there is no access token, or it expires within ``leeway`` of ``now``.
-        A token without a known expiry is trusted until the API refuses it."""
+        """True when there is no access token, or it expires within ``leeway`` (scaled to its
+        lifetime) of ``now``. A token without a known expiry is trusted until the API refuses
+        it."""
         if not self.has_access_token:
             return True
         if self.access_expires_at is None:
             return False
-        return self.access_expires_at <= now + leeway
+        return self.access_expires_at <= now + self.access_leeway(leeway)
+
+    def is_due_for_refresh(
+        self, *, now: datetime, access_window: timedelta, refresh_window: timedelta
+    ) -> bool:
+        """The access token expires within ``access_window`` (scaled), or the refresh token
+        lapses within ``refresh_window`` (:meth:`ConnectionQuerySet.due_for_refresh` in SQL)."""
+        if self.access_token_expires_within(access_window, now=now):
+            return True
+        return (
+            self.refresh_expires_at is not None and self.refresh_expires_at <= now + refresh_window
+        )
 
     def set_tokens(
         self,

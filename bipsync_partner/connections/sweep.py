@@ -79,14 +79,9 @@ def refresh_window() -> timedelta:
 
 def due_connections(now: datetime) -> models.QuerySet[Connection]:
     """Connections a refresh should be queued for now."""
-    by_access = Connection.objects.due_for_refresh(now=now, horizon=access_window())
-    retry_due = models.Q(next_retry_at__isnull=True) | models.Q(next_retry_at__lte=now)
-    by_refresh = Connection.objects.filter(
-        models.Q(status__in=[Connection.Status.ACTIVE, Connection.Status.FAILING])
-        & models.Q(refresh_expires_at__lte=now + refresh_window())
-        & retry_due
+    return Connection.objects.due_for_refresh(
+        now=now, horizon=access_window(), refresh_horizon=refresh_window()
     )
-    return by_access | by_refresh
 
 
 def jitter_for(expires_at: datetime | None, now: datetime) -> float:
@@ -277,20 +272,18 @@ class _Turn:
         self._lock.release()
 
 
-def _refresh_one(item: Item, gate: TenantGate, turn: _Turn) -> tuple[str, float | None]:
+def _refresh_one(item: Item, turn: _Turn) -> tuple[str, float | None]:
     """One queued refresh through the token service (which records failures, back-off,
     ``needs_reconnect`` and the admins' notice); a 429 closes the tenant's gate for everyone.
     Returns the outcome, and the refresh's duration when it rotated the tokens."""
     from bipsync_partner.connections import tokens
 
     started = time.monotonic()
+    # A 429 from the token endpoint closes the tenant's gate in the token service itself (for
+    # inline refreshes too): the tenant's other connections wait as well.
     result = tokens.refresh_connection(item[0], expected_version=item[1], wait=False, turn=turn)
     if result.outcome == "refreshed":
         return "refreshed", time.monotonic() - started
-    if result.code == tokens.RATE_LIMITED and result.retry_at is not None:
-        # The token endpoint answered 429: the token service holds this connection back until
-        # retry_at (at least Retry-After); the tenant's other connections wait as well.
-        gate.defer((result.retry_at - timezone.now()).total_seconds())
     return (result.outcome if result.outcome != "failed" else result.code or "failed"), None
 
 
@@ -372,7 +365,7 @@ class _BatchRun:
     def _refresh(self, item: Item) -> None:
         try:
             with bound(connection=item[0]):
-                outcome, duration = _refresh_one(item, self.gate, self.turn)
+                outcome, duration = _refresh_one(item, self.turn)
         except TenantWaiting:
             with self._lock:
                 self.returned.append(item)

@@ -9,22 +9,42 @@ Therefore:
 
 1. The refresh runs under a Postgres row lock (``SELECT ... FOR UPDATE``) and the row is re-read
    after the lock is taken. Whoever waited for the lock finds the new token and uses it, so any
-   number of web processes and workers cause exactly one refresh per rotation.
-2. The new tokens are committed in their own (durable) transaction the moment they arrive,
-   before any other work: a rollback of a caller's transaction can never lose them. A refresh
-   inside the caller's ``transaction.atomic()`` is therefore refused.
-3. ``invalid_grant`` re-reads the row: if another process rotated in the meantime, its token is
+   number of web processes and workers cause exactly one refresh per rotation. Within one
+   process, concurrent callers do not even queue on the lock: they share the one refresh in
+   flight and take its outcome.
+2. Once Bipsync has answered with a new pair, that pair is stored, whatever fails after it. The
+   tokens are written first, in the refresh's own (durable) transaction, so a rollback of a
+   caller's transaction can never lose them (a refresh inside ``transaction.atomic()`` is
+   refused); the history line after them is written under a savepoint, so failing to write it
+   never undoes them. When a write or the commit fails on a transient database error (or the
+   refresh is left early by any exception) after Bipsync rotated, the same tokens are written
+   again in a new transaction, after each of ``STORE_RETRY_DELAYS``. If they still cannot be
+   stored, the connection becomes ``needs_reconnect`` with :data:`NOT_STORED_SENTENCE`: the
+   admins are told the database lost the token, not that Bipsync revoked it.
+3. A 200 answer that carries a new refresh token but is unusable otherwise (a missing access
+   token, a type other than Bearer, ...: :class:`~bipsync_partner.oauth.UnusableTokenResponse`)
+   does not throw the new refresh token away, since the old one is dead: it is written at once
+   and spent again straight away (``UNUSABLE_ANSWER_ATTEMPTS`` requests in all); after that it
+   is kept and the connection backs off as in 5.
+4. ``invalid_grant`` re-reads the row: if another process rotated in the meantime, its token is
    used. Otherwise the grant is really gone and the connection becomes ``needs_reconnect``, with
    a sentence saying why. When the previous attempt failed in a way where Bipsync may have
    rotated the token but the reply never reached us (a dropped connection or timeout), the
    sentence says exactly that.
-4. Transient failures (network, timeout, 5xx, 429, unreadable bodies) never set
+5. Transient failures (network, timeout, 5xx, 429, unreadable bodies) never set
    ``needs_reconnect``: the connection is ``failing`` with ``next_retry_at`` set by exponential
    back-off with jitter (and at least ``Retry-After``). Until then nobody calls Bipsync for it —
    callers get the still-valid access token if there is one, or :class:`TokenTemporarilyUnavailable`
-   at once — so a failing tenant sees no retry storm.
-5. Client-credentials connections have no refresh token: they acquire a new token with the
-   customer's client id and secret when theirs expires.
+   at once — so a failing tenant sees no retry storm. A 429 also closes the tenant's gate
+   (connections/throttle.py) for every process: while it is closed no refresh of that tenant,
+   inline or swept, calls Bipsync, and nothing is recorded against the waiting connections.
+6. A token is due when it expires within the leeway, but the leeway is never more than half the
+   token's lifetime (:func:`~bipsync_partner.connections.models.scaled_leeway`, the one rule of
+   the model, the sweep, this service and the API client), so a token that lives less than the
+   leeway is refreshed once per lifetime, not on every call.
+7. Client-credentials connections have no refresh token: they acquire a new token with the
+   customer's client id and secret when theirs expires; a refresh token in their answer is
+   ignored (RFC 6749 §4.4.3), never stored.
 
 Tokens never leave this module in a message, log line, exception or event.
 """
@@ -33,10 +53,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal
 from uuid import UUID
@@ -44,7 +67,7 @@ from uuid import UUID
 import httpx
 import psycopg.errors
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
@@ -52,7 +75,8 @@ from bipsync_partner.connections import clients, fastdb
 from bipsync_partner.connections.fields import EncryptedTextField
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.signals import connection_needs_reconnect
-from bipsync_partner.oauth import OAuthError, Token, TransportError
+from bipsync_partner.connections.throttle import TenantGate
+from bipsync_partner.oauth import OAuthError, Token, TransportError, UnusableTokenResponse
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +105,22 @@ NO_REFRESH_TOKEN_SENTENCE: Final = (
     "Bipsync gave this connection no refresh token, so its expired access token cannot be "
     "renewed; reconnect to continue."
 )
+NOT_STORED_SENTENCE: Final = (
+    "Bipsync rotated the refresh token, but the database could not store the new one, so it "
+    "was lost; reconnect to continue."
+)
+TENANT_WAITING_SENTENCE: Final = (
+    "Bipsync asked the app to slow down for this site; the app will try again on its own."
+)
+#: Database errors after which writing again may succeed: a dropped or restarted server, a
+#: failover, a serialization failure or deadlock (PostgreSQL classes 08, 40, 57).
+DATABASE_HICCUPS: Final = (OperationalError, InterfaceError)
+#: Pauses before each new attempt to store a rotation whose commit failed (about 3 s in all: a
+#: web request waits that long at worst, and a PostgreSQL restart is usually over by then).
+STORE_RETRY_DELAYS: Final = (0.0, 0.25, 1.0, 2.0)
+#: Token requests one refresh may make when Bipsync's 200 answers rotate the refresh token but
+#: are unusable otherwise (each rescued refresh token is spent at once by the next request).
+UNUSABLE_ANSWER_ATTEMPTS: Final = 2
 
 
 class TokenError(Exception):
@@ -141,6 +181,36 @@ class _Outcome:
     refreshed: bool = False
     error: TokenError | None = None
     needs_reconnect: str | None = None
+
+
+@dataclass
+class _Writes:
+    """What one refresh wrote in its transaction, so that it can be written again when the
+    commit fails after Bipsync rotated the refresh token (the old one is dead by then)."""
+
+    conn: Connection | None = None
+    outcome: _Outcome | None = None
+    fields: set[str] = field(default_factory=set)
+    events: list[tuple[str, str]] = field(default_factory=list)
+    #: The refresh token the refresh started from (what the row holds until a commit lands).
+    refresh_before: str | None = None
+    #: Bipsync rotated: the in-memory refresh token is the only live one.
+    rotated: bool = False
+
+    def update(self, conn: Connection, names: list[str], *, rotated: bool = False) -> None:
+        self.conn = conn
+        self.fields.update(names)
+        self.rotated = self.rotated or rotated
+        fastdb.update_connection(conn, names)
+
+    def event(self, conn: Connection, kind: str, message: str) -> None:
+        self.events.append((kind, message))
+        _append_event(conn, kind, message)
+
+    def result(self) -> tuple[Connection, _Outcome]:
+        assert self.conn is not None
+        assert self.outcome is not None
+        return self.conn, self.outcome
 
 
 DueCheck = Callable[[Connection, datetime], bool]
@@ -231,6 +301,12 @@ def _waiting_error(conn: Connection) -> TokenTemporarilyUnavailable:
     )
 
 
+def _valid_or_waiting(conn: Connection, now: datetime) -> _Outcome:
+    """The still-valid access token if there is one, else "try again after next_retry_at"."""
+    token = _still_valid(conn, now)
+    return _Outcome(token=token, error=None if token else _waiting_error(conn))
+
+
 # --- public API -------------------------------------------------------------------------------
 
 
@@ -252,7 +328,7 @@ def get_access_token(connection: Connection) -> str:
         if token is not None:
             return token
         raise _waiting_error(connection)
-    outcome = _refresh_under_lock(connection, _access_due)
+    outcome = _shared_refresh(connection, _access_due)
     if outcome.error is not None:
         raise outcome.error
     assert outcome.token is not None
@@ -274,7 +350,7 @@ def refresh_after_rejection(connection: Connection, rejected: str) -> str:
         return _token_of(connection)
     if _backing_off(connection, now):
         raise _waiting_error(connection)
-    outcome = _refresh_under_lock(connection, due)
+    outcome = _shared_refresh(connection, due)
     if outcome.error is not None:
         raise outcome.error
     assert outcome.token is not None
@@ -308,25 +384,23 @@ def refresh_connection(
     refresh and commits the last. An exception from entering it aborts the refresh before any
     request: the transaction rolls back and the exception propagates.
     """
-    access_window = access_window or _seconds("REFRESH_ACCESS_WINDOW_SECONDS", 600)
-    refresh_window = refresh_window or _seconds("REFRESH_REFRESH_WINDOW_SECONDS", 3 * 86400)
+    access = access_window or _seconds("REFRESH_ACCESS_WINDOW_SECONDS", 600)
+    refresh = refresh_window or _seconds("REFRESH_REFRESH_WINDOW_SECONDS", 3 * 86400)
 
     def due(conn: Connection, now: datetime) -> bool:
-        if conn.access_token_expires_within(access_window, now=now):
-            return True
-        return (
-            conn.refresh_expires_at is not None and conn.refresh_expires_at <= now + refresh_window
-        )
+        return conn.is_due_for_refresh(now=now, access_window=access, refresh_window=refresh)
 
-    with _row_lock(connection_id, wait=wait) as locked:
+    writes = _Writes()
+    with _storing(writes), _row_lock(connection_id, wait=wait) as locked:
         if locked is None:
             return _why_not_locked(connection_id, wait)
         skipped = _not_for_refresh(locked, due, expected_version)
         if skipped is not None:
             return skipped
-        outcome = _refresh_locked(locked, due, turn)
-    _notify(locked, outcome)
-    return _result_of(locked, outcome)
+        writes.outcome = _refresh_locked(locked, due, writes, turn)
+    stored, outcome = writes.result()
+    _notify(stored, outcome)
+    return _result_of(stored, outcome)
 
 
 def _result_of(conn: Connection, outcome: _Outcome) -> RefreshResult:
@@ -391,9 +465,9 @@ def _sealed_refresh_token(conn: Connection) -> str | None:
 
 def _copy_state(source: Connection, target: Connection) -> None:
     """Give the caller's instance the row as it was committed (sealed values included)."""
-    for field in Connection._meta.concrete_fields:
-        if field.attname in source.__dict__:
-            target.__dict__[field.attname] = source.__dict__[field.attname]
+    for column in Connection._meta.concrete_fields:
+        if column.attname in source.__dict__:
+            target.__dict__[column.attname] = source.__dict__[column.attname]
 
 
 @contextlib.contextmanager
@@ -439,19 +513,69 @@ def _notify(connection: Connection, outcome: _Outcome) -> None:
         )
 
 
+@dataclass
+class _Flight:
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: _Outcome | None = None
+
+
+_flights: dict[tuple[int, str], _Flight] = {}
+_flights_lock = threading.Lock()
+
+
+def _shared_refresh(connection: Connection, due: DueCheck) -> _Outcome:
+    """One refresh per connection in flight per process: the first caller refreshes under the
+    row lock, the others wait for it here and take its outcome, instead of each holding a
+    database connection queued on the row lock only to find the new token."""
+    key = (os.getpid(), str(connection.pk))  # per pid: a forked child has its own flights
+    with _flights_lock:
+        flight = _flights.get(key)
+        leader = flight is None
+        if flight is None:
+            flight = _flights[key] = _Flight()
+    if leader:
+        try:
+            flight.outcome = _refresh_under_lock(connection, due)
+            return flight.outcome
+        finally:
+            with _flights_lock:
+                del _flights[key]
+            flight.done.set()
+    if not flight.done.wait(2 * _lock_timeout().total_seconds()):
+        raise TokenTemporarilyUnavailable(
+            "Another request has been refreshing this connection's tokens for too long; try "
+            "again shortly.",
+            code="lock_timeout",
+            connection_id=connection.pk,
+        )
+    connection.refresh_from_db()
+    outcome = flight.outcome
+    if outcome is not None and (outcome.error is not None or not due(connection, timezone.now())):
+        return _Outcome(token=outcome.token, error=outcome.error)
+    # The leader failed unexpectedly, or its token does not do for this caller (it is the one
+    # a refresh_after_rejection caller saw refused): refresh in our own right.
+    return _refresh_under_lock(connection, due)
+
+
 def _refresh_under_lock(connection: Connection, due: DueCheck) -> _Outcome:
-    with _row_lock(connection.pk, wait=True) as locked:
+    writes = _Writes()
+    with _storing(writes), _row_lock(connection.pk, wait=True) as locked:
         if locked is None:
             raise Connection.DoesNotExist("The connection no longer exists.")
-        outcome = _refresh_locked(locked, due)
-    _copy_state(locked, connection)
+        writes.outcome = _refresh_locked(locked, due, writes)
+    stored, outcome = writes.result()
+    _copy_state(stored, connection)
     _notify(connection, outcome)
     return outcome
 
 
 def _refresh_locked(
-    locked: Connection, due: DueCheck, turn: AbstractContextManager[object] | None = None
+    locked: Connection,
+    due: DueCheck,
+    writes: _Writes,
+    turn: AbstractContextManager[object] | None = None,
 ) -> _Outcome:
+    writes.conn = locked
     now = timezone.now()
     if not locked.is_usable:
         return _Outcome(error=_unusable_error(locked))
@@ -459,50 +583,187 @@ def _refresh_locked(
         # Someone refreshed while we waited for the lock: theirs is ours.
         return _Outcome(token=_still_valid(locked, now))
     if _backing_off(locked, now):
-        token = _still_valid(locked, now)
-        return _Outcome(token=token, error=None if token else _waiting_error(locked))
+        return _valid_or_waiting(locked, now)
+    if turn is None and (waiting := _tenant_waiting(locked, now)) is not None:
+        return waiting
     is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
     if not is_machine and not locked.has_refresh_token:
-        return _needs_reconnect(locked, "no_refresh_token", NO_REFRESH_TOKEN_SENTENCE)
+        return _needs_reconnect(locked, "no_refresh_token", NO_REFRESH_TOKEN_SENTENCE, writes)
 
-    version_before = locked.version
-    refresh_before = _sealed_refresh_token(locked)
+    writes.refresh_before = None if is_machine else locked.refresh_token
     try:
-        issued = _request_tokens(locked, turn or contextlib.nullcontext())
+        issued = _request_keeping_rotations(locked, turn or contextlib.nullcontext(), now, writes)
     except OAuthError as exc:
-        return _failed(locked, exc, now, version_before, refresh_before)
+        return _failed(locked, exc, now, writes)
 
-    previous_refresh = None if is_machine else locked.refresh_token
     refresh_expires_at: datetime | None
-    if issued.refresh_token is not None and issued.refresh_token != previous_refresh:
+    if issued.refresh_token is not None and issued.refresh_token != writes.refresh_before:
         refresh_expires_at = issued.received_at + _refresh_token_lifetime()
     else:
         refresh_expires_at = locked.refresh_expires_at
     fields = locked.set_tokens(
         access_token=issued.access_token,
-        refresh_token=issued.refresh_token,
+        refresh_token=None if is_machine else issued.refresh_token,
         access_expires_at=issued.expires_at,
         refresh_expires_at=refresh_expires_at,
         scopes=" ".join(issued.scopes) if issued.scopes else None,
         now=now,
     )
-    # The hot path of every refresh: hand-written statements (see fastdb's docstring).
-    fastdb.update_connection(locked, fields)
+    writes.outcome = _Outcome(token=issued.access_token, refreshed=True)
+    # The tokens first, so that nothing written after them can take them down (the hot path of
+    # every refresh: hand-written statements, see fastdb's docstring).
+    writes.update(locked, fields, rotated=not is_machine)
     expiry = f" until {issued.expires_at:%Y-%m-%d %H:%M:%S} UTC" if issued.expires_at else ""
     if is_machine:
-        fastdb.append_event(
+        writes.event(
             locked,
             ConnectionEvent.Kind.TOKEN_ACQUIRED,
             f"Acquired a new access token, valid{expiry}.",
         )
     else:
-        fastdb.append_event(
+        writes.event(
             locked,
             ConnectionEvent.Kind.REFRESHED,
             f"Refreshed the tokens; access is valid{expiry}.",
         )
     log.info("Refreshed the tokens of %r", locked)
-    return _Outcome(token=issued.access_token, refreshed=True)
+    return writes.outcome
+
+
+def _tenant_waiting(locked: Connection, now: datetime) -> _Outcome | None:
+    """The tenant's "not before" gate (a Retry-After seen by any process, connections/throttle.py)
+    for a refresh outside the sweep, which reads the same gate in its batches' turn: while it
+    is closed nobody calls Bipsync, and nothing is recorded against this connection."""
+    wait = TenantGate(locked.tenant).remaining()
+    if wait <= 0:
+        return None
+    token = _still_valid(locked, now)
+    if token is not None:
+        return _Outcome(token=token)
+    return _Outcome(
+        error=TokenTemporarilyUnavailable(
+            TENANT_WAITING_SENTENCE,
+            code=RATE_LIMITED,
+            connection_id=locked.pk,
+            retry_at=now + timedelta(seconds=wait),
+        )
+    )
+
+
+def _request_keeping_rotations(
+    locked: Connection, turn: AbstractContextManager[object], now: datetime, writes: _Writes
+) -> Token:
+    """The token request; when Bipsync answers 200 with a new refresh token but an otherwise
+    unusable answer, the new refresh token is written at once (the old one is dead) and spent
+    again straight away, up to ``UNUSABLE_ANSWER_ATTEMPTS`` requests in all."""
+    for attempt in range(1, UNUSABLE_ANSWER_ATTEMPTS + 1):
+        try:
+            return _request_tokens(locked, turn)
+        except UnusableTokenResponse as exc:
+            if not _keep_rotated(locked, exc.refresh_token, now, writes):
+                raise
+            log.warning(
+                "Bipsync rotated the refresh token of %r in an unusable answer (%s); kept it",
+                locked,
+                exc.error,
+            )
+            if attempt == UNUSABLE_ANSWER_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _keep_rotated(locked: Connection, refresh_token: str, now: datetime, writes: _Writes) -> bool:
+    if locked.kind == Connection.Kind.CLIENT_CREDENTIALS or refresh_token == locked.refresh_token:
+        return False
+    locked.refresh_token = refresh_token
+    locked.refresh_expires_at = now + _refresh_token_lifetime()
+    locked.version += 1
+    writes.outcome = _valid_or_waiting(locked, now)
+    writes.update(locked, ["refresh_token", "refresh_expires_at", "version"], rotated=True)
+    return True
+
+
+def _append_event(conn: Connection, kind: str, message: str) -> None:
+    """One line of history under a savepoint: failing to write it (a trigger, a full disk for
+    that table) must not undo the tokens written before it in the same transaction. If even
+    the rollback to the savepoint fails, the transaction is lost and the error propagates."""
+    savepoint = transaction.savepoint()
+    try:
+        fastdb.append_event(conn, kind, message)
+    except DatabaseError:
+        transaction.savepoint_rollback(savepoint)
+        log.warning("Could not record the %s event of %r; its tokens are kept", kind, conn)
+    else:
+        transaction.savepoint_commit(savepoint)
+
+
+# --- storing a rotation whose transaction failed ----------------------------------------------
+
+
+@contextlib.contextmanager
+def _storing(writes: _Writes) -> Iterator[None]:
+    """Around a refresh's transaction: if it fails (a transient database error in a write or the
+    commit, or any exception once Bipsync has rotated), the rotated tokens in ``writes`` are
+    written again in a new transaction. After a database error the refresh's outcome stands;
+    any other exception propagates once the tokens are stored."""
+    try:
+        yield
+    except DATABASE_HICCUPS:
+        if not writes.rotated:
+            raise
+        log.warning("Storing the rotated tokens of %r failed; trying again", writes.conn)
+        writes.outcome = _store_again(writes)
+    except BaseException:
+        if writes.rotated:
+            log.warning("Left the refresh of %r early; storing its rotated tokens", writes.conn)
+            writes.outcome = _store_again(writes)
+        raise
+
+
+def _store_again(writes: _Writes) -> _Outcome:
+    """Write the rotated tokens again, retrying transient database errors after each of
+    ``STORE_RETRY_DELAYS``; when they cannot be stored, say so (:data:`NOT_STORED_SENTENCE`)."""
+    conn, outcome = writes.result()
+    for delay in STORE_RETRY_DELAYS:
+        time.sleep(delay)
+        if not db_connection.in_atomic_block:
+            db_connection.close_if_unusable_or_obsolete()  # a broken connection: a new one
+        try:
+            with transaction.atomic(durable=True):
+                current = fastdb.lock_connection(conn.pk, skip_locked=False)
+                if current is None:
+                    raise Connection.DoesNotExist("The connection no longer exists.")
+                if current.refresh_token == conn.refresh_token:
+                    return outcome  # the failed commit had landed after all
+                if current.refresh_token != writes.refresh_before:
+                    # Another writer stored a newer pair meanwhile; the row is the truth.
+                    _copy_state(current, conn)
+                    return _valid_or_waiting(conn, timezone.now())
+                conn.version = current.version + 1
+                fastdb.update_connection(conn, sorted(writes.fields))
+                for kind, message in writes.events:
+                    _append_event(conn, kind, message)
+            log.info("Stored the rotated tokens of %r on a new attempt", conn)
+            return outcome
+        except DATABASE_HICCUPS:
+            log.warning("Could not store the rotated tokens of %r yet", conn)
+    return _not_stored(conn)
+
+
+def _not_stored(conn: Connection) -> _Outcome:
+    log.error("The rotated tokens of %r could not be stored; the grant is lost", conn)
+    try:
+        with transaction.atomic(durable=True):
+            current = fastdb.lock_connection(conn.pk, skip_locked=False)
+            if current is not None:
+                _needs_reconnect(current, "not_stored", NOT_STORED_SENTENCE, _Writes())
+                _copy_state(current, conn)
+    except DATABASE_HICCUPS:
+        log.error("Could not record either that %r needs reconnecting", conn)
+    return _Outcome(
+        error=ReconnectRequired(NOT_STORED_SENTENCE, code="not_stored", connection_id=conn.pk),
+        needs_reconnect=NOT_STORED_SENTENCE,
+    )
 
 
 def _request_tokens(locked: Connection, turn: AbstractContextManager[object]) -> Token:
@@ -555,13 +816,7 @@ def _transient_sentence(exc: OAuthError, code: str) -> str:
     return f"The token refresh failed for now ({code}); {later}"
 
 
-def _failed(
-    locked: Connection,
-    exc: OAuthError,
-    now: datetime,
-    version_before: int,
-    refresh_before: str | None,
-) -> _Outcome:
+def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes) -> _Outcome:
     code = _failure_code(exc)
     is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
     if not exc.transient and (
@@ -570,7 +825,9 @@ def _failed(
         # Did another process rotate after all? (Under our lock it cannot have, unless a
         # writer bypassed the lock, but the grant is only declared dead once the row agrees.)
         current = Connection.objects.get(pk=locked.pk)
-        if current.version != version_before or _sealed_refresh_token(current) != refresh_before:
+        if current.version != locked.version or _sealed_refresh_token(
+            current
+        ) != _sealed_refresh_token(locked):
             _copy_state(current, locked)
             token = _still_valid(current, now)
             if token is not None:
@@ -584,7 +841,7 @@ def _failed(
             sentence = LOST_REPLY_SENTENCE
         else:
             sentence = INVALID_GRANT_SENTENCE
-        return _needs_reconnect(locked, exc.error, sentence)
+        return _needs_reconnect(locked, exc.error, sentence, writes)
 
     # Transient, or terminal for a reason a reconnect cannot fix (our own configuration, the
     # tenant's metadata): keep the grant, back off, and say what happened.
@@ -600,41 +857,45 @@ def _failed(
     locked.next_retry_at = now + backoff_delay(locked.consecutive_failures, exc.retry_after)
     locked.last_error_code = code[:64]
     locked.last_error_message = sentence
-    locked.save(
-        update_fields=[
+    writes.outcome = _valid_or_waiting(locked, now)
+    writes.update(
+        locked,
+        [
             "consecutive_failures",
             "status",
             "next_retry_at",
             "last_error_code",
             "last_error_message",
-            "updated",
-        ]
+        ],
     )
-    locked.record(ConnectionEvent.Kind.REFRESH_FAILED, None, sentence)
+    writes.event(locked, ConnectionEvent.Kind.REFRESH_FAILED, sentence)
     log.warning("Refresh of %r failed (%s); next attempt at %s", locked, code, locked.next_retry_at)
-    token = _still_valid(locked, now)
-    return _Outcome(token=token, error=None if token else _waiting_error(locked))
+    if code == RATE_LIMITED and locked.next_retry_at is not None:
+        # Every process holds back from this tenant, inline callers and the sweep alike.
+        TenantGate(locked.tenant).defer((locked.next_retry_at - now).total_seconds())
+    return writes.outcome
 
 
-def _needs_reconnect(locked: Connection, code: str, sentence: str) -> _Outcome:
+def _needs_reconnect(locked: Connection, code: str, sentence: str, writes: _Writes) -> _Outcome:
     locked.status = Connection.Status.NEEDS_RECONNECT
     locked.consecutive_failures += 1
     locked.next_retry_at = None
     locked.last_error_code = code[:64]
     locked.last_error_message = sentence
-    locked.save(
-        update_fields=[
+    writes.outcome = _Outcome(
+        error=ReconnectRequired(sentence, code=code, connection_id=locked.pk),
+        needs_reconnect=sentence,
+    )
+    writes.update(
+        locked,
+        [
             "status",
             "consecutive_failures",
             "next_retry_at",
             "last_error_code",
             "last_error_message",
-            "updated",
-        ]
+        ],
     )
-    locked.record(ConnectionEvent.Kind.NEEDS_RECONNECT, None, sentence)
+    writes.event(locked, ConnectionEvent.Kind.NEEDS_RECONNECT, sentence)
     log.warning("%r needs reconnecting (%s)", locked, code)
-    return _Outcome(
-        error=ReconnectRequired(sentence, code=code, connection_id=locked.pk),
-        needs_reconnect=sentence,
-    )
+    return writes.outcome

@@ -20,8 +20,8 @@ Modules, each with one job:
 - :mod:`~bipsync_partner.oauth.grants`: :class:`GrantClient` (code exchange, refresh, client
   credentials, device flow, revocation).
 - :mod:`~bipsync_partner.oauth.errors`: the :class:`OAuthError` family (``ConfigurationError``,
-  ``TransportError``, ``ProtocolError`` > ``MetadataError``, ``CallbackError``,
-  ``DeviceFlowError``); decide by ``.transient`` and ``.error``.
+  ``TransportError``, ``ProtocolError`` > ``MetadataError``, ``UnusableTokenResponse``,
+  ``CallbackError``, ``DeviceFlowError``); decide by ``.transient`` and ``.error``.
 - :mod:`~bipsync_partner.oauth.scopes`: scope validation and Bipsync's ``team_{id}`` scope.
 
 Time is always passed in (``now=``) or read from an injectable ``clock``; datetimes are aware.
@@ -94,6 +94,7 @@ from bipsync_partner.oauth.errors import (
     OAuthError,
     ProtocolError,
     TransportError,
+    UnusableTokenResponse,
 )
 from bipsync_partner.oauth.grants import (
     DeviceAuthorization,
@@ -156,6 +157,7 @@ __all__ = [
     "Token",
     "TransportError",
     "TransportSettings",
+    "UnusableTokenResponse",
     "__version__",
     "apply_client_auth",
     "build_authorization_url",

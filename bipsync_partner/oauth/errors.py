@@ -163,6 +163,26 @@ class ProtocolError(OAuthError):
     default_transient = True
 
 
+class UnusableTokenResponse(ProtocolError):
+    """A successful (200) token response that cannot be used, e.g. a missing access token or a
+    type other than Bearer, but that carries a refresh token. A server that rotates refresh
+    tokens has already revoked the one that was sent, so ``refresh_token`` (never shown in the
+    message or repr) is the only live one and must be kept. Classified like its cause.
+    """
+
+    def __init__(self, cause: ProtocolError, *, refresh_token: str) -> None:
+        super().__init__(
+            cause.description,
+            error=cause.error,
+            uri=cause.uri,
+            hint=cause.hint,
+            status=cause.status,
+            retry_after=cause.retry_after,
+            transient=cause.transient,
+        )
+        self.refresh_token = refresh_token
+
+
 class MetadataError(ProtocolError):
     """The authorization server metadata (RFC 8414) failed validation: wrong ``issuer``,
     missing endpoint, non-https endpoint. Terminal: it is a misconfiguration or an attack.

@@ -8,7 +8,8 @@
   RFC 7636 §4.5);
 - :meth:`~GrantClient.refresh`: RFC 6749 §6. Bipsync rotates refresh tokens on every use [doc]; the
   old one is kept only when the response carries none (RFC 6749 §6 allows that);
-- :meth:`~GrantClient.client_credentials`: RFC 6749 §4.4 with Bipsync's ``team_{id}`` scope;
+- :meth:`~GrantClient.client_credentials`: RFC 6749 §4.4 with Bipsync's ``team_{id}`` scope; a
+  refresh token in its answer is ignored (§4.4.3);
 - :meth:`~GrantClient.start_device_authorization`, :meth:`~GrantClient.poll_device_token` and
   :meth:`~GrantClient.wait_for_device_token`: RFC 8628 §3.1-§3.5;
 - :meth:`~GrantClient.revoke`: RFC 7009, when the metadata advertises a revocation endpoint.
@@ -211,9 +212,12 @@ class GrantClient:
         """A team-wide token for the customer's own machine-to-machine jobs (RFC 6749 §4.4).
         The ``scope`` always includes ``team_{team_id}`` (Bipsync reference, "Grants")."""
         requested = normalize_scopes([team_scope(team_id), *scopes])
-        return self._token_request(
+        token = self._token_request(
             {"grant_type": "client_credentials", "scope": join_scopes(requested)}, requested
         )
+        # RFC 6749 §4.4.3: "A refresh token SHOULD NOT be included"; one that is included is
+        # ignored: the client acquires a new token with its credentials instead.
+        return token.with_refresh_token(None)
 
     # --- device authorization (RFC 8628) ---------------------------------------------------------
 

@@ -12,6 +12,10 @@ error response, or a malformed one), then requires one JSON object, then:
 - ``refresh_token``: optional, visible ASCII;
 - ``scope``: optional; when absent the granted scope is the requested one (RFC 6749 §5.1).
 
+A 200 answer that fails these checks but carries a well-formed ``refresh_token`` raises
+:class:`~bipsync_partner.oauth.errors.UnusableTokenResponse` holding it: a server that rotates
+refresh tokens has already revoked the one that was sent.
+
 Unknown members are ignored for validation (RFC 6749 §5.1), but short, printable string-valued
 ones are kept in :attr:`Token.extra` so that callers can read a server's additional parameters
 (e.g. the sandbox's ``subject``, a configurable [choice]) without this module knowing them. Every failure is an ``OAuthError``; a property test
@@ -28,7 +32,7 @@ from types import MappingProxyType
 from typing import Final, NoReturn
 
 from bipsync_partner.oauth._time import require_aware
-from bipsync_partner.oauth.errors import ProtocolError
+from bipsync_partner.oauth.errors import ProtocolError, UnusableTokenResponse
 from bipsync_partner.oauth.responses import error_from_response, load_json_object
 from bipsync_partner.oauth.scopes import is_scope_token
 from bipsync_partner.oauth.transport import BearerAuth
@@ -220,6 +224,14 @@ def parse_token_response(
         raise error_from_response(
             status, body, media_type=media_type, retry_after=retry_after, what="token response"
         )
-    return parse_token_document(
-        document, status=status, received_at=received_at, requested_scopes=requested_scopes
-    )
+    try:
+        return parse_token_document(
+            document, status=status, received_at=received_at, requested_scopes=requested_scopes
+        )
+    except ProtocolError as exc:
+        # A rotating server revoked the refresh token that was sent when it answered 200: the
+        # one in this answer is the only live one, however unusable the rest is.
+        refresh_token = document.get("refresh_token")
+        if isinstance(refresh_token, str) and _visible_ascii(refresh_token):
+            raise UnusableTokenResponse(exc, refresh_token=refresh_token) from None
+        raise

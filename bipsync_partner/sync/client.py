@@ -64,7 +64,8 @@ class ConnectionTokens:
         # The service left self.connection as stored; its expiry tells how long to trust it.
         expires = self.connection.access_expires_at
         self._token = token
-        self._good_until = expires - tokens.access_leeway() if expires is not None else None
+        leeway = self.connection.access_leeway(tokens.access_leeway())
+        self._good_until = expires - leeway if expires is not None else None
         return token
 
 

@@ -329,6 +329,39 @@ def test_due_for_refresh_finds_expiring_and_retryable_connections(
     assert set(due) == {soon, retry_due}
 
 
+def test_the_due_rule_scales_the_leeway_to_the_lifetime_alike_in_python_and_in_sql(
+    make_connection: MakeConnection, bob: User, team: Team
+) -> None:
+    now = timezone.now()
+    window, refresh_window = timedelta(minutes=10), timedelta(days=3)
+    cases = {
+        # (lifetime, seconds left): due?
+        (timedelta(seconds=60), 40): False,  # a 60 s token is due in its last 30 s only
+        (timedelta(seconds=60), 20): True,
+        (timedelta(hours=1), 500): True,  # a long one within the whole window
+        (timedelta(hours=1), 700): False,
+        (None, 500): True,  # unknown lifetime: the window as given
+        (timedelta(seconds=60), -5): True,  # expired
+    }
+    made = {}
+    for index, ((lifetime, left), _) in enumerate(cases.items()):
+        expires = now + timedelta(seconds=left)
+        made[(lifetime, left)] = make_connection(
+            tenant=f"t{index}",
+            access_expires_at=expires,
+            last_refreshed_at=expires - lifetime if lifetime is not None else None,
+        )
+    in_sql = set(
+        Connection.objects.due_for_refresh(now=now, horizon=window, refresh_horizon=refresh_window)
+    )
+    for case, expected in cases.items():
+        conn = made[case]
+        in_python = conn.is_due_for_refresh(
+            now=now, access_window=window, refresh_window=refresh_window
+        )
+        assert (in_python, conn in in_sql) == (expected, expected), case
+
+
 def test_the_empty_key_list_is_a_system_check_warning(settings: Settings) -> None:
     from django.core import checks
 

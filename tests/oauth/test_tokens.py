@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bipsync_partner.oauth import OAuthError, ProtocolError, Token, parse_token_response
+from bipsync_partner.oauth import (
+    OAuthError,
+    ProtocolError,
+    Token,
+    UnusableTokenResponse,
+    parse_token_response,
+)
 from tests.oauth.conftest import NOW
 
 GOOD: dict[str, Any] = {
@@ -209,6 +215,29 @@ def test_it_rejects_bad_token_responses(
     assert raised.value.status == status
     assert raised.value.transient is transient
     assert GOOD["access_token"] not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "transient"),
+    [
+        pytest.param({"token_type": "mac"}, "unsupported_token_type", False, id="mac"),
+        pytest.param({"access_token": ...}, "invalid_response", True, id="no-access-token"),
+        pytest.param({"expires_in": -1}, "invalid_response", True, id="bad-expires-in"),
+    ],
+)
+def test_an_unusable_200_hands_over_its_rotated_refresh_token_without_showing_it(
+    changes: dict[str, Any], error: str, transient: bool
+) -> None:
+    with pytest.raises(UnusableTokenResponse) as raised:
+        _parse(200, _body(**changes))
+    assert raised.value.refresh_token == GOOD["refresh_token"]
+    assert (raised.value.error, raised.value.transient) == (error, transient)
+    for shown in (str(raised.value), repr(raised.value)):
+        assert GOOD["refresh_token"] not in shown
+    # Without a well-formed refresh token there is nothing to keep: a plain protocol error.
+    with pytest.raises(ProtocolError) as plain:
+        _parse(200, _body(**changes, refresh_token="bad token"))
+    assert not isinstance(plain.value, UnusableTokenResponse)
 
 
 def test_it_rejects_a_deeply_nested_body_within_the_error_family() -> None:

@@ -116,6 +116,28 @@ def test_it_commits_the_rotation_then_loses_the_response(
     assert retry.json()["error"] == "invalid_grant"
 
 
+def test_it_commits_the_rotation_then_alters_the_answer(
+    sandbox_world: SandboxWorld, tokens: dict[str, str]
+) -> None:
+    world = sandbox_world
+    client_id = world.user_app.client_id
+    world.sandbox.set_fault(
+        "alter_response",
+        count=1,
+        client_id=client_id,
+        alter={"token_type": "mac", "expires_in": None, "extra": "x"},
+    )
+    altered = world.refresh(world.user_app, tokens["refresh_token"])
+    assert altered.status_code == 200
+    body = altered.json()
+    assert (body["token_type"], "expires_in" in body, body["extra"]) == ("mac", False, "x")
+    # The rotation behind the altered answer is committed: its refresh token is the live one.
+    assert world.sandbox.introspect(tokens["refresh_token"])["active"] is False
+    assert world.refresh(world.user_app, body["refresh_token"]).status_code == 200
+    with pytest.raises(SandboxError, match="alter must be a JSON object"):
+        world.sandbox.set_fault("alter_response", client_id=client_id, alter=["x"])  # type: ignore[arg-type]
+
+
 def test_it_limits_a_fault_to_its_grant_type(sandbox_world: SandboxWorld) -> None:
     world = sandbox_world
     world.sandbox.set_fault(

@@ -109,9 +109,11 @@ def test_the_refresh_stores_the_rotated_tokens_encrypted_and_they_work(
     assert stored_refresh.startswith(f"{VERSION}:")
     assert conn.refresh_token not in stored_refresh
     assert conn.updated > conn.created
-    # The stored refresh token is the live one at Bipsync: due again, it rotates again.
+    # The stored refresh token is the live one at Bipsync: due again (an hour's token with four
+    # minutes left), it rotates again.
     Connection.objects.filter(pk=conn.pk).update(
-        access_expires_at=timezone.now() + timedelta(minutes=4)
+        access_expires_at=timezone.now() + timedelta(minutes=4),
+        last_refreshed_at=timezone.now() - timedelta(minutes=56),
     )
     second = sweep.refresh_batch(world.tenant, [(str(conn.pk), 1)])
     assert second.outcomes == {"refreshed": 1}

@@ -89,6 +89,20 @@ def _run_with_faults(
     if fault is not None and fault.kind == FaultKind.LOSE_RESPONSE:
         # The grant above is committed (a refresh rotated the pair); the client never learns it.
         return runtime.close_connection(request)
+    if fault is not None and fault.kind == FaultKind.ALTER_RESPONSE and response.status_code == 200:
+        return _altered(response, fault.alter)
+    return response
+
+
+def _altered(response: HttpResponse, alter: str) -> HttpResponse:
+    """The committed answer with the fault's members set (null: removed), headers kept."""
+    document = json.loads(response.content)
+    for name, value in json.loads(alter or "{}").items():
+        if value is None:
+            document.pop(name, None)
+        else:
+            document[name] = value
+    response.content = json.dumps(document).encode()
     return response
 
 

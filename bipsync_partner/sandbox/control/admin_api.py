@@ -14,7 +14,7 @@ the API did not exist; wrong or missing key → 401. JSON in, JSON out.
 | POST /_sandbox/applications/{client_id}/tokens | action: expire_access / expire_refresh / expire_codes / expire_device_codes / revoke | changed rows |
 | GET/PUT/DELETE /_sandbox/lifetimes | access?, refresh?, code?, device?, device_interval?, client_id? | lifetimes |
 | POST /_sandbox/introspect | token | active, kind, user_id, service_account_id, team_id, scope, ... |
-| GET/POST/DELETE /_sandbox/faults | target, kind, status?, delay_ms?, when?, count?, tenant?, client_id?, grant_type?, path_prefix? | fault(s) |
+| GET/POST/DELETE /_sandbox/faults | target, kind, status?, delay_ms?, when?, count?, tenant?, client_id?, grant_type?, path_prefix?, alter? | fault(s) |
 | GET/DELETE /_sandbox/counters?client_id= | | counters |
 
 Bulk grants for soak and load tests (mint many, revoke chosen grants, introspect many) live in
@@ -476,6 +476,7 @@ def fault_json(fault: Fault) -> dict[str, Any]:
         "client_id": fault.client_id or None,
         "grant_type": fault.grant_type or None,
         "path_prefix": fault.path_prefix or None,
+        "alter": json.loads(fault.alter) if fault.alter else None,
     }
 
 
@@ -504,6 +505,9 @@ def faults_view(request: HttpRequest) -> HttpResponse:
     when = _str(data, "when", "before")
     if when not in ("before", "after"):
         raise BadInput("when must be before or after.")
+    alter = data.get("alter")
+    if alter is not None and not isinstance(alter, dict):
+        raise BadInput("alter must be a JSON object of the members to set (null removes one).")
     fault = Fault.objects.create(
         target=target,
         kind=kind,
@@ -515,6 +519,7 @@ def faults_view(request: HttpRequest) -> HttpResponse:
         client_id=_str(data, "client_id", "") or "",
         grant_type=_str(data, "grant_type", "") or "",
         path_prefix=_str(data, "path_prefix", "") or "",
+        alter=json.dumps(alter) if alter is not None else "",
     )
     return _json(fault_json(fault), status=201)
 

@@ -46,6 +46,10 @@ class FaultKind(models.TextChoices):
     LOSE_RESPONSE = "lose_response", "Commit, then lose the response"
     # Answer 429 with Retry-After (``delay_ms`` rounded up to seconds); used by the API pages.
     RATE_LIMIT = "rate_limit", "Answer 429 Too Many Requests"
+    # Process and commit, then answer with the members of ``alter`` set in a successful JSON
+    # answer (a null member removes it): a token answer that rotated the refresh token but is
+    # unusable otherwise, or that carries a member the grant must not have.
+    ALTER_RESPONSE = "alter_response", "Commit, then alter the answer"
 
 
 class Fault(models.Model):
@@ -61,6 +65,8 @@ class Fault(models.Model):
     client_id = models.CharField(max_length=100, blank=True, default="")
     grant_type = models.CharField(max_length=64, blank=True, default="")
     path_prefix = models.CharField(max_length=200, blank=True, default="")
+    # For ALTER_RESPONSE: a JSON object of the members to set (null: remove).
+    alter = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
