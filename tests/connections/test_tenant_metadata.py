@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings
@@ -187,6 +188,25 @@ def test_a_disconnect_never_posts_the_tokens_to_a_revocation_endpoint_on_another
     assert response.status_code == 302
     assert elsewhere.requests == []
     assert conn.events.filter(kind="revocation_failed").exists()
+
+
+def test_the_device_login_never_posts_to_a_device_endpoint_on_another_host(
+    tenant: StubTenant,
+    elsewhere: StubHTTPServer,
+    settings: Settings,
+    team: Team,
+    bob: User,
+) -> None:
+    settings.BIPSYNC_PUBLIC_CLIENT_ID = "partner-public-app"
+    tenant.serve(tenant.document(device_authorization_endpoint=elsewhere.url + "/device"))
+
+    with pytest.raises(CommandError, match="invalid_metadata"):
+        call_command(
+            "connect_device", "--email", bob.email, "--team", team.slug, "--tenant", tenant.slug
+        )
+
+    assert elsewhere.requests == []
+    assert not Connection.objects.exists()
 
 
 def test_an_authorization_endpoint_off_the_tenant_web_host_is_refused(
