@@ -157,6 +157,11 @@ def test_connect_refuses_a_tenant_whose_token_endpoint_is_on_another_host(
         for r in caplog.records
     )
 
+    operator = User.objects.create_superuser("ops@example.com", "ops password 123")
+    page = signed_in(operator).get("/admin/connections/tenantmetadataevent/?kind=refused")
+    assert page.status_code == 200
+    assert tenant.issuer in page.content.decode()
+
 
 def test_a_refresh_never_posts_the_refresh_token_to_a_token_endpoint_on_another_host(
     tenant: StubTenant, elsewhere: StubHTTPServer, make_connection: MakeConnection
