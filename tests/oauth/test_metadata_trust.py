@@ -17,6 +17,7 @@ from bipsync_partner.oauth import (
     GrantClient,
     HttpClient,
     MetadataError,
+    ProtocolError,
     discover,
     metadata_urls,
     start_authorization,
@@ -206,3 +207,44 @@ def test_a_pinned_token_endpoint_on_another_host_is_refused_before_any_request(
     with pytest.raises(MetadataError):
         grants.exchange_code(old, CallbackSuccess(code="the-code", state=old.state, iss=issuer))
     assert elsewhere.requests == []
+
+
+# --- the last good store and the event listener are the caller's; their failures are not ours ----
+
+
+class _DownStore:
+    """Stands for a last-good store whose database is down (it raises as psycopg would)."""
+
+    def load(self, issuer: str, /) -> Any:
+        raise ConnectionError("database down")
+
+    def remember(self, issuer: str, document: Any, /) -> Any:
+        raise ConnectionError("database down")
+
+
+def _failing_listener(event: Any) -> None:
+    raise ConnectionError("database down")
+
+
+def test_a_failing_store_does_not_break_discovery(
+    stub_http: StubHTTPServer, http: HttpClient, issuer: str
+) -> None:
+    stub_http.route(
+        "GET", RFC_FORM, StubResponse(body=metadata_document(issuer)), StubResponse(status=503)
+    )
+    metadata = discover(issuer, http, allow_insecure_loopback=True, last_good=_DownStore())
+    assert metadata.issuer == issuer
+    # With the store down there is no last good copy: the refetch's failure is the answer.
+    with pytest.raises(ProtocolError) as raised:
+        discover(issuer, http, allow_insecure_loopback=True, last_good=_DownStore())
+    assert raised.value.status == 503
+
+
+def test_a_failing_listener_does_not_hide_the_refusal(
+    stub_http: StubHTTPServer, elsewhere: StubHTTPServer, http: HttpClient, issuer: str
+) -> None:
+    document = metadata_document(issuer, token_endpoint=elsewhere.url + "/token")
+    stub_http.route("GET", RFC_FORM, StubResponse(body=document))
+    with pytest.raises(MetadataError) as raised:
+        discover(issuer, http, allow_insecure_loopback=True, on_event=_failing_listener)
+    assert raised.value.error == "invalid_metadata"
