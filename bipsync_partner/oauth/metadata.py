@@ -69,12 +69,6 @@ ENDPOINT_MEMBERS: Final = (
     "device_authorization_endpoint",
     "revocation_endpoint",
 )
-#: The endpoints the client posts its credentials (or codes, verifiers, tokens) to.
-CREDENTIAL_ENDPOINT_MEMBERS: Final = (
-    "token_endpoint",
-    "device_authorization_endpoint",
-    "revocation_endpoint",
-)
 
 logger = logging.getLogger(__name__)
 #: Refused metadata goes here too, so that operators can route security events on their own.
@@ -235,6 +229,38 @@ def _describe_origin(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def _check_hosts(
+    issuer: str,
+    authorization_endpoint: str,
+    credential_endpoints: Mapping[str, str | None],
+    *,
+    web_base: str | None,
+    allow_insecure_loopback: bool,
+) -> None:
+    """Credential endpoints on the issuer's origin; the authorization endpoint on the web
+    base's (the issuer's without one). See the module docstring for why."""
+    for key, value in credential_endpoints.items():
+        if value is not None and not same_origin(value, issuer):
+            raise MetadataError(
+                f"'{key}' is on {_describe_origin(value)}, not on the issuer's "
+                f"{_describe_origin(issuer)}; endpoints that receive the client's credentials "
+                "must be on the issuer's own scheme, host and port"
+            )
+    home = (
+        check_secure_url(
+            web_base, what="the web base", allow_insecure_loopback=allow_insecure_loopback
+        )
+        if web_base is not None
+        else issuer
+    )
+    if not same_origin(authorization_endpoint, home):
+        raise MetadataError(
+            f"'authorization_endpoint' is on {_describe_origin(authorization_endpoint)}, not on "
+            f"the tenant's {'web host' if web_base is not None else 'issuer host'} "
+            f"{_describe_origin(home)}"
+        )
+
+
 def validate_metadata(
     document: Mapping[str, object],
     *,
@@ -270,28 +296,19 @@ def validate_metadata(
     check_secure_url(issuer, what="'issuer'", allow_insecure_loopback=allow_insecure_loopback)
     authorization_endpoint = endpoint("authorization_endpoint")
     token_endpoint = endpoint("token_endpoint")
-    for key in CREDENTIAL_ENDPOINT_MEMBERS:
-        value = optional_endpoint(key)
-        if value is not None and not same_origin(value, issuer):
-            raise MetadataError(
-                f"'{key}' is on {_describe_origin(value)}, not on the issuer's "
-                f"{_describe_origin(issuer)}; endpoints that receive the client's credentials must "
-                "be on the issuer's own scheme, host and port"
-            )
-    authorization_home = (
-        check_secure_url(
-            web_base, what="the web base", allow_insecure_loopback=allow_insecure_loopback
-        )
-        if web_base is not None
-        else issuer
+    device_endpoint = optional_endpoint("device_authorization_endpoint")
+    revocation_endpoint = optional_endpoint("revocation_endpoint")
+    _check_hosts(
+        issuer,
+        authorization_endpoint,
+        {
+            "token_endpoint": token_endpoint,
+            "device_authorization_endpoint": device_endpoint,
+            "revocation_endpoint": revocation_endpoint,
+        },
+        web_base=web_base,
+        allow_insecure_loopback=allow_insecure_loopback,
     )
-    if not same_origin(authorization_endpoint, authorization_home):
-        raise MetadataError(
-            f"'authorization_endpoint' is on {_describe_origin(authorization_endpoint)}, not on "
-            f"the tenant's {'web host' if web_base is not None else 'issuer host'} "
-            f"{_describe_origin(authorization_home)}"
-        )
-
     challenge_methods = _string_list(document, "code_challenge_methods_supported")
     if challenge_methods is not None and "S256" not in challenge_methods:
         raise MetadataError("the server does not support the S256 PKCE method")
@@ -303,8 +320,8 @@ def validate_metadata(
         issuer=issuer,
         authorization_endpoint=authorization_endpoint,
         token_endpoint=token_endpoint,
-        device_authorization_endpoint=optional_endpoint("device_authorization_endpoint"),
-        revocation_endpoint=optional_endpoint("revocation_endpoint"),
+        device_authorization_endpoint=device_endpoint,
+        revocation_endpoint=revocation_endpoint,
         token_endpoint_auth_methods_supported=_string_list(
             document, "token_endpoint_auth_methods_supported"
         ),
@@ -395,7 +412,9 @@ def _report(on_event: Callable[[MetadataEvent], None] | None, event: MetadataEve
 
 
 def _load_last_good(
-    store: LastGoodMetadataStore, issuer: str, validate: Callable[[Mapping[str, object]], Any]
+    store: LastGoodMetadataStore,
+    issuer: str,
+    validate: Callable[[Mapping[str, object]], ServerMetadata],
 ) -> ServerMetadata | None:
     try:
         document = store.load(issuer)
@@ -405,12 +424,11 @@ def _load_last_good(
     if document is None:
         return None
     try:
-        metadata: ServerMetadata = validate(document)
+        return validate(document)
     except OAuthError as exc:
         # Kept by an older, laxer version, or tampered with: never used.
         logger.warning("the last good metadata of %s is not valid (%s)", issuer, exc.error)
         return None
-    return metadata
 
 
 def _remember(
@@ -431,6 +449,55 @@ def changed_endpoints(
     if previous is None:
         return ()
     return tuple(key for key in ENDPOINT_MEMBERS if previous.get(key) != document.get(key))
+
+
+def _after_failed_fetch(
+    exc: OAuthError,
+    issuer: str,
+    last_good: LastGoodMetadataStore | None,
+    on_event: Callable[[MetadataEvent], None] | None,
+    validate: Callable[[Mapping[str, object]], ServerMetadata],
+) -> ServerMetadata | None:
+    """Report a refused document; return the last good copy to use instead, if there is one."""
+    if isinstance(exc, MetadataError) and exc.error != "metadata_unavailable":
+        security_logger.error(
+            "security event: refused the metadata of %s before any request to its endpoints: %s",
+            issuer,
+            exc,
+        )
+        _report(on_event, MetadataEvent("refused", issuer, str(exc)))
+    fallback = _load_last_good(last_good, issuer, validate) if last_good is not None else None
+    if fallback is not None:
+        logger.warning(
+            "refetching the metadata of %s failed (%s); using the last good copy", issuer, exc.error
+        )
+        _report(
+            on_event,
+            MetadataEvent(
+                "used_last_good",
+                issuer,
+                f"refetching the metadata failed ({exc.error}); the last good copy was used",
+            ),
+        )
+    return fallback
+
+
+def _note_changes(
+    previous: Mapping[str, object] | None,
+    document: Mapping[str, object],
+    issuer: str,
+    on_event: Callable[[MetadataEvent], None] | None,
+) -> None:
+    """Say so when ``document`` names other endpoints than the last good one: they are followed
+    (they passed the same rules), but never silently."""
+    changed = changed_endpoints(previous, document)
+    if not changed:
+        return
+    detail = "the metadata names new endpoints: " + ", ".join(
+        f"{name} {document.get(name) or '(none)'}" for name in changed
+    )
+    logger.warning("the metadata of %s changed: %s", issuer, detail)
+    _report(on_event, MetadataEvent("endpoints_changed", issuer, detail, changed))
 
 
 def discover(
@@ -483,37 +550,12 @@ def discover(
             clock=clock,
         )
     except OAuthError as exc:
-        if isinstance(exc, MetadataError) and exc.error != "metadata_unavailable":
-            security_logger.error(
-                "security event: refused the metadata of %s before any request to its "
-                "endpoints: %s",
-                issuer,
-                exc,
-            )
-            _report(on_event, MetadataEvent("refused", issuer, str(exc)))
-        fallback = _load_last_good(last_good, issuer, validate) if last_good else None
+        fallback = _after_failed_fetch(exc, issuer, last_good, on_event, validate)
         if fallback is None:
             raise
-        logger.warning(
-            "refetching the metadata of %s failed (%s); using the last good copy", issuer, exc.error
-        )
-        _report(
-            on_event,
-            MetadataEvent(
-                "used_last_good",
-                issuer,
-                f"refetching the metadata failed ({exc.error}); the last good copy was used",
-            ),
-        )
         return fallback
     if last_good is not None:
-        changed = changed_endpoints(_remember(last_good, issuer, document), document)
-        if changed:
-            detail = "the metadata names new endpoints: " + ", ".join(
-                f"{name} {document.get(name) or '(none)'}" for name in changed
-            )
-            logger.warning("the metadata of %s changed: %s", issuer, detail)
-            _report(on_event, MetadataEvent("endpoints_changed", issuer, detail, changed))
+        _note_changes(_remember(last_good, issuer, document), document, issuer, on_event)
     if cache is not None:
         _cache_set(cache, key, document, ttl)
     return metadata
