@@ -14,6 +14,7 @@ from django.http import HttpRequest
 
 from bipsync_partner.connections.fields import EncryptedTextField
 from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.connections.tenant_metadata import TenantMetadataEvent
 
 SECRET_FIELDS = ("access_token", "refresh_token", "client_secret")
 
@@ -176,5 +177,24 @@ class ConnectionEventAdmin(admin.ModelAdmin[ConnectionEvent]):
 
     def has_change_permission(
         self, request: HttpRequest, obj: ConnectionEvent | None = None
+    ) -> bool:
+        return False
+
+
+@admin.register(TenantMetadataEvent)
+class TenantMetadataEventAdmin(admin.ModelAdmin[TenantMetadataEvent]):
+    """Refused metadata (security events), fallbacks to the last good copy, changed endpoints."""
+
+    list_display = ["created", "issuer", "kind", "message"]
+    list_filter = ["kind"]
+    search_fields = ["issuer", "message"]
+    date_hierarchy = "created"
+    readonly_fields = ["issuer", "kind", "message", "created"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: TenantMetadataEvent | None = None
     ) -> bool:
         return False

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
+from bipsync_partner.connections import tenant_metadata
 from bipsync_partner.oauth import (
     AuthorizationClients,
     ClientConfig,
@@ -96,8 +97,9 @@ class _DjangoMetadataCache:
 metadata_cache = _DjangoMetadataCache()
 
 
-#: Validated metadata kept in this process: (issuer, insecure loopback allowed) -> (until, doc).
-_held_metadata: dict[tuple[str, bool], tuple[float, ServerMetadata]] = {}
+#: Validated metadata kept in this process: (issuer, web base, insecure loopback allowed) ->
+#: (until, doc).
+_held_metadata: dict[tuple[str, str, bool], tuple[float, ServerMetadata]] = {}
 #: How long a process keeps validated metadata before asking the shared cache again.
 HELD_METADATA_SECONDS = 30.0
 
@@ -105,12 +107,16 @@ HELD_METADATA_SECONDS = 30.0
 def server_metadata(resolved: Tenant, http: HttpClient) -> ServerMetadata:
     """The tenant's validated metadata (RFC 8414), from the shared cache when fresh.
 
+    Its credential endpoints must be on the issuer's host and its authorization endpoint on the
+    tenant's web host; a failed refetch falls back to the tenant's last good copy, and refused
+    documents and changed endpoints are recorded (:mod:`~bipsync_partner.connections.tenant_metadata`).
+
     Each process also keeps the validated document for up to 30 s (never past the shared TTL):
     the shared cache costs a Redis round trip, an unpickle and a validation per call, which a
     worker refreshing a tenant's connections one after the other would pay every time.
     """
     ttl = int(getattr(settings, "BIPSYNC_METADATA_TTL", DEFAULT_METADATA_TTL))
-    key = (resolved.issuer, allow_insecure_loopback())
+    key = (resolved.issuer, resolved.web_base, allow_insecure_loopback())
     now = time.monotonic()
     held = _held_metadata.get(key)
     if held is not None and held[0] > now:
@@ -121,6 +127,9 @@ def server_metadata(resolved: Tenant, http: HttpClient) -> ServerMetadata:
         cache=metadata_cache,
         ttl=ttl,
         allow_insecure_loopback=allow_insecure_loopback(),
+        web_base=resolved.web_base,
+        last_good=tenant_metadata.last_good,
+        on_event=tenant_metadata.record_event,
     )
     _held_metadata[key] = (now + min(float(ttl), HELD_METADATA_SECONDS), metadata)
     return metadata

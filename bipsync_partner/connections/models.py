@@ -409,3 +409,7 @@ class ConnectionEvent(models.Model):
 # them here registers them with the app (Django only imports models.py).
 from bipsync_partner.connections.notifications import ReconnectNotice  # noqa: E402, F401
 from bipsync_partner.connections.pending import PendingAuthorizationRecord  # noqa: E402, F401
+from bipsync_partner.connections.tenant_metadata import (  # noqa: E402, F401
+    TenantMetadata,
+    TenantMetadataEvent,
+)

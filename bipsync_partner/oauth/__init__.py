@@ -6,7 +6,8 @@ Modules, each with one job:
 - :mod:`~bipsync_partner.oauth.tenants`: slug + host templates -> :class:`Tenant` (issuer = API base).
 - :mod:`~bipsync_partner.oauth.transport`: :class:`HttpClient` (timeouts, no redirects, bounded
   bodies, User-Agent), :func:`create_httpx_client`, :class:`BearerAuth`.
-- :mod:`~bipsync_partner.oauth.metadata`: RFC 8414 discovery, exact-issuer check, per-issuer cache.
+- :mod:`~bipsync_partner.oauth.metadata`: RFC 8414 discovery, exact-issuer check, endpoints held to
+  the issuer's host, per-issuer cache and last-known-good copy.
 - :mod:`~bipsync_partner.oauth.pkce`: RFC 7636 S256.
 - :mod:`~bipsync_partner.oauth.clients`: :class:`ClientConfig`, client authentication, and
   :class:`AuthorizationClients` (the service-account selector).
@@ -34,7 +35,7 @@ Usage (the authorization-code flow, as the Django views will do it)::
     tenant = oauth.resolve_tenant("acme", oauth.HostTemplates(api_tpl, web_tpl))
     with oauth.HttpClient(oauth.TransportSettings(timeout=15)) as http:
         metadata = oauth.discover(tenant.issuer, http, cache=django_cache,
-                                  allow_insecure_loopback=settings_flag)
+                                  web_base=tenant.web_base, allow_insecure_loopback=settings_flag)
         clients = oauth.AuthorizationClients(
             user=oauth.ClientConfig("user-client-id", "secret"),
             service_account=oauth.ClientConfig("service-client-id", "secret2"),
@@ -103,10 +104,13 @@ from bipsync_partner.oauth.grants import (
 )
 from bipsync_partner.oauth.metadata import (
     InMemoryMetadataCache,
+    LastGoodMetadataStore,
     MetadataCache,
+    MetadataEvent,
     ServerMetadata,
     discover,
     metadata_url,
+    metadata_urls,
     parse_metadata_response,
     validate_metadata,
 )
@@ -145,8 +149,10 @@ __all__ = [
     "HttpResponse",
     "InMemoryMetadataCache",
     "InMemoryPendingStore",
+    "LastGoodMetadataStore",
     "MetadataCache",
     "MetadataError",
+    "MetadataEvent",
     "OAuthError",
     "PendingAuthorization",
     "PendingAuthorizationStore",
@@ -169,6 +175,7 @@ __all__ = [
     "generate_state",
     "join_scopes",
     "metadata_url",
+    "metadata_urls",
     "normalize_scopes",
     "parse_callback_parameters",
     "parse_metadata_response",

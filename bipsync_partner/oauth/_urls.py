@@ -66,3 +66,20 @@ def check_redirect_uri(url: object) -> str:
     return check_secure_url(
         url, what="redirect_uri", allow_insecure_loopback=True, error=ConfigurationError
     )
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """The (scheme, host, port) a URL sends its request to, with the scheme's default port made
+    explicit and the host lowercased, so that ``https://A.example`` and ``https://a.example:443``
+    compare equal (RFC 6454 §4). ``url`` must already have passed :func:`check_secure_url`."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def same_origin(url: str, base: str) -> bool:
+    """True when ``url`` is on ``base``'s scheme, host and port."""
+    return origin(url) == origin(base)

@@ -31,13 +31,14 @@ from datetime import datetime, timedelta
 from typing import Final, Literal, NoReturn
 
 from bipsync_partner.oauth._time import Clock, utc_now
-from bipsync_partner.oauth._urls import check_secure_url
+from bipsync_partner.oauth._urls import check_secure_url, same_origin
 from bipsync_partner.oauth.authorization import PendingAuthorization
 from bipsync_partner.oauth.callback import CallbackSuccess
 from bipsync_partner.oauth.clients import ClientConfig, apply_client_auth, choose_auth_method
 from bipsync_partner.oauth.errors import (
     ConfigurationError,
     DeviceFlowError,
+    MetadataError,
     OAuthError,
     ProtocolError,
 )
@@ -145,9 +146,15 @@ class GrantClient:
         response = self.http.request("POST", url, data=body, headers=headers)
         return response, self.clock()
 
-    def _token_request(self, form: Mapping[str, str], requested_scopes: Iterable[str]) -> Token:
+    def _token_request(
+        self,
+        form: Mapping[str, str],
+        requested_scopes: Iterable[str],
+        *,
+        endpoint: str | None = None,
+    ) -> Token:
         response, received_at = self._post(
-            self.metadata.token_endpoint,
+            endpoint or self.metadata.token_endpoint,
             form,
             self.metadata.token_endpoint_auth_methods_supported,
         )
@@ -164,13 +171,25 @@ class GrantClient:
 
     def exchange_code(self, pending: PendingAuthorization, callback: CallbackSuccess) -> Token:
         """Exchange a validated callback's code, with the pending authorization's verifier and
-        exact redirect URI (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
+        exact redirect URI (RFC 6749 §4.1.3, RFC 7636 §4.5), at the token endpoint pinned when the
+        flow started: metadata fetched since (which may name other endpoints) does not decide
+        where the code and verifier go."""
         if pending.issuer != self.metadata.issuer:
             raise ConfigurationError("the pending authorization belongs to another issuer")
         if pending.client_id != self.client.client_id:
             raise ConfigurationError(
                 "the pending authorization was started with another client; use the client "
                 "configured for its kind"
+            )
+        endpoint = check_secure_url(
+            pending.token_endpoint,
+            what="the pinned token endpoint",
+            allow_insecure_loopback=self.allow_insecure_loopback,
+        )
+        # A row stored before endpoints were held to the issuer's host must not slip through.
+        if not same_origin(endpoint, pending.issuer):
+            raise MetadataError(
+                "the pinned token endpoint is not on the issuer's scheme, host and port"
             )
         return self._token_request(
             {
@@ -180,6 +199,7 @@ class GrantClient:
                 "code_verifier": pending.code_verifier,
             },
             pending.scopes,
+            endpoint=endpoint,
         )
 
     def refresh(

@@ -31,6 +31,8 @@ COUNTERS = {
     "bipsync_token_refreshes": ("Token refreshes by outcome.", ("outcome",)),
     "bipsync_sync_runs": ("Sync runs by outcome.", ("outcome",)),
     "bipsync_sync_documents": ("Documents seen by sync runs, by outcome.", ("outcome",)),
+    # refused (a security event), used_last_good, endpoints_changed: each one wants a look.
+    "bipsync_metadata_events": ("Tenant metadata (RFC 8414) events, by kind.", ("event",)),
 }
 HISTOGRAMS = {
     "bipsync_token_refresh_duration_seconds": "Time taken by a token refresh at Bipsync.",

@@ -69,6 +69,7 @@ def test_it_keeps_an_existing_query_on_the_authorization_endpoint() -> None:
     metadata = validate_metadata(
         metadata_document(issuer, authorization_endpoint="https://acme.bipsync.com/authz?tenant=1"),
         expected_issuer=issuer,
+        web_base="https://acme.bipsync.com",
     )
     url, _ = start_authorization(metadata, USER, redirect_uri=REDIRECT, scopes="a", now=NOW)
     assert _query(url)["tenant"] == ["1"]

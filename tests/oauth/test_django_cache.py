@@ -21,7 +21,7 @@ def test_djangos_cache_serves_as_the_metadata_cache(
     django_cache.delete(cache_key(issuer))
     stub_http.route(
         "GET",
-        "/t/acme/api/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/t/acme/api",  # RFC 8414 §3.1, tried first
         StubResponse(body=metadata_document(issuer)),
     )
     try:

@@ -579,8 +579,12 @@ def test_revocation_needs_an_advertised_endpoint(
 
 
 def test_a_network_failure_during_revocation_is_a_transport_error(
-    metadata: ServerMetadata, http: HttpClient, clock: FakeClock
+    http: HttpClient, clock: FakeClock
 ) -> None:
-    metadata = _with(metadata, revocation_endpoint="http://127.0.0.1:9/revoke")
+    # Nothing listens on port 9 (discard): the issuer's own host refuses the connection.
+    issuer = "http://127.0.0.1:9/t/acme/api"
+    metadata = validate_metadata(
+        metadata_document(issuer), expected_issuer=issuer, allow_insecure_loopback=True
+    )
     with pytest.raises(TransportError):
         _grants(metadata, http, clock).revoke("t")

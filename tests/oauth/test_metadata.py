@@ -21,7 +21,8 @@ from tests.oauth.conftest import metadata_document
 from tests.support.stub_http import StubHTTPServer, StubResponse
 
 PROD = "https://acme-api.bipsync.com"
-WELL_KNOWN = "/t/acme/api/.well-known/oauth-authorization-server"
+# RFC 8414 §3.1's form for the stub's issuer (it has a path), which discovery tries first.
+WELL_KNOWN = "/.well-known/oauth-authorization-server/t/acme/api"
 
 
 def test_it_accepts_a_bipsync_shaped_document() -> None:
