@@ -146,6 +146,16 @@ def test_a_short_page_fault_keeps_the_first_results_and_the_real_total(
     assert api.get("/v1/research", offset=0, limit=5).json() == whole
 
 
+def test_an_end_early_fault_ends_the_listing_after_the_first_results(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.generate_research(sandbox_world.tenant, sandbox_world.team_id, 8, seed=13)
+    whole = api.get("/v1/research", offset=2, limit=5).json()
+    sandbox.set_fault("end_early", target="api", keep=3, count=1, tenant=sandbox_world.tenant)
+    early = api.get("/v1/research", offset=2, limit=5).json()
+    assert early == {**whole, "total": 5, "results": whole["results"][:3]}
+
+
 def test_listing_faults_are_refused_for_the_oauth_endpoints(sandbox: Sandbox) -> None:
     response = httpx.post(
         sandbox.base_url + "/_sandbox/faults",

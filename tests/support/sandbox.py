@@ -38,7 +38,7 @@ Fixtures
     sandbox.reset_lifetimes(client_id=None)
     sandbox.set_fault(kind, *, target="token", status=None, delay_ms=0, when="before", count=None, tenant=None,
                       client_id=None, grant_type=None, path_prefix=None, keep=None) -> dict
-                      # kind: status | slow | close | lose_response | rate_limit | empty_page | short_page (keep)
+                      # kind: status | slow | close | lose_response | rate_limit | empty_page | short_page | end_early (keep)
     sandbox.clear_faults(*, client_id=None, target=None)
     sandbox.counters(client_id=None) -> dict  # {client_id: {endpoint: {grant_type: {outcome: n}}}}
     sandbox.token_requests(client_id, grant_type="refresh_token", outcome="ok") -> int

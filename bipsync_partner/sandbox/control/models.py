@@ -52,10 +52,13 @@ class FaultKind(models.TextChoices):
     # Listings (target "api") only: answer the page with only its first ``keep`` results while
     # the envelope still reports the real total, a page that contradicts its own total.
     SHORT_PAGE = "short_page", "Answer a page shorter than its total says"
+    # Listings (target "api") only: the page's first ``keep`` results, and a total that says the
+    # list ends there: a listing that lost documents and is consistent about it.
+    END_EARLY = "end_early", "Answer a listing that ends early"
 
 
 #: Fault kinds that rewrite a listing's answer (the view runs, then its page is changed).
-LISTING_FAULTS = (FaultKind.EMPTY_PAGE, FaultKind.SHORT_PAGE)
+LISTING_FAULTS = (FaultKind.EMPTY_PAGE, FaultKind.SHORT_PAGE, FaultKind.END_EARLY)
 
 
 class Fault(models.Model):

@@ -174,6 +174,7 @@ def listing_fault_response(fault: Fault, response: HttpResponse) -> HttpResponse
 
     ``empty_page``: no results and a total of 0. ``short_page``: the first ``keep`` results
     only, the total untouched, so that the page contradicts the total it reports.
+    ``end_early``: the first ``keep`` results, and a total that ends the list after them.
     """
     if response.status_code != 200:
         return None
@@ -187,6 +188,8 @@ def listing_fault_response(fault: Fault, response: HttpResponse) -> HttpResponse
         body["total"], body["results"] = 0, []
     else:
         body["results"] = body["results"][: fault.keep]
+        if fault.kind == FaultKind.END_EARLY:
+            body["total"] = int(body.get("offset") or 0) + len(body["results"])
     changed = JsonResponse(body)
     changed["Cache-Control"] = "no-store"
     return changed

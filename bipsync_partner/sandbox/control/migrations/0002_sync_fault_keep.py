@@ -18,6 +18,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='fault',
             name='kind',
-            field=models.CharField(choices=[('status', 'Answer with an error status'), ('slow', 'Answer slowly'), ('close', 'Close the connection'), ('lose_response', 'Commit, then lose the response'), ('rate_limit', 'Answer 429 Too Many Requests'), ('empty_page', 'Answer an empty listing'), ('short_page', 'Answer a page shorter than its total says')], max_length=32),
+            field=models.CharField(choices=[('status', 'Answer with an error status'), ('slow', 'Answer slowly'), ('close', 'Close the connection'), ('lose_response', 'Commit, then lose the response'), ('rate_limit', 'Answer 429 Too Many Requests'), ('empty_page', 'Answer an empty listing'), ('short_page', 'Answer a page shorter than its total says'), ('end_early', 'Answer a listing that ends early')], max_length=32),
         ),
     ]
