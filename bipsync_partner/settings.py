@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Innermost, so that it sees the views' exceptions: Redis down is a 503 with a sentence.
+    "bipsync_partner.ops.middleware.DependencyUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "bipsync_partner.urls"
