@@ -14,10 +14,11 @@ from django.test import Client
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
+from bipsync_partner.connections import clients
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.ops.middleware import REDIS_DOWN_SENTENCE
 from bipsync_partner.sync.models import SyncRun
-from tests.connections.connect_support import configure_partner, new_world
+from tests.connections.connect_support import configure_partner, connect, new_world
 from tests.ops.test_health import closed_port
 from tests.support.sandbox import Sandbox, SandboxWorld
 from tests.test_no_server_errors import (
@@ -62,6 +63,21 @@ def test_sync_now_answers_a_sentence_and_queues_nothing_while_redis_is_down(
     assert REDIS_DOWN_SENTENCE in response.content.decode()
     assert response["Retry-After"] == "60"
     assert not SyncRun.objects.filter(connection=connection).exists()
+
+
+def test_a_person_connects_bipsync_while_redis_is_down(
+    sandbox: Sandbox, world: SandboxWorld, redis_down: str, team: Team, alice: User
+) -> None:
+    # Nothing this process learnt earlier stands in for the cache.
+    clients._held_metadata.clear()
+    client = Client()
+    client.force_login(alice)
+
+    response = connect(client, sandbox, team, world, as_user=world.admin)
+
+    assert response.status_code == 302, response.content.decode()[:500]
+    connection = Connection.objects.get(team=team, user=alice)
+    assert connection.status == Connection.Status.ACTIVE
 
 
 def test_no_page_answers_a_server_error_while_redis_is_down(
