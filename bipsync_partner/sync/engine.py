@@ -541,7 +541,16 @@ def _sync_small_table(
                 update_fields=update_fields,
             )
         gone = [bid for bid, (_, deleted_at) in known.items() if bid not in seen and not deleted_at]
-        if gone:
+        if gone and not seen:
+            # As for documents: an empty list where rows are stored is more often a fault than
+            # a tenant without content types; the rows stay until a list names others.
+            _note(
+                run,
+                f"Bipsync listed no {model._meta.verbose_name_plural}; the {len(gone)} stored "
+                "are kept.",
+            )
+            run.save(update_fields=["notes"])
+        elif gone:
             model.objects.filter(connection=conn, bipsync_id__in=gone).update(
                 deleted_at=now, changed_at=now
             )

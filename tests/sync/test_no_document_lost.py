@@ -18,7 +18,7 @@ from accounts.models import Team
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.client import api_for
-from bipsync_partner.sync.models import ResearchDocument, ScanPage, SyncRun
+from bipsync_partner.sync.models import ResearchDocument, ScanPage, SyncedContentType, SyncRun
 from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld, machine_connection, make_sync_world
 from tests.sync.helpers import assert_mirrors, bipsync_documents
@@ -240,3 +240,22 @@ def test_a_scan_whose_distinct_documents_fall_short_of_the_total_marks_nothing_d
     assert run.deleted_count == 0
     assert "The scan saw 100 documents where Bipsync reported 150" in run.notes
     assert live(conn) == 150
+
+
+def test_an_empty_list_of_content_types_keeps_the_stored_ones(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    conn = synced(sandbox, world, team, 20, seed=31)
+    stored = SyncedContentType.objects.filter(connection=conn, deleted_at__isnull=True).count()
+    assert stored > 0
+    path = urlsplit(world.world.api_base).path + "/v1/contenttype"
+    # Two answers: the client asks once to learn the listing's shape, then pages it.
+    sandbox.set_fault("empty_page", target="api", path_prefix=path, count=2)
+
+    work(run := new_run(conn))
+
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error_message
+    assert f"Bipsync listed no synced content types; the {stored} stored are kept." in run.notes
+    assert SyncedContentType.objects.filter(connection=conn, deleted_at__isnull=True).count() == (
+        stored
+    )
