@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Innermost, so that it sees the views' exceptions: Redis down is a 503 with a sentence.
+    "bipsync_partner.ops.middleware.DependencyUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "bipsync_partner.urls"
@@ -342,6 +344,11 @@ SYNC_BACKOFF_BASE_MS = env_int("SYNC_BACKOFF_BASE_MS", 500, minimum=1)
 SYNC_BACKOFF_CAP_MS = env_int("SYNC_BACKOFF_CAP_MS", 10000, minimum=1)
 SYNC_MAX_INLINE_WAIT_SECONDS = env_int("SYNC_MAX_INLINE_WAIT_SECONDS", 30, minimum=0)
 SYNC_RATE_LIMIT_ATTEMPTS = env_int("SYNC_RATE_LIMIT_ATTEMPTS", 10, minimum=1)
+# A complete scan that would mark more than this percent of a connection's stored documents
+# deleted reads the list a second time first, and marks deleted only what neither scan saw: a
+# mass deletion is more often a listing fault (a lost share, a backend hiccup) than research
+# removed, and a wrong deletion hides research from every member until the next run.
+SYNC_CONFIRM_DELETIONS_PERCENT = env_int("SYNC_CONFIRM_DELETIONS_PERCENT", 20, minimum=0)
 # Workers log through Django's LOGGING (JSON, ids, redaction) instead of Celery's own setup.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

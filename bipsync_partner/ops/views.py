@@ -57,11 +57,19 @@ def readiness(request: HttpRequest) -> HttpResponse:
         except Exception as exc:
             log.warning("Readiness check %s failed: %s", name, type(exc).__name__)
             results[name] = "unavailable"
-    ready = all(v == "ok" for v in results.values())
-    return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": results},
-        status=200 if ready else 503,
-    )
+    down = [name for name, result in results.items() if result != "ok"]
+    body: dict[str, object] = {"status": "unavailable" if down else "ok", "checks": results}
+    if down:
+        body["detail"] = "Not ready: " + ", ".join(_WHAT[name] for name in down) + "."
+    return JsonResponse(body, status=503 if down else 200)
+
+
+#: Each readiness check as a sentence names it, with the setting that points at it.
+_WHAT = {
+    "database": "PostgreSQL (DATABASE_URL) does not answer",
+    "redis": "Redis (REDIS_URL) does not answer",
+    "broker": "the Celery broker (CELERY_BROKER_URL) does not answer",
+}
 
 
 @never_cache

@@ -10,7 +10,12 @@ reads every page of ``GET /v1/research`` (100 per page), and
   at any point resumes at the first page it had not committed, with the same scan id;
 - marks as deleted, only after the last page of a *complete* scan, the rows the scan did not see
   (a connection's first scan, which finds nothing stored, records no ids and deletes nothing:
-  every row it stores is one it saw);
+  every row it stores is one it saw). Complete means the last page ends at the total Bipsync
+  reported (else the run waits and reads on from its checkpoint) and the ids seen, with the
+  items the scan knowingly went past, add up to that total. An empty list where documents are
+  stored fails the run unless the previous run found it empty too; a deletion of more than
+  ``SYNC_CONFIRM_DELETIONS_PERCENT`` of the stored documents waits for a second scan of the
+  list in the same run, and only what neither scan saw is marked deleted (:func:`_deletions`);
 - keeps each page aligned with the last id it read (:func:`scan`), so a list that changes during
   the scan cannot make it skip documents unnoticed;
 - holds one page at a time (and prefetches at most one more), so memory does not grow with the
@@ -234,6 +239,9 @@ class Step:
     next_offset: int
     anchor: str
     unstable: bool
+    #: Items the list gained ahead of the scan's position since the previous page (the anchor
+    #: found further in): the scan goes past them, and they count towards the total.
+    passed: int = 0
 
 
 def _ids(results: list[dict[str, Any]]) -> list[object]:
@@ -252,11 +260,17 @@ def scan(
     absent: the list moved back; the page one page earlier is read and the anchor looked for
     there. If it is gone altogether (deleted itself), the scan is *unstable*: it goes on, but its
     "not seen" no longer means "deleted", so the run marks no deletions.
+
+    The listing must end where its total says: a last page that stops short of the total it
+    reports (an empty answer with a total, a truncated page) raises a transient
+    ``incomplete_listing`` :class:`ApiError` once that page is handed over, so the run waits and
+    reads on from its checkpoint instead of concluding from a partial scan.
     """
     steps = 0
     while True:
         steps += 1
         unstable = False
+        passed = 0
         if next_offset == 0 or not anchor:
             page = api.page(path, offset=next_offset, limit=limit)
             items = page.results
@@ -264,7 +278,9 @@ def scan(
             page = api.page(path, offset=next_offset - 1, limit=limit)
             ids = _ids(page.results)
             if anchor in ids:
-                items = page.results[ids.index(anchor) + 1 :]
+                # Expected first; each place further in is an item inserted ahead of it.
+                passed = ids.index(anchor)
+                items = page.results[passed + 1 :]
             else:
                 earlier = api.page(path, offset=max(0, next_offset - 1 - limit), limit=limit)
                 earlier_ids = _ids(earlier.results)
@@ -277,8 +293,16 @@ def scan(
         next_offset = page.offset + len(page.results)
         last_ids = [i for i in _ids(page.results) if _bipsync_id(i)]
         anchor = str(last_ids[-1]) if last_ids else anchor
-        yield Step(page.offset, items, page.total, next_offset, anchor, unstable)
+        yield Step(page.offset, items, page.total, next_offset, anchor, unstable, passed)
         if len(page.results) < limit or next_offset >= page.total:
+            if next_offset < page.total:
+                raise ApiError(
+                    f"Bipsync's list of research ended after {next_offset} of the "
+                    f"{page.total} documents it reported; the sync will read on from there, "
+                    "and marks nothing deleted before a scan is complete.",
+                    code="incomplete_listing",
+                    transient=True,
+                )
             return
         if steps > 3 * (page.total // max(1, limit - 1)) + 10:
             raise ApiError(
@@ -348,6 +372,7 @@ checkpoint AS (
         created_count = created_count + counts.created,
         updated_count = updated_count + counts.updated,
         unchanged_count = unchanged_count + %(seen)s - counts.created - counts.updated,
+        passed_count = passed_count + %(passed)s,
         pages = %(seq)s, total_reported = %(total)s, next_offset = %(next_offset)s,
         anchor_id = %(anchor)s, scan_unstable = %(unstable)s, heartbeat_at = %(now)s
     FROM counts
@@ -384,10 +409,12 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
     """
     now = timezone.now()
     items: dict[str, tuple[str, dict[str, Any]]] = {}
+    passed = step.passed
     for item in step.items:
         bid = _bipsync_id(item.get("id"))
         if bid is None:
             log.warning("Skipped an item without a valid Bipsync id near offset %d", step.offset)
+            passed += 1
             continue
         # The same id twice on one page (the list shifted under us) counts once.
         items[bid] = (content_hash(item), item)
@@ -424,6 +451,7 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
             "offset": step.offset,
             "ids": ",".join(items),
             "seen": len(items),
+            "passed": passed,
             "total": step.total,
             "next_offset": step.next_offset,
             "anchor": step.anchor,
@@ -448,6 +476,7 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
     run.created_count += result.created
     run.updated_count += result.updated
     run.unchanged_count += result.unchanged
+    run.passed_count += passed
     run.pages = pages
     run.total_reported = step.total
     run.next_offset = step.next_offset
@@ -512,7 +541,16 @@ def _sync_small_table(
                 update_fields=update_fields,
             )
         gone = [bid for bid, (_, deleted_at) in known.items() if bid not in seen and not deleted_at]
-        if gone:
+        if gone and not seen:
+            # As for documents: an empty list where rows are stored is more often a fault than
+            # a tenant without content types; the rows stay until a list names others.
+            _note(
+                run,
+                f"Bipsync listed no {model._meta.verbose_name_plural}; the {len(gone)} stored "
+                "are kept.",
+            )
+            run.save(update_fields=["notes"])
+        elif gone:
             model.objects.filter(connection=conn, bipsync_id__in=gone).update(
                 deleted_at=now, changed_at=now
             )
@@ -570,14 +608,14 @@ WHERE d.connection_id = %(connection)s
 """
 
 
-def mark_deleted(run: SyncRun, now: datetime) -> int:
-    """Rows of the connection that the complete scan did not see are marked deleted.
+def _seen_ids(run: SyncRun) -> int:
+    """Put the ids the run's scans saw into ``sync_seen_ids``; how many distinct ids they are.
 
-    The scan's ids go into a temporary table with a primary key, analysed, so that the anti-join
-    is an index probe per row whatever plan Postgres picks. (Joining against ``unnest`` of the
-    ScanPage arrays directly let stale statistics choose a nested loop over the unnested set:
-    quadratic, 1.3 s at 3,000 documents, hours at 100,000.) Must run inside a transaction: the
-    table is dropped at commit.
+    A temporary table with a primary key, analysed, so that the anti-join of
+    :data:`_MARK_DELETED` is an index probe per row whatever plan Postgres picks. (Joining
+    against ``unnest`` of the ScanPage arrays directly let stale statistics choose a nested loop
+    over the unnested set: quadratic, 1.3 s at 3,000 documents, hours at 100,000.) Must run
+    inside a transaction: the table is dropped at commit.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -589,7 +627,15 @@ def mark_deleted(run: SyncRun, now: datetime) -> int:
             "SELECT DISTINCT unnest(ids) FROM sync_scanpage WHERE run_id = %s",
             [run.pk],
         )
+        seen = int(cursor.rowcount)
         cursor.execute("ANALYZE sync_seen_ids")
+    return seen
+
+
+def mark_deleted(run: SyncRun, now: datetime) -> int:
+    """Rows of the connection that the run's scans did not see are marked deleted; how many.
+    Needs :func:`_seen_ids` first, in the same transaction."""
+    with connection.cursor() as cursor:
         cursor.execute(_MARK_DELETED, {"now": now, "connection": run.connection_id})
         return int(cursor.rowcount)
 
@@ -605,23 +651,129 @@ _ANALYZE = (
 )
 
 
-def finish(run: SyncRun) -> None:
+class EmptyListing(ApiError):
+    """Bipsync listed nothing where documents are stored from earlier syncs (and the previous
+    run did not find the list empty too): the run fails instead of deleting them all."""
+
+    default_code = "empty_listing"
+
+    def __init__(self, stored: int) -> None:
+        super().__init__(
+            f"Bipsync listed no research documents for this connection, where {stored} are "
+            "stored from earlier syncs. None was marked deleted: an empty list is more often a "
+            "passing fault at Bipsync or a lost permission than research removed. If the next "
+            "sync finds the list empty too, they are marked deleted then."
+        )
+
+
+def _note(run: SyncRun, sentence: str) -> None:
+    run.notes = f"{run.notes} {sentence}".strip()
+
+
+def _previous_run_found_the_list_empty(run: SyncRun) -> bool:
+    previous = (
+        SyncRun.objects.filter(connection_id=run.connection_id, finished_at__isnull=False)
+        .exclude(pk=run.pk)
+        .order_by("-finished_at")
+        .values_list("error_code", flat=True)
+        .first()
+    )
+    return previous == EmptyListing.default_code
+
+
+def _start_confirming_scan(run: SyncRun, missing: int, stored: int) -> None:
+    """Read the list again from the start within this run, keeping the first scan's ids: the
+    documents marked deleted are then those that neither scan saw."""
+    _note(
+        run,
+        f"A scan found {missing} of the {stored} stored documents gone (more than "
+        f"{settings.SYNC_CONFIRM_DELETIONS_PERCENT}%), so the list was read a second time; only "
+        "documents that neither scan saw are marked deleted.",
+    )
+    run.confirming_deletions = True
+    run.next_offset = 0
+    run.anchor_id = ""
+    run.seen_count = 0
+    run.unchanged_count = 0
+    run.passed_count = 0
+    run.heartbeat_at = timezone.now()
+    run.save(
+        update_fields=[
+            "notes",
+            "confirming_deletions",
+            "next_offset",
+            "anchor_id",
+            "seen_count",
+            "unchanged_count",
+            "passed_count",
+            "heartbeat_at",
+        ]
+    )
+    log.info("Sync run %s reads the list again before marking %d deleted", run.pk, missing)
+
+
+def _deletions(run: SyncRun, now: datetime) -> int | None:
+    """Mark deleted what a complete scan did not see; how many, or None when the run must first
+    read the list a second time (:func:`_start_confirming_scan`).
+
+    Deletions are marked only after a scan that is demonstrably complete: aligned all along
+    (not :attr:`SyncRun.scan_unstable`), its last page at the total Bipsync reported
+    (:func:`scan`), and its distinct ids plus the items it went past adding up to that total.
+    An empty list where documents are stored fails the run (:class:`EmptyListing`) unless the
+    previous run found it empty too; a deletion of more than SYNC_CONFIRM_DELETIONS_PERCENT of
+    the stored documents waits for a second scan of the list, and only what neither saw goes.
+    """
+    if run.scan_unstable:
+        # "Not seen" may mean "skipped because the list moved", not "deleted"; wrongly
+        # deleting research is worse than showing it until the next run decides.
+        _note(
+            run,
+            "Bipsync's list changed under the scan in a way it could not realign, so deletions "
+            "wait for the next run.",
+        )
+        return 0
+    if run.first_scan:
+        # Every stored row of the connection was written by this scan, so seen by it.
+        return 0
+    seen = _seen_ids(run)
+    total = run.total_reported or 0
+    if seen + run.passed_count < total:
+        _note(
+            run,
+            f"The scan saw {seen} documents where Bipsync reported {total}, so deletions wait "
+            "for a complete scan.",
+        )
+        return 0
+    if seen == 0 and not run.confirming_deletions:
+        stored = ResearchDocument.objects.filter(
+            connection_id=run.connection_id, deleted_at__isnull=True
+        ).count()
+        if stored and not _previous_run_found_the_list_empty(run):
+            raise EmptyListing(stored)
+        if stored:
+            _note(run, "Bipsync listed no documents for the second run in a row.")
+            return mark_deleted(run, now)
+    savepoint = transaction.savepoint()
+    missing = mark_deleted(run, now)
+    stored = seen + missing  # every id a scan saw is stored, live
+    limit = settings.SYNC_CONFIRM_DELETIONS_PERCENT
+    if not run.confirming_deletions and missing * 100 > limit * stored:
+        transaction.savepoint_rollback(savepoint)
+        _start_confirming_scan(run, missing, stored)
+        return None
+    transaction.savepoint_commit(savepoint)
+    return missing
+
+
+def finish(run: SyncRun) -> bool:
+    """The scan reached the end of the list: conclude the run, or start its confirming scan
+    (False: the caller reads the list again from the run's reset checkpoint)."""
     now = timezone.now()
     with transaction.atomic():
         _durable_commit()
-        if run.scan_unstable:
-            # "Not seen" may mean "skipped because the list moved", not "deleted"; wrongly
-            # deleting research is worse than showing it until the next run decides.
-            run.notes = (
-                f"{run.notes} Bipsync's list changed under the scan in a way it could not "
-                "realign, so deletions wait for the next run."
-            ).strip()
-            deleted = 0
-        elif run.first_scan:
-            # Every stored row of the connection was written by this scan, so seen by it.
-            deleted = 0
-        else:
-            deleted = mark_deleted(run, now)
+        deleted = _deletions(run, now)
+        if deleted is None:
+            return False
         run.deleted_count = deleted
         run.status = SyncRun.Status.SUCCEEDED
         run.finished_at = now
@@ -659,6 +811,7 @@ def finish(run: SyncRun) -> None:
         run.unchanged_count,
         run.deleted_count,
     )
+    return True
 
 
 def fail(run: SyncRun, code: str, sentence: str) -> None:
@@ -836,29 +989,10 @@ def _execute_locked(
             ).exists()
             run.save(update_fields=["first_scan"])
             sync_metadata(run, api)
-        steps: Iterator[Step] = scan(
-            api, next_offset=run.next_offset, anchor=run.anchor_id, limit=settings.SYNC_PAGE_SIZE
-        )
-        fetcher = _Prefetch(steps) if prefetch else None
-        switching = (
-            switch_interval(PREFETCH_SWITCH_INTERVAL)
-            if fetcher is not None
-            else contextlib.nullcontext()
-        )
-        try:
-            with switching:
-                renewed = time.monotonic()
-                for step in fetcher if fetcher is not None else steps:
-                    store_page(run, step)
-                    if time.monotonic() - renewed > 30:  # the lease lasts minutes
-                        slot.renew()
-                        renewed = time.monotonic()
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise SliceOver
-        finally:
-            if fetcher is not None:
-                fetcher.close()
-        finish(run)
+        while True:
+            _read_to_the_end(run, api, slot, deadline=deadline, prefetch=prefetch)
+            if finish(run):
+                break
         return Outcome(DONE, "succeeded")
     except SliceOver:
         return _pause(run, "time slice over")
@@ -876,6 +1010,39 @@ def _execute_locked(
             api.close()
         slot.release()
         _set_session(False)
+
+
+def _read_to_the_end(
+    run: SyncRun,
+    api: BipsyncApi,
+    slot: TenantSemaphore,
+    *,
+    deadline: float | None,
+    prefetch: bool,
+) -> None:
+    """Store the listing's pages from the run's checkpoint to the end of the list."""
+    steps: Iterator[Step] = scan(
+        api, next_offset=run.next_offset, anchor=run.anchor_id, limit=settings.SYNC_PAGE_SIZE
+    )
+    fetcher = _Prefetch(steps) if prefetch else None
+    switching = (
+        switch_interval(PREFETCH_SWITCH_INTERVAL)
+        if fetcher is not None
+        else contextlib.nullcontext()
+    )
+    try:
+        with switching:
+            renewed = time.monotonic()
+            for step in fetcher if fetcher is not None else steps:
+                store_page(run, step)
+                if time.monotonic() - renewed > 30:  # the lease lasts minutes
+                    slot.renew()
+                    renewed = time.monotonic()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise SliceOver
+    finally:
+        if fetcher is not None:
+            fetcher.close()
 
 
 def _set_session(on: bool) -> None:

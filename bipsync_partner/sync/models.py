@@ -189,6 +189,21 @@ class SyncRun(models.Model):
         help_text="The connection had no synced documents when the run began.",
     )
 
+    #: Listing items the scan went past without reading them as documents (no valid id, or
+    #: inserted ahead of its position while it ran): with the ids it saw, they must add up to
+    #: the total Bipsync reported for the scan to count as complete.
+    passed_count = models.PositiveIntegerField(
+        default=0,
+        help_text="Listing items passed without a document id, or inserted behind the scan.",
+    )
+    #: A complete scan would have marked more than SYNC_CONFIRM_DELETIONS_PERCENT of the stored
+    #: documents deleted; the run is reading the list a second time, and only what neither scan
+    #: saw is marked deleted.
+    confirming_deletions = models.BooleanField(
+        default=False,
+        help_text="Reading the list a second time before marking many documents deleted.",
+    )
+
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="Transient failures so far (Bipsync unavailable, rate limited...)."
     )

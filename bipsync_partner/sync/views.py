@@ -170,12 +170,19 @@ def progress(request: TeamRequest, run_id: int) -> JsonResponse:
     return response
 
 
-def _research(request: TeamRequest) -> QuerySet[ResearchDocument]:
+def _readable(request: TeamRequest) -> Q:
+    """Synced rows the viewer may read: those of the team's team-wide connections, and of the
+    viewer's own; one rule for documents and for the filter's choices, so that the filter never
+    names a content type or author that only someone else's connection brought."""
     team_wide = Q(connection__kind__in=TEAM_KINDS)
     mine = Q(connection__user=request.user)
-    return ResearchDocument.objects.filter(
+    return Q(
         team=request.team, deleted_at__isnull=True, connection__status__in=["active", "failing"]
-    ).filter(team_wide | mine)
+    ) & (team_wide | mine)
+
+
+def _research(request: TeamRequest) -> QuerySet[ResearchDocument]:
+    return ResearchDocument.objects.filter(_readable(request))
 
 
 def _author_labels(request: TeamRequest, documents: QuerySet[ResearchDocument]) -> dict[str, str]:
@@ -213,9 +220,7 @@ def research(request: TeamRequest) -> HttpResponse:
     documents = _research(request)
     content_types = {
         ct.bipsync_id: str(ct)
-        for ct in SyncedContentType.objects.filter(
-            team=request.team, deleted_at__isnull=True
-        ).order_by("display_name")
+        for ct in SyncedContentType.objects.filter(_readable(request)).order_by("display_name")
     }
     authors = _author_labels(request, documents)
     form = ResearchFilterForm(

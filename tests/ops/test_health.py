@@ -26,16 +26,32 @@ def test_it_is_ready_when_database_redis_and_broker_answer(db: None, client: Cli
     assert response.json()["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
 
 
-@pytest.mark.parametrize("setting", ["REDIS_URL", "CELERY_BROKER_URL"])
-def test_it_is_not_ready_when_a_redis_is_down(
-    db: None, client: Client, settings: SettingsWrapper, setting: str
+@pytest.mark.parametrize(
+    ("setting", "check", "sentence"),
+    [
+        ("REDIS_URL", "redis", "Not ready: Redis (REDIS_URL) does not answer."),
+        (
+            "CELERY_BROKER_URL",
+            "broker",
+            "Not ready: the Celery broker (CELERY_BROKER_URL) does not answer.",
+        ),
+    ],
+)
+def test_it_is_not_ready_when_a_redis_is_down_and_says_which(
+    db: None, client: Client, settings: SettingsWrapper, setting: str, check: str, sentence: str
 ) -> None:
     setattr(settings, setting, f"redis://127.0.0.1:{closed_port()}/0")
     response = client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
-    assert "unavailable" in body["checks"].values()
+    assert body["checks"] == {
+        "database": "ok",
+        "redis": "ok",
+        "broker": "ok",
+        check: "unavailable",
+    }
+    assert body["detail"] == sentence
 
 
 def test_it_tags_every_response_with_a_request_id(client: Client) -> None:

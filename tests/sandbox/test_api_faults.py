@@ -117,3 +117,50 @@ def test_token_faults_do_not_touch_the_api(
         assert api.get("/v1/research").status_code == 200
     finally:
         sandbox.clear_faults(target="token")
+
+
+def test_an_empty_page_fault_answers_an_empty_listing_then_the_api_recovers(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.generate_research(sandbox_world.tenant, sandbox_world.team_id, 3, seed=11)
+    before = api.page()
+    assert before["total"] >= 3
+    sandbox.set_fault("empty_page", target="api", count=1, tenant=sandbox_world.tenant)
+    response = api.get("/v1/research", offset=0, limit=100)
+    assert response.status_code == 200
+    assert response.json() == {"total": 0, "offset": 0, "limit": 100, "results": []}
+    assert api.page()["total"] == before["total"]
+    assert sandbox.api_requests(sandbox_world.team_app.client_id, outcome="fault_empty_page") == 1
+
+
+def test_a_short_page_fault_keeps_the_first_results_and_the_real_total(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.generate_research(sandbox_world.tenant, sandbox_world.team_id, 8, seed=12)
+    whole = api.get("/v1/research", offset=0, limit=5).json()
+    assert len(whole["results"]) == 5
+    sandbox.set_fault("short_page", target="api", keep=2, count=1, tenant=sandbox_world.tenant)
+    short = api.get("/v1/research", offset=0, limit=5).json()
+    assert short["total"] == whole["total"]
+    assert short["results"] == whole["results"][:2]
+    assert api.get("/v1/research", offset=0, limit=5).json() == whole
+
+
+def test_an_end_early_fault_ends_the_listing_after_the_first_results(
+    sandbox: Sandbox, sandbox_world: SandboxWorld, api: Api
+) -> None:
+    sandbox.generate_research(sandbox_world.tenant, sandbox_world.team_id, 8, seed=13)
+    whole = api.get("/v1/research", offset=2, limit=5).json()
+    sandbox.set_fault("end_early", target="api", keep=3, count=1, tenant=sandbox_world.tenant)
+    early = api.get("/v1/research", offset=2, limit=5).json()
+    assert early == {**whole, "total": 5, "results": whole["results"][:3]}
+
+
+def test_listing_faults_are_refused_for_the_oauth_endpoints(sandbox: Sandbox) -> None:
+    response = httpx.post(
+        sandbox.base_url + "/_sandbox/faults",
+        json={"kind": "short_page", "target": "token"},
+        headers={"X-Sandbox-Admin-Key": sandbox.admin_key},
+    )
+    assert response.status_code == 400
+    assert "its target must be api" in response.json()["detail"]

@@ -37,7 +37,9 @@ Fixtures
     sandbox.set_lifetimes(*, access=None, refresh=None, code=None, device=None, device_interval=None, client_id=None) -> dict
     sandbox.reset_lifetimes(client_id=None)
     sandbox.set_fault(kind, *, target="token", status=None, delay_ms=0, when="before", count=None, tenant=None,
-                      client_id=None, grant_type=None, path_prefix=None, alter=None) -> dict   # kind: status | slow | close | lose_response | rate_limit | alter_response
+                      client_id=None, grant_type=None, path_prefix=None, alter=None, keep=None) -> dict
+                      # kind: status | slow | close | lose_response | rate_limit | alter_response (alter)
+                      #       | empty_page | short_page | end_early (keep)
     sandbox.clear_faults(*, client_id=None, target=None)
     sandbox.counters(client_id=None) -> dict  # {client_id: {endpoint: {grant_type: {outcome: n}}}}
     sandbox.token_requests(client_id, grant_type="refresh_token", outcome="ok") -> int
@@ -360,6 +362,7 @@ class Sandbox:
         grant_type: str | None = None,
         path_prefix: str | None = None,
         alter: dict[str, Any] | None = None,
+        keep: int | None = None,
     ) -> dict[str, Any]:
         """Switch a fault on. ``count`` limits it to the next N matching requests; ``alter``
         (kind ``alter_response``) names the members to set in the answer (None removes one).
@@ -375,6 +378,7 @@ class Sandbox:
             "grant_type": grant_type,
             "path_prefix": path_prefix,
             "alter": alter,
+            "keep": keep,
         }.items():
             if value is not None:
                 body[key] = value

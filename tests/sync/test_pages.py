@@ -331,6 +331,53 @@ def test_research_read_through_a_members_own_connection_is_shown_to_that_member_
     assert visible(alice) == []  # admins manage the connection, not the person's research
 
 
+def test_the_research_filter_offers_only_content_types_and_authors_the_viewer_may_see(
+    team: Team, alice: User, bob: User, charlie: User, machine: Connection
+) -> None:
+    TeamSyncSettings.objects.create(team=team, sync_user_connections=True)
+    bobs = Connection.objects.create(team=team, user=bob, tenant="acme", kind=Connection.Kind.USER)
+    for conn, bid, name in ((machine, "a" * 24, "Note"), (bobs, "c" * 24, "Bob's private type")):
+        SyncedContentType.objects.create(
+            connection=conn,
+            team=team,
+            tenant="acme",
+            bipsync_id=bid,
+            name=name,
+            display_name=name,
+            content_hash="x",
+        )
+    _document(machine, 1, title="Team note", author_bid="d" * 24, author_name="Dana")
+    _document(
+        bobs,
+        2,
+        title="Bob's private note",
+        content_type_bid="c" * 24,
+        author_bid="e" * 24,
+        author_name="Eve Private",
+    )
+
+    def choices(user: User) -> tuple[dict[str, str], dict[str, str]]:
+        response = signed_in(user).get(url("research", team))
+        assert response.status_code == 200
+        fields = response.context["form"].fields
+        return dict(fields["content_type"].choices), dict(fields["author"].choices)
+
+    types, authors = choices(alice)  # the admin manages Bob's connection, not his research
+    assert types == {"": "Any", "a" * 24: "Note"}
+    assert authors == {"": "Anyone", "d" * 24: "Dana"}
+    types, authors = choices(bob)
+    assert types == {"": "Any", "a" * 24: "Note", "c" * 24: "Bob's private type"}
+    assert authors == {"": "Anyone", "d" * 24: "Dana", "e" * 24: "Eve Private"}
+    page = signed_in(alice).get(url("research", team))
+    assert b"Bob&#x27;s private type" not in page.content
+    assert b"Eve Private" not in page.content
+    # Asking for the hidden type by id is an unknown choice: nothing is filtered by it.
+    asked = signed_in(alice).get(url("research", team), {"content_type": "c" * 24})
+    assert asked.status_code == 200
+    assert "content_type" in asked.context["form"].errors
+    assert signed_in(charlie).get(url("research", team)).status_code == 404
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [(0.5181, "0.5 s"), (59.94, "59.9 s"), (125, "2 min 05 s"), (3720, "1 h 02 min")],

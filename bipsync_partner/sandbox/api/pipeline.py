@@ -1,7 +1,8 @@
 """What every REST call goes through before and after its view.
 
 Order: 406 (Accept), 405 (method), 403 (tenant IP allow-list), 401 (bearer token), injected faults
-(target "api"), 429 (per-token rate limit), 401 (scope), then the view. Bad input anywhere becomes a
+(target "api"), 429 (per-token rate limit), 401 (scope), then the view, whose listing an
+``empty_page`` or ``short_page`` fault then rewrites. Bad input anywhere becomes a
 JSON 400 (:class:`ApiError`), never a 500.
 """
 
@@ -19,7 +20,7 @@ from bipsync_partner.sandbox.api import ratelimit
 from bipsync_partner.sandbox.api.auth import Principal, authenticate, require_scope
 from bipsync_partner.sandbox.api.errors import ApiError, error_response
 from bipsync_partner.sandbox.control import runtime
-from bipsync_partner.sandbox.control.models import FaultKind
+from bipsync_partner.sandbox.control.models import LISTING_FAULTS, FaultKind
 from bipsync_partner.sandbox.identity.models import Tenant
 from bipsync_partner.sandbox.middleware import API_PREFIX, get_tenant
 
@@ -132,4 +133,10 @@ def _run(
             return runtime.close_connection(request)
     ratelimit.hit(principal.token_id, ratelimit.current_limit())
     require_scope(principal, tenant, scopes[method])
-    return view(request, tenant, principal)
+    response = view(request, tenant, principal)
+    if terminal is not None and terminal.kind in LISTING_FAULTS:
+        changed = runtime.listing_fault_response(terminal, response)
+        if changed is not None:
+            call.outcome = f"fault_{terminal.kind}"
+            return changed
+    return response

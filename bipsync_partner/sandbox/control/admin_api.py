@@ -14,7 +14,7 @@ the API did not exist; wrong or missing key → 401. JSON in, JSON out.
 | POST /_sandbox/applications/{client_id}/tokens | action: expire_access / expire_refresh / expire_codes / expire_device_codes / revoke | changed rows |
 | GET/PUT/DELETE /_sandbox/lifetimes | access?, refresh?, code?, device?, device_interval?, client_id? | lifetimes |
 | POST /_sandbox/introspect | token | active, kind, user_id, service_account_id, team_id, scope, ... |
-| GET/POST/DELETE /_sandbox/faults | target, kind, status?, delay_ms?, when?, count?, tenant?, client_id?, grant_type?, path_prefix?, alter? | fault(s) |
+| GET/POST/DELETE /_sandbox/faults | target, kind, status?, delay_ms?, when?, keep?, count?, tenant?, client_id?, grant_type?, path_prefix?, alter? | fault(s) |
 | GET/DELETE /_sandbox/counters?client_id= | | counters |
 
 Bulk grants for soak and load tests (mint many, revoke chosen grants, introspect many) live in
@@ -52,6 +52,7 @@ from bipsync_partner.sandbox.authserver.models import (
 from bipsync_partner.sandbox.authserver.scopes import KNOWN_SCOPES
 from bipsync_partner.sandbox.control import runtime
 from bipsync_partner.sandbox.control.models import (
+    LISTING_FAULTS,
     EndpointCounter,
     Fault,
     FaultKind,
@@ -471,6 +472,7 @@ def fault_json(fault: Fault) -> dict[str, Any]:
         "status": fault.status_code,
         "delay_ms": fault.delay_ms,
         "when": fault.when,
+        "keep": fault.keep,
         "remaining": fault.remaining,
         "tenant": fault.tenant_slug or None,
         "client_id": fault.client_id or None,
@@ -508,12 +510,15 @@ def faults_view(request: HttpRequest) -> HttpResponse:
     alter = data.get("alter")
     if alter is not None and not isinstance(alter, dict):
         raise BadInput("alter must be a JSON object of the members to set (null removes one).")
+    if kind in LISTING_FAULTS and target != FaultTarget.API:
+        raise BadInput(f"{kind} changes REST listings: its target must be api.")
     fault = Fault.objects.create(
         target=target,
         kind=kind,
         status_code=status or (429 if kind == FaultKind.RATE_LIMIT else 503),
         delay_ms=_opt_int(data, "delay_ms") or 0,
         when=when,
+        keep=_opt_int(data, "keep") or 0,
         remaining=_opt_int(data, "count", 1),
         tenant_slug=_str(data, "tenant", "") or "",
         client_id=_str(data, "client_id", "") or "",

@@ -3,7 +3,7 @@
 - :class:`RuntimeConfig`: one row of lifetime overrides (tests use short token lifetimes).
 - :class:`Fault`: injected faults, off unless a row exists. ``target`` names the surface:
   the OAuth endpoints here ("token", "device_authorization", "revocation", "metadata"), and the
-  REST API pages later ("api"); the same table serves both.
+  REST API pages ("api"); the same table serves both.
 - :class:`EndpointCounter`: how often each client hit an endpoint, by grant type and outcome, so
   that tests can assert "exactly one refresh".
 """
@@ -50,6 +50,19 @@ class FaultKind(models.TextChoices):
     # answer (a null member removes it): a token answer that rotated the refresh token but is
     # unusable otherwise, or that carries a member the grant must not have.
     ALTER_RESPONSE = "alter_response", "Commit, then alter the answer"
+    # Listings (target "api") only: answer 200 with no results and a total of 0, as a backend
+    # that lost its data or the token's visibility for a moment would.
+    EMPTY_PAGE = "empty_page", "Answer an empty listing"
+    # Listings (target "api") only: answer the page with only its first ``keep`` results while
+    # the envelope still reports the real total, a page that contradicts its own total.
+    SHORT_PAGE = "short_page", "Answer a page shorter than its total says"
+    # Listings (target "api") only: the page's first ``keep`` results, and a total that says the
+    # list ends there: a listing that lost documents and is consistent about it.
+    END_EARLY = "end_early", "Answer a listing that ends early"
+
+
+#: Fault kinds that rewrite a listing's answer (the view runs, then its page is changed).
+LISTING_FAULTS = (FaultKind.EMPTY_PAGE, FaultKind.SHORT_PAGE, FaultKind.END_EARLY)
 
 
 class Fault(models.Model):
@@ -58,6 +71,7 @@ class Fault(models.Model):
     status_code = models.PositiveSmallIntegerField(default=503)
     delay_ms = models.PositiveIntegerField(default=0)
     when = models.CharField(max_length=6, default="before")  # for SLOW: "before" or "after"
+    keep = models.PositiveIntegerField(default=0)  # for SHORT_PAGE: results left on the page
     # How many matching requests still get the fault; NULL = until cleared.
     remaining = models.PositiveIntegerField(null=True, blank=True)
     # Optional filters; empty = any.

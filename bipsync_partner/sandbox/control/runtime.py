@@ -7,6 +7,7 @@ test switched a fault on, and counters are a single upsert.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 from dataclasses import dataclass
@@ -166,6 +167,32 @@ def status_fault_response(fault: Fault) -> HttpResponse:
         response["Retry-After"] = str(max(1, -(-fault.delay_ms // 1000)))
     response["Cache-Control"] = "no-store"
     return response
+
+
+def listing_fault_response(fault: Fault, response: HttpResponse) -> HttpResponse | None:
+    """The listing ``response`` as the fault changes it, or None when it is not a listing.
+
+    ``empty_page``: no results and a total of 0. ``short_page``: the first ``keep`` results
+    only, the total untouched, so that the page contradicts the total it reports.
+    ``end_early``: the first ``keep`` results, and a total that ends the list after them.
+    """
+    if response.status_code != 200:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        return None
+    if fault.kind == FaultKind.EMPTY_PAGE:
+        body["total"], body["results"] = 0, []
+    else:
+        body["results"] = body["results"][: fault.keep]
+        if fault.kind == FaultKind.END_EARLY:
+            body["total"] = int(body.get("offset") or 0) + len(body["results"])
+    changed = JsonResponse(body)
+    changed["Cache-Control"] = "no-store"
+    return changed
 
 
 # --- counters --------------------------------------------------------------------------------
