@@ -28,7 +28,7 @@ from bipsync_partner.connections import connect, connect_limits
 from bipsync_partner.connections.connect import ConnectError
 from bipsync_partner.connections.forms import ConnectForm, MachineConnectionForm
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.connections.notifications import visible_connections
+from bipsync_partner.connections.visibility import visible_connections
 
 
 def private_answer(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

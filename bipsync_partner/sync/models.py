@@ -20,6 +20,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bipsync_partner.connections.models import Connection
+from bipsync_partner.connections.visibility import TEAM_KINDS
 
 #: How many schedule periods without a successful sync make a connection stale.
 STALE_AFTER_PERIODS = 3
@@ -53,7 +54,6 @@ class TeamSyncSettings(models.Model):
 
 
 #: Connection kinds that act for the team rather than for one person, and sync by default.
-TEAM_KINDS = (Connection.Kind.SERVICE_ACCOUNT, Connection.Kind.CLIENT_CREDENTIALS)
 
 
 def syncable_connections(team_id: int | None = None) -> models.QuerySet[Connection]:
