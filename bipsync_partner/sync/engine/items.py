@@ -1,80 +1,171 @@
-"""Turning Bipsync items into the columns of synced rows."""
+"""Bipsync's items, parsed through one strict schema, and the columns of the rows they become.
+
+Each item of ``/v1/research``, ``/v1/contenttype`` and ``/v1/field`` is converted by msgspec into
+a :class:`ResearchItem`, :class:`ContentTypeItem` or :class:`FieldItem`: every field Bipsync
+sends has one type (a string, an object, an integer; ``null`` allowed where it is optional), ids
+are 24-hex, timestamps ISO 8601, and keys the partner does not use are ignored (the content
+hash still covers them). An item that does not fit is not written (:func:`parse` returns None
+and says why in the log). The string limits are the model fields' ``max_length``: a longer name
+is cut there, as before, rather than losing the document.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Any
+import functools
+import logging
+from typing import Annotated, Any, TypeVar
 
-BIPSYNC_ID = re.compile(r"^[0-9a-f]{24}$")
+import msgspec
+from django.db import models
+
+from bipsync_partner.sync.models import ResearchDocument, SyncedContentType, SyncedField
+
+log = logging.getLogger(__name__)
+
+BIPSYNC_ID_PATTERN = "^[0-9a-f]{24}$"
+#: ISO-8601 date-times as Bipsync writes them; Postgres parses these itself (re-parsing 200
+#: timestamps a page in Python cost more than the rest of the row).
+ISO_DATETIME_PATTERN = (
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+BipsyncId = Annotated[str, msgspec.Meta(pattern=BIPSYNC_ID_PATTERN)]
+Timestamp = Annotated[str, msgspec.Meta(pattern=ISO_DATETIME_PATTERN)]
+
+
+class Ref(msgspec.Struct, rename="camel"):
+    """A reference given as an object (a content type, a user) rather than as its id."""
+
+    id: str | None = None
+    alt_id: str | None = msgspec.field(default=None, name="_id")
+    name: str | None = None
+    display_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+
+    @property
+    def ref_id(self) -> str:
+        return self.id or self.alt_id or ""
+
+    @property
+    def label(self) -> str:
+        full = f"{self.first_name or ''} {self.last_name or ''}".strip()
+        return self.name or self.display_name or full or self.email or ""
+
+
+Reference = str | Ref | None
+
+
+class ResearchItem(msgspec.Struct, rename="camel"):
+    """An item of ``GET /v1/research``."""
+
+    id: BipsyncId
+    title: str | None = None
+    content_type: Reference = None
+    user: Reference = None
+    fields: dict[str, Any] | None = None
+    created: Timestamp | None = None
+    modified: Timestamp | None = None
+
+
+class ContentTypeItem(msgspec.Struct, rename="camel"):
+    """An item of ``GET /v1/contenttype``."""
+
+    id: BipsyncId
+    name: str | None = None
+    display_name: str | None = None
+
+
+class FieldItem(msgspec.Struct, rename="camel"):
+    """An item of ``GET /v1/field``."""
+
+    id: BipsyncId
+    api_identifier: str | None = None
+    name: str | None = None
+    field_type: str | None = None
+    options: list[Any] | dict[str, Any] | None = None
+    content_type: Reference = None
+    order: int | None = None
+    disabled: bool | None = None
+
+
+Item = TypeVar("Item", ResearchItem, ContentTypeItem, FieldItem)
 
 
 def valid_id(value: object) -> str | None:
-    return value if isinstance(value, str) and BIPSYNC_ID.fullmatch(value) else None
+    """The item's id when it is a Bipsync id (24 hex digits), else None."""
+    try:
+        return msgspec.convert(value, BipsyncId)
+    except msgspec.ValidationError:
+        return None
 
 
-def ref(value: object) -> tuple[str, str]:
-    """(id, display name) of a reference that may be an id or an object."""
-    if isinstance(value, dict):
-        ref_id = value.get("id") or value.get("_id") or ""
-        name = value.get("name") or value.get("displayName") or ""
-        if not name:
-            first, last = value.get("firstName") or "", value.get("lastName") or ""
-            name = f"{first} {last}".strip() or value.get("email") or ""
-        return str(ref_id)[:64], str(name)[:200]
-    if isinstance(value, str):
-        return value[:64], ""
-    return "", ""
+def parse(schema: type[Item], item: object, *, near: int) -> Item | None:
+    """The item through its schema, or None (logged, with the reason but not the content) when it
+    does not fit."""
+    try:
+        return msgspec.convert(item, schema)
+    except msgspec.ValidationError as error:
+        log.warning("Skipped a %s near offset %d: %s", schema.__name__, near, error)
+        return None
 
 
-#: ISO-8601 date-times as Bipsync writes them; Postgres parses these itself.
-_ISO_DATETIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
-)
+@functools.cache
+def max_length(model: type[models.Model], name: str) -> int | None:
+    field = model._meta.get_field(name)
+    return getattr(field, "max_length", None)
 
 
-def iso(value: object) -> str | None:
-    """The timestamp as given when it is well-formed ISO 8601, else None: it goes to Postgres
-    as text (re-parsing 200 timestamps a page in Python cost more than the rest of the row)."""
-    if isinstance(value, str) and _ISO_DATETIME.fullmatch(value):
-        return value
-    return None
+def _fit(model: type[models.Model], name: str, value: str | None) -> str:
+    limit = max_length(model, name)
+    text = value or ""
+    return text[:limit] if limit is not None else text
 
 
-def document_row(bid: str, digest: str, item: dict[str, Any]) -> dict[str, Any]:
-    """The columns of a document row that come from the item, JSON-ready."""
-    content_type, _ = ref(item.get("contentType"))
-    author_id, author_name = ref(item.get("user"))
-    fields = item.get("fields")
+def _ref(model: type[models.Model], value: Reference, id_column: str) -> tuple[str, str]:
+    """(id, display name) of a reference given as an id or as an object."""
+    if isinstance(value, Ref):
+        return _fit(model, id_column, value.ref_id), value.label
+    return _fit(model, id_column, value), ""
+
+
+def document_row(item: ResearchItem, digest: str) -> dict[str, Any]:
+    """The columns of a document row that come from the item, JSON-ready (keyed by
+    :func:`~bipsync_partner.sync.engine.sql.item_columns`)."""
+    model = ResearchDocument
+    content_type, _ = _ref(model, item.content_type, "content_type_bid")
+    author_id, author_name = _ref(model, item.user, "author_bid")
     return {
-        "bipsync_id": bid,
-        "title": str(item.get("title") or ""),
+        "bipsync_id": item.id,
+        "title": _fit(model, "title", item.title),
         "content_type_bid": content_type,
         "author_bid": author_id,
-        "author_name": author_name,
-        "lookup_fields": fields if isinstance(fields, dict) else {},
-        "bipsync_created": iso(item.get("created")),
-        "bipsync_modified": iso(item.get("modified")),
+        "author_name": _fit(model, "author_name", author_name),
+        "lookup_fields": item.fields if item.fields is not None else {},
+        "bipsync_created": item.created,
+        "bipsync_modified": item.modified,
         "content_hash": digest,
     }
 
 
-def content_type_columns(item: dict[str, Any]) -> dict[str, Any]:
+def content_type_columns(item: ContentTypeItem) -> dict[str, Any]:
+    model = SyncedContentType
     return {
-        "name": str(item.get("name") or "")[:200],
-        "display_name": str(item.get("displayName") or item.get("name") or "")[:200],
+        "name": _fit(model, "name", item.name),
+        "display_name": _fit(model, "display_name", item.display_name or item.name),
     }
 
 
-def field_columns(item: dict[str, Any]) -> dict[str, Any]:
-    content_type, _ = ref(item.get("contentType"))
-    order = item.get("order")
-    options = item.get("options")
+def field_columns(item: FieldItem) -> dict[str, Any]:
+    model = SyncedField
+    content_type, _ = _ref(model, item.content_type, "content_type_bid")
     return {
-        "api_identifier": str(item.get("apiIdentifier") or "")[:200],
-        "name": str(item.get("name") or "")[:200],
-        "field_type": str(item.get("fieldType") or "")[:64],
-        "options": options if isinstance(options, list | dict) else [],
+        "api_identifier": _fit(model, "api_identifier", item.api_identifier),
+        "name": _fit(model, "name", item.name),
+        "field_type": _fit(model, "field_type", item.field_type),
+        "options": item.options if item.options is not None else [],
         "content_type_bid": content_type,
-        "order": order if isinstance(order, int) and not isinstance(order, bool) else None,
-        "disabled": bool(item.get("disabled")),
+        "order": item.order,
+        "disabled": bool(item.disabled),
     }

@@ -11,7 +11,15 @@ from django.utils import timezone
 
 from bipsync_partner.sync.api import BipsyncApi, InsufficientScope
 from bipsync_partner.sync.engine.hashing import content_hash
-from bipsync_partner.sync.engine.items import content_type_columns, field_columns, valid_id
+from bipsync_partner.sync.engine.items import (
+    ContentTypeItem,
+    FieldItem,
+    Item,
+    content_type_columns,
+    field_columns,
+    parse,
+    valid_id,
+)
 from bipsync_partner.sync.models import SyncedContentType, SyncedField, SyncRun
 
 CONTENT_TYPE_PATH = "/v1/contenttype"
@@ -22,8 +30,12 @@ def _sync_small_table(
     model: type[SyncedContentType] | type[SyncedField],
     run: SyncRun,
     items: list[dict[str, Any]],
-    build: Callable[[dict[str, Any]], dict[str, Any]],
+    schema: type[Item],
+    build: Callable[[Item], dict[str, Any]],
 ) -> int:
+    """Upsert the list's new and changed rows and mark deleted the stored ones it no longer
+    names; how many distinct ids it named. An item that does not fit ``schema`` is not written,
+    and a stored copy of it stays live (it is in the list)."""
     now = timezone.now()
     conn = run.connection
     known = {
@@ -43,6 +55,9 @@ def _sync_small_table(
         previous = known.get(bid)
         if previous is not None and previous[0] == digest and previous[1] is None:
             continue
+        parsed = parse(schema, item, near=0)
+        if parsed is None:
+            continue
         rows.append(
             model(
                 connection=conn,
@@ -53,7 +68,7 @@ def _sync_small_table(
                 first_synced_at=now,
                 changed_at=now,
                 deleted_at=None,
-                **build(item),
+                **build(parsed),
             )
         )
     with transaction.atomic():
@@ -88,7 +103,11 @@ def _sync_small_table(
 def sync_metadata(run: SyncRun, api: BipsyncApi) -> None:
     limit = settings.SYNC_PAGE_SIZE
     run.content_types_count = _sync_small_table(
-        SyncedContentType, run, api.all_items(CONTENT_TYPE_PATH, limit=limit), content_type_columns
+        SyncedContentType,
+        run,
+        api.all_items(CONTENT_TYPE_PATH, limit=limit),
+        ContentTypeItem,
+        content_type_columns,
     )
     try:
         fields = api.all_items(FIELD_PATH, limit=limit)
@@ -98,6 +117,6 @@ def sync_metadata(run: SyncRun, api: BipsyncApi) -> None:
         run.notes = "Fields were not synced: the grant lacks the rest_api:fields:read scope."
         run.save(update_fields=["notes"])
     else:
-        run.fields_count = _sync_small_table(SyncedField, run, fields, field_columns)
+        run.fields_count = _sync_small_table(SyncedField, run, fields, FieldItem, field_columns)
     run.heartbeat_at = timezone.now()
     run.save(update_fields=["content_types_count", "fields_count", "heartbeat_at"])

@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bipsync_partner.sync.engine.hashing import content_hash, json_text
-from bipsync_partner.sync.engine.items import document_row, valid_id
+from bipsync_partner.sync.engine.items import ResearchItem, document_row, parse, valid_id
 from bipsync_partner.sync.engine.paging import Step
 from bipsync_partner.sync.engine.sql import key_constraint, known_statement, page_statement
 from bipsync_partner.sync.models import ResearchDocument, SyncRun
@@ -57,11 +57,13 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
                 {"connection": run.connection_id, "ids": ",".join(items)},
             )
             known = {bid: (digest, gone) for bid, digest, gone in cursor.fetchall()}
-    rows = [
-        document_row(bid, digest, item)
-        for bid, (digest, item) in items.items()
-        if known.get(bid) != (digest, False)
-    ]
+    rows = []
+    for bid, (digest, item) in items.items():
+        if known.get(bid) == (digest, False):
+            continue  # unchanged: it fitted the schema when it was stored, so it still does
+        parsed = parse(ResearchItem, item, near=step.offset)
+        if parsed is not None:  # seen (a stored copy stays live), but not written
+            rows.append(document_row(parsed, digest))
     pages = run.pages + 1
     # Server-side binding: the parameters travel beside the statement, so the ~60 KB JSON of a
     # page is not escaped into a literal on the client (Django's cursors bind client-side).
