@@ -15,9 +15,10 @@ reads every page of ``GET /v1/research`` (100 per page), and
   items the scan knowingly went past, add up to that total. An empty list where documents are
   stored fails the run unless the previous run found it empty too; a deletion of more than
   ``SYNC_CONFIRM_DELETIONS_PERCENT`` of the stored documents waits for a second scan of the
-  list in the same run, and only what neither scan saw is marked deleted (:func:`~.deletions.decide_deletions`);
-- keeps each page aligned with the last id it read (:func:`~.paging.scan`), so a list that changes during
-  the scan cannot make it skip documents unnoticed;
+  list in the same run, and only what neither scan saw is marked deleted
+  (:func:`~.deletions.decide_deletions`);
+- keeps each page aligned with the last id it read (:func:`~.paging.scan`), so a list that
+  changes during the scan cannot make it skip documents unnoticed;
 - holds one page at a time (and prefetches at most one more), so memory does not grow with the
   number of documents.
 

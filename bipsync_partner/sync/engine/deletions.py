@@ -20,10 +20,10 @@ def _seen_ids(run: SyncRun) -> int:
     """Put the ids the run's scans saw into ``sync_seen_ids``; how many distinct ids they are.
 
     A temporary table with a primary key, analysed, so that the anti-join of
-    :func:`~bipsync_partner.sync.engine.sql.mark_deleted_statement` is an index probe per row whatever plan Postgres picks. (Joining
-    against ``unnest`` of the ScanPage arrays directly let stale statistics choose a nested loop
-    over the unnested set: quadratic, 1.3 s at 3,000 documents, hours at 100,000.) Must run
-    inside a transaction: the table is dropped at commit.
+    :func:`~bipsync_partner.sync.engine.sql.mark_deleted_statement` is an index probe per row
+    whatever plan Postgres picks. (Joining against ``unnest`` of the ScanPage arrays directly
+    let stale statistics choose a nested loop over the unnested set: quadratic, 1.3 s at 3,000
+    documents, hours at 100,000.) Must run inside a transaction: the table is dropped at commit.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -112,8 +112,8 @@ def decide_deletions(run: SyncRun, now: datetime) -> int | None:
 
     Deletions are marked only after a scan that is demonstrably complete: aligned all along
     (not :attr:`SyncRun.scan_unstable`), its last page at the total Bipsync reported
-    (:func:`scan`), and its distinct ids plus the items it went past adding up to that total.
-    An empty list where documents are stored fails the run (:class:`EmptyListing`) unless the
+    (:func:`~.paging.scan`), and its distinct ids plus the items it went past adding up to that
+    total. An empty list where documents are stored fails the run (:class:`EmptyListing`) unless the
     previous run found it empty too; a deletion of more than SYNC_CONFIRM_DELETIONS_PERCENT of
     the stored documents waits for a second scan of the list, and only what neither saw goes.
     """

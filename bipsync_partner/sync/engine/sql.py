@@ -186,3 +186,9 @@ def mark_deleted_statement(model: SyncedModel) -> str:
         f"WHERE d.{_column(model, 'connection')} = %(connection)s AND d.{deleted} IS NULL "
         f"AND NOT EXISTS (SELECT 1 FROM sync_seen_ids AS s WHERE s.bipsync_id = d.{bid})"
     )
+
+
+@functools.cache
+def analyze_statement(model: SyncedModel, names: tuple[str, ...]) -> str:
+    """``ANALYZE`` of the table, for the named fields' columns only."""
+    return f"ANALYZE {_table(model)} ({', '.join(_column(model, name) for name in names)})"
