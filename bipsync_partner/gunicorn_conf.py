@@ -19,6 +19,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gunicorn.glogging import Logger
 
+from bipsync_partner.env import env_bool
+
+#: bin/run's web process (the Procfile) runs with DEBUG=1, as the app's settings read it.
+DEVELOPMENT: Final = env_bool("DEBUG", False)
+
 workers = 3
 timeout = 30
 # "-": standard output, which Docker, Kubernetes, systemd's journal and honcho collect.
@@ -75,6 +80,15 @@ class PathOnlyLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hi
         for name in _SECRET_ATOMS & atoms.keys():
             atoms[name] = "[redacted]"
         return atoms
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
+        # In development (DEBUG=1, bin/run) Django's log already has one line for each refused
+        # request, saying why and with the request id (ops.logs.RefusalFilter); its access line
+        # would say it twice. Production keeps every access line for its log tooling.
+        status = getattr(resp, "status_code", None)
+        if DEVELOPMENT and isinstance(status, int) and 400 <= status < 500:
+            return
+        super().access(resp, req, environ, request_time)
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)  # again on every SIGHUP: add the filter once

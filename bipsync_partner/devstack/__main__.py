@@ -1,5 +1,5 @@
-"""``python -m bipsync_partner.devstack run|check|stop|soak`` — what bin/run and bin/check call,
-and the soak (bipsync_partner/devstack/soak/)."""
+"""``python -m bipsync_partner.devstack run|manage|check|stop|soak`` — what bin/run, bin/manage and
+bin/check call, and the soak (bipsync_partner/devstack/soak/)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bipsync_partner.devstack import services
+from accounts import demo
+from bipsync_partner.devstack import foreground, services
 from bipsync_partner.devstack.secrets import load_or_create, new_encryption_key
 
 ROOT = services.ROOT
 BIN = Path(sys.executable).parent
-SANDBOX_PORT = 8100
-WEB_PORT = 8000
+# Overridable so that a second stack (a test's) can run beside a real bin/run.
+WEB_PORT = services.env_port("DEVSTACK_WEB_PORT", 8000)
+SANDBOX_PORT = services.env_port("DEVSTACK_SANDBOX_PORT", 8100)
 # The demo Bipsync team that the sandbox's seed_demo creates (its default SANDBOX_DEMO_TEAM_ID).
 DEMO_BIPSYNC_TEAM = "5e1ec7ed0000000000000001"
 
@@ -59,9 +61,53 @@ def product_env(svc: services.Services, dev: dict[str, str]) -> dict[str, str]:
             "PARTNER_REDIRECT_URI": f"http://127.0.0.1:{WEB_PORT}/connections/callback/",
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
+            # Read by the Procfile.
+            "DEVSTACK_WEB_PORT": str(WEB_PORT),
+            "DEVSTACK_SANDBOX_PORT": str(SANDBOX_PORT),
+            "DEVSTACK_VAR": str(services.VAR),
         }
     )
     return env
+
+
+def development_env() -> dict[str, str]:
+    """The environment of bin/run's processes (and of bin/manage's commands)."""
+    svc = services.resolve(prefer_local=False)
+    return product_env(svc, load_or_create(services.VAR / "dev.env"))
+
+
+def ready_text(env: dict[str, str]) -> str:
+    """The block that ends bin/run's start-up: where everything is and who can sign in."""
+    web, sandbox = f"http://127.0.0.1:{WEB_PORT}", f"http://127.0.0.1:{SANDBOX_PORT}"
+    admin, member = env["DEMO_ADMIN_PASSWORD"], env["DEMO_MEMBER_PASSWORD"]
+    outsider = env["DEMO_OUTSIDER_PASSWORD"]
+    width = max(len(e) for e in (demo.ADMIN_EMAIL, demo.MEMBER_EMAIL, demo.OUTSIDER_EMAIL))
+
+    def login(email: str, password: str, what: str) -> str:
+        return f"      {email.ljust(width)}  {password.ljust(12)}  {what}"
+
+    return "\n".join(
+        [
+            "==> Ready",
+            f"    Partner app      {web}/   (sign in by email)",
+            login(
+                demo.ADMIN_EMAIL, admin, f"admin of {demo.TEAM_NAME}; also staff for {web}/admin/"
+            ),
+            login(demo.MEMBER_EMAIL, member, f"member of {demo.TEAM_NAME}"),
+            login(
+                demo.OUTSIDER_EMAIL,
+                outsider,
+                f"outside {demo.TEAM_NAME} (admin of {demo.OUTSIDER_TEAM_NAME}): "
+                f"/teams/{demo.TEAM_SLUG}/ answers 404",
+            ),
+            f"    Bipsync sandbox  {sandbox}/   (tenant acme: {sandbox}/t/acme/web/login)",
+            login(demo.ADMIN_EMAIL, admin, "Bipsync admin of the demo team"),
+            login(demo.MEMBER_EMAIL, member, "Bipsync member of the demo team"),
+            "    In a second terminal: bin/manage <command>, e.g. bin/manage connect_device "
+            f"--email {demo.MEMBER_EMAIL} --team {demo.TEAM_SLUG} --tenant acme",
+            "    Ctrl-C stops everything (the embedded PostgreSQL and Redis keep running).",
+        ]
+    )
 
 
 def cmd_run(_: argparse.Namespace) -> None:
@@ -102,7 +148,19 @@ def cmd_run(_: argparse.Namespace) -> None:
         f"Starting web (http://127.0.0.1:{WEB_PORT}), worker, beat and the sandbox "
         f"(http://127.0.0.1:{SANDBOX_PORT}); Ctrl-C stops them all"
     )
-    os.execve(str(BIN / "honcho"), ["honcho", "-f", str(ROOT / "Procfile"), "start"], env)
+    readiness = foreground.Readiness(
+        urls=[f"http://127.0.0.1:{WEB_PORT}/healthz", f"http://127.0.0.1:{SANDBOX_PORT}/healthz"],
+        # Celery's worker logs "celery@<host> ready." once it consumes its queues.
+        lines={"worker": " ready."},
+    )
+    raise SystemExit(foreground.run(ROOT / "Procfile", env, readiness, ready_text(env)))
+
+
+def cmd_manage(argv: Sequence[str]) -> None:
+    """``manage.py`` with the settings of bin/run's processes, e.g. in a second terminal."""
+    env = development_env()
+    py = sys.executable
+    os.execve(py, [py, str(ROOT / "manage.py"), *argv], env)
 
 
 def ensure_chromium() -> None:
@@ -179,11 +237,17 @@ def cmd_soak(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    args_given = list(sys.argv[1:] if argv is None else argv)
+    if args_given[:1] == ["manage"]:
+        # Everything after "manage" is manage.py's, --help included.
+        cmd_manage(args_given[1:])
+        return
     parser = argparse.ArgumentParser(prog="python -m bipsync_partner.devstack")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the whole product on embedded defaults").set_defaults(
         func=cmd_run
     )
+    sub.add_parser("manage", help="manage.py with bin/run's settings (bin/manage)")
     check = sub.add_parser("check", help="ruff, mypy and pytest; pytest arguments narrow it")
     check.add_argument("pytest_args", nargs=argparse.REMAINDER)
     check.set_defaults(func=cmd_check)
@@ -195,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     add_arguments(soak)
     soak.set_defaults(func=cmd_soak)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_given)
     args.func(args)
 
 

@@ -27,6 +27,7 @@ DEV_SECRETS: dict[str, Callable[[], str]] = {
     "BIPSYNC_SERVICE_CLIENT_SECRET": lambda: secrets.token_urlsafe(32),
     "DEMO_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(9),
     "DEMO_MEMBER_PASSWORD": lambda: secrets.token_urlsafe(9),
+    "DEMO_OUTSIDER_PASSWORD": lambda: secrets.token_urlsafe(9),
 }
 
 

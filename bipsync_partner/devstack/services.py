@@ -20,13 +20,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-VAR = ROOT / "var"
-EMBEDDED_PG_PORT = 54329
-EMBEDDED_REDIS_PORT = 63799
 
 
 class ServiceError(RuntimeError):
     """A server could not be found or started; the message says what to do."""
+
+
+def env_port(name: str, default: int) -> int:
+    """A TCP port from the environment: bin/run's defaults can be moved, e.g. so that a test runs
+    a second development stack beside a real one (README, "The two commands")."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"{name} must be a TCP port number (1-65535); got {raw!r}.")
+    return int(raw)
+
+
+# Where bin/run keeps its data (embedded servers, development secrets, beat's schedule).
+VAR = Path(os.environ.get("DEVSTACK_VAR", "").strip() or ROOT / "var").resolve()
+EMBEDDED_PG_PORT = env_port("DEVSTACK_POSTGRES_PORT", 54329)
+EMBEDDED_REDIS_PORT = env_port("DEVSTACK_REDIS_PORT", 63799)
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,9 @@ def wait_for_port(host: str, port: int, seconds: float, what: str) -> None:
 
 
 def _run_as(user: str | None) -> dict[str, object]:
-    return {"user": user} if user else {}
+    # The user's own group too, and none of root's: with root's group kept, a folder that is
+    # open to others but not to its group (pytest's temporary folders, 0705) stays closed.
+    return {"user": user, "group": user, "extra_groups": []} if user else {}
 
 
 def _postgres_bin() -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, URLResolver, include, path
 
-from bipsync_partner.sandbox import hosts
+from bipsync_partner.sandbox import about, hosts
 from bipsync_partner.sandbox.api import admin_api as api_admin
 from bipsync_partner.sandbox.authserver import api_views, pages
 from bipsync_partner.sandbox.control import admin_api, grants_api
@@ -75,6 +75,7 @@ admin_patterns: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [
+    path("", about.about_page),
     *admin_patterns,
     *api_patterns,
     *web_patterns,
