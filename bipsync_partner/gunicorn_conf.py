@@ -21,8 +21,10 @@ from gunicorn.glogging import Logger
 
 from bipsync_partner.env import env_bool
 
-#: bin/run's web process (the Procfile) runs with DEBUG=1, as the app's settings read it.
-DEVELOPMENT: Final = env_bool("DEBUG", False)
+#: Whether refused requests (4xx) get an access line. Production keeps every access line for its
+#: log tooling; bin/run switches it off, because Django's log already has one line for each
+#: refused request, saying why and with the request id (ops.logs.RefusalFilter).
+ACCESS_LOG_REFUSALS: Final = env_bool("ACCESS_LOG_REFUSALS", True)
 
 workers = 3
 timeout = 30
@@ -82,11 +84,8 @@ class PathOnlyLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hi
         return atoms
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
-        # In development (DEBUG=1, bin/run) Django's log already has one line for each refused
-        # request, saying why and with the request id (ops.logs.RefusalFilter); its access line
-        # would say it twice. Production keeps every access line for its log tooling.
         status = getattr(resp, "status_code", None)
-        if DEVELOPMENT and isinstance(status, int) and 400 <= status < 500:
+        if not ACCESS_LOG_REFUSALS and isinstance(status, int) and 400 <= status < 500:
             return
         super().access(resp, req, environ, request_time)
 

@@ -61,6 +61,8 @@ def product_env(svc: services.Services, dev: dict[str, str]) -> dict[str, str]:
             "PARTNER_REDIRECT_URI": f"http://127.0.0.1:{WEB_PORT}/connections/callback/",
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
+            # One log line per refused request: Django's says why (gunicorn_conf).
+            "ACCESS_LOG_REFUSALS": "0",
             # Read by the Procfile.
             "DEVSTACK_WEB_PORT": str(WEB_PORT),
             "DEVSTACK_SANDBOX_PORT": str(SANDBOX_PORT),
