@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A view that finds PostgreSQL unreachable answers 503 with a sentence (ops/outage.py).
+    "bipsync_partner.ops.outage.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "bipsync_partner.urls"
