@@ -68,7 +68,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Innermost, so that it sees the views' exceptions: Redis down is a 503 with a sentence.
+    # Innermost, so that it sees the views' exceptions: PostgreSQL or Redis down is a 503 with a
+    # sentence, not a 500.
     "bipsync_partner.ops.middleware.DependencyUnavailableMiddleware",
 ]
 

@@ -11,6 +11,11 @@ Fixtures
     ``postgres://postgres@127.0.0.1:5432``). The subprocess's host templates are
     ``http://127.0.0.1:{port}/t/{tenant}/api`` and ``.../web``.
 
+The partner's side has an address of the session's own too: ``sandbox.partner_url`` is
+    ``http://127.0.0.1:{port}`` on a port the session holds bound and never listens on, so that a
+    redirect to ``sandbox.redirect_uri`` (its ``/connections/callback/``) reaches nothing, even
+    while ``bin/run`` serves the development stack on 127.0.0.1:8000 on the same machine.
+
 ``sandbox_world`` (function scope) -> :class:`SandboxWorld`
     A fresh tenant (unique slug) with a team, an admin and a member user, and four applications
     enabled for it: ``user_app`` (confidential, authorization code + refresh), ``service_app``
@@ -20,6 +25,7 @@ Fixtures
 :class:`Sandbox` API (all admin calls raise :class:`SandboxError` on a non-2xx answer)::
 
     sandbox.base_url: str                    # http://127.0.0.1:PORT
+    sandbox.partner_url / redirect_uri: str  # the partner's address, reserved (see above)
     sandbox.database_url / env               # the server's database and environment (to run commands)
     sandbox.api_template / web_template: str # with {tenant}
     sandbox.admin_key: str
@@ -93,7 +99,7 @@ from tests.support.processes import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432"
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/connections/callback/"
+CALLBACK_PATH = "/connections/callback/"
 DEMO_SCOPES = ("rest_api:read", "rest_api:write", "rest_api:fields:read")
 
 
@@ -147,6 +153,16 @@ def free_port() -> int:
         return port
 
 
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A port bound for as long as the block runs and never listened on: no other process can
+    take it, and a connection to it is refused at once (nothing answers for the partner)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        yield port
+
+
 def _server_url() -> str:
     raw = os.environ.get("DATABASE_URL", "")
     if not raw:
@@ -192,8 +208,12 @@ class Sandbox:
         process: subprocess.Popen[bytes] | None = None,
         database_url: str = "",
         env: dict[str, str] | None = None,
+        partner_url: str,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Where the partner app would be: redirect URIs of the sandbox's applications point here.
+        self.partner_url = partner_url.rstrip("/")
+        self.redirect_uri = self.partner_url + CALLBACK_PATH
         self.database_url = database_url
         # The environment the server runs with, for running sandbox commands against it.
         self.env = dict(env or {})
@@ -622,6 +642,11 @@ def _text(response: httpx.Response) -> str:
 
 
 def start_sandbox(*, workers: int = 2, threads: int = 4) -> Iterator[Sandbox]:
+    with reserved_port() as partner_port:
+        yield from _run_sandbox(f"http://127.0.0.1:{partner_port}", workers, threads)
+
+
+def _run_sandbox(partner_url: str, workers: int, threads: int) -> Iterator[Sandbox]:
     server_url = _server_url()
     db_name = f"test_bipsync_sandbox_{os.getpid()}"
     _recreate_database(server_url, db_name)
@@ -665,7 +690,12 @@ def start_sandbox(*, workers: int = 2, threads: int = 4) -> Iterator[Sandbox]:
         preexec_fn=die_with_parent,
     )
     sandbox = Sandbox(
-        base_url, admin_key, process=process, database_url=env["SANDBOX_DATABASE_URL"], env=env
+        base_url,
+        admin_key,
+        process=process,
+        database_url=env["SANDBOX_DATABASE_URL"],
+        env=env,
+        partner_url=partner_url,
     )
     try:
         deadline = time.monotonic() + 60
@@ -819,7 +849,8 @@ class SandboxWorld:
         )
 
 
-def make_world(sandbox: Sandbox, *, redirect_uri: str = DEFAULT_REDIRECT_URI) -> SandboxWorld:
+def make_world(sandbox: Sandbox, *, redirect_uri: str | None = None) -> SandboxWorld:
+    redirect_uri = redirect_uri or sandbox.redirect_uri
     slug = "t" + uuid.uuid4().hex[:12]
     sandbox.create_tenant(slug)
     team = sandbox.create_team(slug, "Research")

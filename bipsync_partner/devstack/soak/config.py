@@ -82,6 +82,11 @@ class SoakConfig:
     tenants: int = 10
     revoke: int = 5
     lost_replies: int = 2
+    # Writes of a rotated token pair that fail (their database session is cut before commit).
+    db_failures: int = 3
+    # Connections that sync every half token lifetime, and documents per tenant at Bipsync.
+    syncing: int = 20
+    documents: int = 150
     logs: Path = field(default_factory=lambda: services.VAR / "soak")
     json_path: Path | None = None
     progress: bool = True
@@ -112,6 +117,8 @@ class SoakConfig:
             problems.append("--access-lifetime must be from 20 to 3600 seconds")
         if not 1 <= self.tenants <= 100:
             problems.append("--tenants must be from 1 to 100")
+        if not 0 <= self.syncing <= self.connections or not 0 <= self.documents <= 10_000:
+            problems.append("--syncing must be 0 to --connections, --documents 0 to 10000")
         needed = self.revoke + max(12, self.lost_replies * 2) + 1 if self.faults_on else 1
         if self.connections < needed:
             problems.append(f"with --faults all the soak needs at least {needed} connections")
@@ -148,6 +155,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=default.lost_replies,
         help="refreshes whose reply the sandbox drops after rotating",
     )
+    parser.add_argument(
+        "--db-failures",
+        type=int,
+        default=default.db_failures,
+        help="rotated-token writes whose database session is cut before commit",
+    )
+    parser.add_argument(
+        "--syncing",
+        type=int,
+        default=default.syncing,
+        help="connections that sync every half token lifetime",
+    )
+    parser.add_argument(
+        "--documents", type=int, default=default.documents, help="documents per tenant"
+    )
     parser.add_argument("--logs", type=Path, default=default.logs, help="folder for the run's logs")
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -166,6 +188,9 @@ def from_arguments(args: argparse.Namespace) -> SoakConfig:
         tenants=args.tenants,
         revoke=args.revoke if args.faults == "all" else 0,
         lost_replies=args.lost_replies if args.faults == "all" else 0,
+        db_failures=args.db_failures if args.faults == "all" else 0,
+        syncing=args.syncing,
+        documents=args.documents,
         logs=args.logs,
         json_path=args.json_path,
         progress=args.progress,

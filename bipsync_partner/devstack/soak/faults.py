@@ -12,7 +12,12 @@ happens there shows that the product recovered on its own.
 | token_close | some refreshes get their connection closed before the server reads them | until used up; held up to 3x longer until the first close |
 | redis_restart | Redis killed and started empty on the same port | until it answers |
 | revoke | a handful of grants revoked at the sandbox (a customer revoking access) | instant |
-| lost_replies | on one tenant (12 connections), a few refreshes rotate and their replies are dropped | until used up, at most 25 % |
+| postgres_restart | the partner's PostgreSQL stopped as a crash does, down for 2 % of the run, started again (Bipsync's stays up) | until it answers |
+| rotation_db_failure | the next few writes of a rotated token pair lose their database session before commit | until used up, at most 6 % |
+| lost_replies | on one tenant (12 connections), a few refreshes rotate and their replies are dropped | until used up, at most 13 %; held up to 3x longer until the first drop |
+
+Syncs (a few connections sync every half token lifetime) and a signed-in person's page views run
+throughout, faults included.
 
 A window's ``scope`` says whose lateness it explains: everyone's, one tenant's, or a list of
 connections'.
@@ -82,11 +87,16 @@ def plan(config: SoakConfig) -> list[PlannedFault]:
         PlannedFault("worker_kill", 0.18, 0.02, f"SIGKILL {KILLED_WORKER}"),
         PlannedFault("token_slow", 0.25, 0.07, f"token endpoint +{slow_ms} ms"),
         PlannedFault("token_close", 0.35, 0.05, "token connections closed"),
-        # After the closed connections: a Redis restart can crash workers (kombu), and the
-        # supervisor's restart takes seconds that a short window would lose.
         PlannedFault("redis_restart", 0.42, 0.0, "Redis restarted empty"),
         PlannedFault("revoke", 0.47, 0.0, f"{config.revoke} grants revoked"),
-        PlannedFault("lost_replies", 0.50, 0.25, f"{config.lost_replies} replies lost"),
+        PlannedFault("postgres_restart", 0.50, 0.02, "partner PostgreSQL restarted"),
+        PlannedFault(
+            "rotation_db_failure",
+            0.55,
+            0.06,
+            f"{config.db_failures} rotated-token writes lost their database session",
+        ),
+        PlannedFault("lost_replies", 0.62, 0.13, f"{config.lost_replies} replies lost"),
     ]
     return [
         PlannedFault(
@@ -98,6 +108,7 @@ def plan(config: SoakConfig) -> list[PlannedFault]:
         for f in faults
         if (f.kind != "revoke" or config.revoke)
         and (f.kind != "lost_replies" or config.lost_replies)
+        and (f.kind != "rotation_db_failure" or config.db_failures)
     ]
 
 
@@ -157,6 +168,11 @@ class FaultRunner(threading.Thread):
             self.admin.clear_faults()
         except Exception:
             log.exception("Could not clear the sandbox faults")
+        if self.stack.rotation_fault_budget:
+            try:
+                self.stack.stop_failing_rotation_writes()
+            except Exception:
+                log.exception("Could not remove the rotation-write fault")
         worker = self.stack.processes.get(KILLED_WORKER)
         if worker is not None and not worker.running and not self.stack._closed:
             worker.start()
@@ -218,5 +234,20 @@ class FaultRunner(threading.Thread):
         count = self.config.lost_replies
         created = self.admin.set_fault("lose_response", count=count, tenant=LOSSY_TENANT)
         self._hold(fault.duration, self._used_up(created["id"]))
+        if self._remaining(created["id"]) == count:
+            # As with token_close: a window that dropped nothing tested nothing.
+            self._hold(2 * fault.duration, lambda: self._remaining(created["id"]) < count)
         window.detail["lost"] = count - self._remaining(created["id"])
         self.admin.clear_faults()
+
+    def _postgres_restart(self, window: Window, fault: PlannedFault) -> None:
+        window.detail["down_s"] = round(self.stack.restart_postgres(fault.duration), 2)
+
+    def _rotation_db_failure(self, window: Window, fault: PlannedFault) -> None:
+        count = self.config.db_failures
+        self.stack.fail_rotation_writes(count)
+        try:
+            self._hold(fault.duration, lambda: self.stack.rotation_writes_failed() >= count)
+            window.detail["failed_writes"] = self.stack.rotation_writes_failed()
+        finally:
+            self.stack.stop_failing_rotation_writes()

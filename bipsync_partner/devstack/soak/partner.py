@@ -5,7 +5,9 @@
 
 ``seed`` mints grants at the sandbox (its bulk admin API) and stores each pair through the
 partner's own code (``connect.store_token``: encrypted fields, events), the way a completed
-Connect flow does. ``verify`` runs after the workers have stopped: it decrypts each connection's
+Connect flow does; it gives a few service-account connections a short sync schedule (the others
+none), and makes the person whose page views the soak makes (``SOAK_WEB_EMAIL`` /
+``SOAK_WEB_PASSWORD``) an admin of the first syncing connection's team. ``verify`` runs after the workers have stopped: it decrypts each connection's
 stored refresh token and asks the sandbox whether that exact token is still the live one of its
 grant. Tokens exist only inside this process and on the loopback HTTP to the sandbox; the JSON
 it prints carries ids, statuses and booleans.
@@ -40,8 +42,9 @@ def _admin(http: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any
     return answer
 
 
-def seed(plan_path: Path) -> list[dict[str, Any]]:
-    """Create the partner teams and the planned connections; return the manifest (no tokens)."""
+def seed(plan_path: Path) -> dict[str, Any]:
+    """Create the partner teams and the planned connections; return the manifest (no tokens)
+    and what the web visitor needs (its team and connection)."""
     from django.utils import timezone
 
     from accounts.models import Membership, Team, User
@@ -102,9 +105,53 @@ def seed(plan_path: Path) -> list[dict[str, Any]]:
                         "grant": grant["grant_id"],
                         "tenant": batch["tenant"],
                         "kind": batch["kind"],
+                        "team": team.slug,
                     }
                 )
-    return manifest
+    syncing = _schedule_syncs(manifest, plan["syncing"], plan["sync_interval"])
+    return {"connections": manifest, "web": _web_visitor(manifest, syncing)}
+
+
+def _schedule_syncs(manifest: list[dict[str, Any]], count: int, interval: int) -> list[str]:
+    """Every ``step``-th service-account connection (so every tenant has some) syncs every
+    ``interval`` seconds, the first ones due at once and the rest spread over one interval; the
+    other connections get a disabled schedule, so that the sweep does not sync them all."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bipsync_partner.sync.models import SyncSchedule
+
+    service = [m["connection"] for m in manifest if m["kind"] == "service_account"]
+    step = max(1, len(service) // count) if count else 0
+    chosen = service[::step][:count] if count else []
+    now = timezone.now()
+    SyncSchedule.objects.bulk_create(
+        [
+            SyncSchedule(
+                connection_id=conn_id,
+                enabled=conn_id in chosen,
+                interval_seconds=interval,
+                next_due_at=now + timedelta(seconds=interval * index / max(1, len(chosen))),
+            )
+            for index, conn_id in enumerate(chosen + [c for c in service if c not in chosen])
+        ]
+    )
+    for entry in manifest:
+        entry["syncing"] = entry["connection"] in chosen
+    return chosen
+
+
+def _web_visitor(manifest: list[dict[str, Any]], syncing: list[str]) -> dict[str, Any]:
+    from accounts.models import Membership, Team, User
+
+    target = syncing[0] if syncing else manifest[0]["connection"]
+    slug = next(m["team"] for m in manifest if m["connection"] == target)
+    user = User.objects.create_user(
+        os.environ["SOAK_WEB_EMAIL"], os.environ["SOAK_WEB_PASSWORD"], name="Soak visitor"
+    )
+    Team.objects.get(slug=slug).add_member(user, Membership.Role.ADMIN)
+    return {"team": slug, "connection": target}
 
 
 def verify() -> dict[str, Any]:
@@ -132,7 +179,27 @@ def verify() -> dict[str, Any]:
                     "has_refresh_token": conn.has_refresh_token,
                 }
     events = Counter(ConnectionEvent.objects.values_list("kind", flat=True).order_by())
-    return {"connections": results, "events": dict(events)}
+    return {"connections": results, "events": dict(events), "sync": _sync_figures()}
+
+
+def _sync_figures() -> dict[str, Any]:
+    """Sync runs by status and the documents stored. Bipsync's research does not change during
+    the run, so every document marked deleted was deleted wrongly."""
+    from bipsync_partner.sync.models import ResearchDocument, SyncRun
+
+    runs = Counter(SyncRun.objects.values_list("status", flat=True).order_by())
+    synced = (
+        SyncRun.objects.filter(status=SyncRun.Status.SUCCEEDED)
+        .values("connection_id")
+        .distinct()
+        .count()
+    )
+    return {
+        "runs": dict(runs),
+        "connections_synced": synced,
+        "documents_stored": ResearchDocument.objects.filter(deleted_at__isnull=True).count(),
+        "documents_deleted": ResearchDocument.objects.filter(deleted_at__isnull=False).count(),
+    }
 
 
 def main(argv: list[str]) -> None:

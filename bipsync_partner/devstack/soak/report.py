@@ -12,9 +12,20 @@ and every connection refreshed on time outside the fault windows.
   own record (its stored refresh token was "rotated" at a moment a fault was dropping replies);
   they are counted separately, and every rotation the sandbox made must be either stored by the
   partner or one of them ("unaccounted rotations" must be zero).
+  A rotation whose reply did arrive but whose storing failed because the partner's database
+  failed right after it (the ``rotation_db_failure`` and ``postgres_restart`` windows) is not
+  excused: the partner had the new pair in hand and could have kept it. Such connections count as
+  lost, and are also shown on their own (``lost_to_database_failure``).
 - *On time*: no connection went without a valid access token outside the fault windows. A window
   covers its fault plus a settle time (the longest back-off, one sweep, five seconds); a gap that
   starts inside a window and lasts beyond it counts beyond it as outside.
+- *Documents*: Bipsync's research does not change during the run, so no synced document may end
+  marked deleted.
+- *Pages*: the signed-in visitor's pages answered no 5xx outside the database outage (the
+  ``postgres_restart`` window and ``DATABASE_SETTLE`` seconds after it), and inside it nothing but
+  a 503 that says why in a sentence.
+- *Processes*: no product process exited by itself (the soak restarts one that does, as a
+  supervisor would, and lists it).
 """
 
 from __future__ import annotations
@@ -30,6 +41,13 @@ from typing import Any
 from bipsync_partner.devstack.soak.config import SoakConfig
 from bipsync_partner.devstack.soak.faults import Window
 from bipsync_partner.devstack.soak.sampler import Gap, Sampler
+from bipsync_partner.devstack.soak.visitor import Answer
+
+# Seconds after PostgreSQL is back during which a page may still find a dead connection (each
+# web process notices it on its next request and connects again).
+DATABASE_SETTLE = 10.0
+# Fault windows in which a rotation that reached the partner could fail to be stored.
+DATABASE_FAULTS = ("rotation_db_failure", "postgres_restart")
 
 # Words of the token service's sentence for a refresh token lost with a dropped reply.
 LOST_REPLY_WORDS = "reply never arrived"
@@ -63,6 +81,7 @@ class Report:
     setup_seconds: float
     stack: dict[str, Any] = field(default_factory=dict)
     crashes: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -81,10 +100,18 @@ class Report:
             if when is not None and conn_id not in revoked:
                 in_flight[conn_id] = when
         lost: dict[str, str] = {}
+        database_lost: dict[str, float] = {}
         for conn_id, state in connections.items():
             if conn_id in revoked or conn_id in in_flight:
                 continue
-            if state["status"] == "needs_reconnect":
+            when = self._rotated_during(conn_id, tenant_of.get(conn_id, ""), state, DATABASE_FAULTS)
+            if when is not None:
+                database_lost[conn_id] = when
+                lost[conn_id] = (
+                    "rotated at Bipsync, then not stored: the partner's database failed right "
+                    f"after the rotation ({state['status']})"
+                )
+            elif state["status"] == "needs_reconnect":
                 lost[conn_id] = f"needs_reconnect ({state['code']}): {state['message']}"
             elif not state["has_refresh_token"]:
                 lost[conn_id] = "no refresh token stored"
@@ -135,7 +162,18 @@ class Report:
             1 for c in revoked if connections.get(c, {}).get("status") == "needs_reconnect"
         )
         unaccounted = sandbox.get("ok", 0) - stored_rotations - len(in_flight)
-        accepted = not lost and not late and unaccounted == 0
+        sync = dict(self.verification.get("sync", {}))
+        sync["documents_wrongly_deleted"] = int(sync.get("documents_deleted", 0))
+        pages = self._pages()
+        accepted = (
+            not lost
+            and not late
+            and unaccounted == 0
+            and sync["documents_wrongly_deleted"] == 0
+            and pages["server_errors_outside_database_outage"] == 0
+            and pages["inside_database_outage"]["other_server_errors"] == 0
+            and not self.crashes
+        )
         load = self.sampler.load
         self.figures = {
             "accepted": accepted,
@@ -196,7 +234,14 @@ class Report:
                 "lost_in_flight_examples": {
                     c: round(t - self.t0, 1) for c, t in list(in_flight.items())[:20]
                 },
+                # Included in "lost": rotations the partner received but could not store.
+                "lost_to_database_failure": len(database_lost),
+                "lost_to_database_failure_examples": {
+                    c: round(t - self.t0, 1) for c, t in list(database_lost.items())[:20]
+                },
             },
+            "sync": sync,
+            "user_pages": pages,
             "faults": [w.as_json(self.t0) for w in self.windows],
             # Product processes that exited by themselves and were started again, as their
             # supervisor would in a deployment.
@@ -206,6 +251,7 @@ class Report:
                 "samples": self.sampler.samples,
                 "slowest_sample_ms": round(self.sampler.sample_ms_max, 1),
                 "scrape_errors": self.sampler.scrape_errors,
+                "sample_errors": self.sampler.sample_errors,
                 "cpus": os.cpu_count(),
                 "load_average_mean": round(statistics.fmean(load), 1) if load else None,
                 "load_average_max": round(max(load), 1) if load else None,
@@ -219,6 +265,13 @@ class Report:
         """When the sandbox rotated this connection's stored refresh token while a fault was
         dropping replies (a SIGKILLed worker's in-flight refreshes, the dropped replies), if it
         did; None otherwise."""
+        return self._rotated_during(conn_id, tenant, state, ("worker_kill", "lost_replies"))
+
+    def _rotated_during(
+        self, conn_id: str, tenant: str, state: dict[str, Any], kinds: tuple[str, ...]
+    ) -> float | None:
+        """When the sandbox rotated this connection's stored refresh token (so the partner
+        kept a dead one) during a window of one of ``kinds``, if it did; None otherwise."""
         if state["refresh_active"] or state.get("refresh_reason") != "rotated":
             return None
         if not state.get("refresh_revoked_at"):
@@ -226,16 +279,52 @@ class Report:
         rotated = datetime.fromisoformat(state["refresh_revoked_at"]).timestamp()
         reach = float(self.config.timings.http_timeout)
         for window in self.windows:
+            if window.kind not in kinds:
+                continue
             if window.kind == "worker_kill":
                 # Requests sent before the kill are still answered (and rotated) after it.
                 span = (window.start - reach, window.start + reach)
             elif window.kind == "lost_replies":
                 span = (window.start, (window.end or window.start) + 1.0)
             else:
-                continue
+                # A refresh sent before the fault is answered and its write fails inside it.
+                span = (window.start - reach, (window.end or window.start) + 1.0)
             if window.applies_to(conn_id, tenant) and span[0] <= rotated <= span[1]:
                 return rotated
         return None
+
+    def _pages(self) -> dict[str, Any]:
+        """The visitor's answers, by status, inside and outside the database outage."""
+        outages = [
+            (w.start, (w.end or w.start) + DATABASE_SETTLE)
+            for w in self.windows
+            if w.kind == "postgres_restart"
+        ]
+        by_status: dict[str, int] = {}
+        outside: list[Answer] = []
+        no_answer = 0
+        inside = {"requests": 0, "503_with_sentence": 0, "other_server_errors": 0}
+        for answer in self.answers:
+            by_status[str(answer.status)] = by_status.get(str(answer.status), 0) + 1
+            server_error = isinstance(answer.status, int) and answer.status >= 500
+            if any(start <= answer.at <= end for start, end in outages):
+                inside["requests"] += 1
+                if answer.status == 503 and answer.sentence:
+                    inside["503_with_sentence"] += 1
+                elif server_error:
+                    inside["other_server_errors"] += 1
+            elif server_error:
+                outside.append(answer)
+            elif not isinstance(answer.status, int):
+                no_answer += 1
+        return {
+            "requests": len(self.answers),
+            "by_status": dict(sorted(by_status.items())),
+            "server_errors_outside_database_outage": len(outside),
+            "server_error_examples": [a.as_json(self.t0) for a in outside[:20]],
+            "no_answer_outside_database_outage": no_answer,
+            "inside_database_outage": inside,
+        }
 
     @property
     def accepted(self) -> bool:
@@ -290,6 +379,25 @@ class Report:
                 "told the reply was lost)",
             ),
             ("final status", kinds(conns["final_status"])),
+            (
+                "lost to the database",
+                f"{conns['lost_to_database_failure']} (rotated, then the write failed; in lost)",
+            ),
+            (
+                "syncs",
+                f"runs {kinds(f['sync'].get('runs', {}))}; {f['sync'].get('connections_synced', 0)}"
+                f" connections synced, {f['sync'].get('documents_stored', 0)} documents stored, "
+                f"{f['sync']['documents_wrongly_deleted']} wrongly deleted",
+            ),
+            (
+                "user pages",
+                f"{f['user_pages']['requests']} requests ({kinds(f['user_pages']['by_status'])}); "
+                f"{f['user_pages']['server_errors_outside_database_outage']} 5xx outside the "
+                f"database outage; inside it "
+                f"{f['user_pages']['inside_database_outage']['503_with_sentence']} 503 with a "
+                f"sentence, {f['user_pages']['inside_database_outage']['other_server_errors']} "
+                "other 5xx",
+            ),
             (
                 "process restarts",
                 "; ".join(

@@ -19,6 +19,7 @@ from bipsync_partner.devstack.soak.report import Report
 from bipsync_partner.devstack.soak.sampler import Sampler
 from bipsync_partner.devstack.soak.sandbox import SandboxAdmin, choose_revocations
 from bipsync_partner.devstack.soak.stack import Stack
+from bipsync_partner.devstack.soak.visitor import Visitor
 
 
 class Progress:
@@ -94,6 +95,7 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
     admin: SandboxAdmin | None = None
     sampler: Sampler | None = None
     faults: FaultRunner | None = None
+    visitor: Visitor | None = None
     with sigterm_as_interrupt():
         try:
             setup_started = time.monotonic()
@@ -119,10 +121,16 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
                 f"and beat; minting {config.connections} grants and storing the connections"
             )
             stack.start_product()
-            manifest: list[dict[str, Any]] = json.loads(
-                stack.partner_step("seed", "seed", str(plan_path))
-            )
+            seeded: dict[str, Any] = json.loads(stack.partner_step("seed", "seed", str(plan_path)))
+            manifest: list[dict[str, Any]] = seeded["connections"]
             (logs / "manifest.json").write_text(json.dumps(manifest))
+            visitor = Visitor(
+                stack.web_url,
+                stack.web_email,
+                stack.web_password,
+                seeded["web"]["team"],
+                seeded["web"]["connection"],
+            )
             grant_of = {m["connection"]: m["grant"] for m in manifest}
             revoked = {
                 c: grant_of[c] for c in choose_revocations(manifest, config.revoke, config.seed)
@@ -144,6 +152,7 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
                     break
                 sampler.sample(now)
                 sampler.probe_web()
+                visitor.visit()
                 sampler.scrape()
                 for crash in stack.supervise():
                     at_s = round(crash.pop("at") - t0, 1)
@@ -176,6 +185,7 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
                 setup_seconds=setup_seconds,
                 stack=stack.description(),
                 crashes=crashes,
+                answers=visitor.answers,
             ).compute()
             report.write_json(config.json_path or logs / "report.json")
             if config.progress:
@@ -190,6 +200,7 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
                 faults.stop if faults is not None else None,
                 (lambda: faults.join(timeout=30)) if faults is not None else None,
                 sampler.close if sampler is not None else None,
+                visitor.close if visitor is not None else None,
                 admin.close if admin is not None else None,
             ):
                 if step is not None:

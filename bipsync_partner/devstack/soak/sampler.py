@@ -92,6 +92,7 @@ class Sampler:
     partner_metrics: ResettingCounters = field(default_factory=ResettingCounters)
     sandbox_refreshes: dict[str, int] = field(default_factory=dict)
     scrape_errors: int = 0
+    sample_errors: int = 0
     # The web processes' readiness (/readyz: database, Redis, broker), probed with each sample.
     readiness: dict[str, int] = field(default_factory=dict)
     # The machine's 1-minute load average at each sample: the soak shares its cores with
@@ -110,7 +111,15 @@ class Sampler:
 
     def sample(self, now: float | None = None) -> None:
         started = time.monotonic()
-        rows = self._connection().execute(_SAMPLE_SQL).fetchall()
+        try:
+            rows = self._connection().execute(_SAMPLE_SQL).fetchall()
+        except psycopg.OperationalError:
+            # The partner's PostgreSQL is restarting (a fault): no sample this second. A gap
+            # that spans it is measured from the samples on either side.
+            self.sample_errors += 1
+            if self._conn is not None:
+                self._conn.close()
+            return
         now = now or time.time()
         counts: dict[str, int] = {}
         longest = 0.0

@@ -95,6 +95,21 @@ class SandboxAdmin:
                     "tenants": slugs,
                 },
             )
+        if config.documents:
+            # Research for the syncs to read; nothing changes it during the run, so a document
+            # the partner marks deleted was deleted wrongly.
+            for tenant in tenants:
+                self.call(
+                    "POST",
+                    "/_sandbox/research/generate",
+                    {
+                        "tenant": tenant.slug,
+                        "team": tenant.team_id,
+                        "count": config.documents,
+                        "seed": config.seed,
+                        "share_with": [SERVICE_CLIENT_ID],
+                    },
+                )
         timings = config.timings
         # Every later token (refreshes) lives access_lifetime seconds.
         self.call("PUT", "/_sandbox/lifetimes", {"access": timings.access_lifetime})
@@ -157,6 +172,8 @@ def plan_connections(config: SoakConfig, world: World) -> dict[str, Any]:
     timings = config.timings
     return {
         "scopes": SCOPES,
+        "syncing": config.syncing,
+        "sync_interval": max(10, timings.access_lifetime // 2),
         # First tokens expire evenly over [window, lifetime]: none is due at the start, and the
         # refreshes arrive at the steady rate from the first second.
         "access_min": timings.refresh_window + timings.sweep_interval,

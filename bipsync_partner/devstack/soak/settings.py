@@ -7,11 +7,16 @@ because a soak with two-minute access tokens needs them in proportion (see :mod:
 - the refresh sweep's beat interval (production: 60 s),
 - the refresh back-off base and cap (production: 30 s and 3600 s),
 - the token service's leeway before expiry (production: 60 s).
+
+The collected static files live in the soak's temporary folder (``SOAK_STATIC_ROOT``), not in the
+checkout's ``var/``: production pages need the manifest that ``collectstatic`` writes.
 """
 
 from __future__ import annotations
 
-from bipsync_partner.env import env_int
+from pathlib import Path
+
+from bipsync_partner.env import env_int, env_optional
 from bipsync_partner.settings import *  # noqa: F403
 from bipsync_partner.settings import CELERY_BEAT_SCHEDULE as _PRODUCTION_SCHEDULE
 
@@ -28,3 +33,5 @@ CELERY_BEAT_SCHEDULE = {
 BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS = env_int("SOAK_BACKOFF_BASE_SECONDS", 30, minimum=1)
 BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS = env_int("SOAK_BACKOFF_CAP_SECONDS", 3600, minimum=1)
 BIPSYNC_TOKEN_LEEWAY_SECONDS = env_int("SOAK_TOKEN_LEEWAY_SECONDS", 60, minimum=0)
+if _static_root := env_optional("SOAK_STATIC_ROOT"):
+    STATIC_ROOT = Path(_static_root)

@@ -1,7 +1,8 @@
 """The soak's machine room: its own PostgreSQL and Redis, the sandbox, web, workers and beat.
 
 Nothing is shared with other work on the machine: the servers run on spare ports with their data
-in a temporary folder, the product's processes are told only those addresses, and everything
+in a temporary folder (the sandbox has a PostgreSQL server of its own, as Bipsync has its own
+servers: restarting the partner's database must not take Bipsync down with it), the product's processes are told only those addresses, and everything
 listens on 127.0.0.1. :meth:`Stack.close` stops every process and deletes the data; it is safe to
 call at any point of the set-up and more than once.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from bipsync_partner.devstack import services
 from bipsync_partner.devstack.secrets import new_encryption_key
@@ -31,6 +33,19 @@ PY = sys.executable
 BIN = Path(sys.executable).parent
 USER_CLIENT_ID = "soak-partner-user-app"
 SERVICE_CLIENT_ID = "soak-partner-service-app"
+_ROTATION_FAULT_SQL = """
+CREATE SEQUENCE IF NOT EXISTS soak_rotation_fault;
+CREATE OR REPLACE FUNCTION soak_rotation_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.version > OLD.version AND nextval('soak_rotation_fault') <= {count} THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS soak_rotation_fault ON connections_connection;
+CREATE TRIGGER soak_rotation_fault BEFORE UPDATE ON connections_connection
+    FOR EACH ROW EXECUTE FUNCTION soak_rotation_fault();
+"""
 # Inherited variables that would point a process somewhere else than the soak's own servers.
 FOREIGN = (
     "DJANGO_SETTINGS_MODULE",
@@ -55,10 +70,14 @@ class Stack:
         # access directory"). What lies inside keeps its own, tighter modes.
         self.data.chmod(0o755)
         self.pg_port = free_port()
+        self.sandbox_pg_port = free_port()
         self.redis_port = free_port()
         self.sandbox_port = free_port()
         self.web_port = free_port()
         self.admin_key = secrets.token_urlsafe(24)
+        # The person whose page views the soak makes (created by the seed step).
+        self.web_email = "visitor@soak.example"
+        self.web_password = secrets.token_urlsafe(16)
         self.user_secret = secrets.token_urlsafe(32)
         self.service_secret = secrets.token_urlsafe(32)
         self.secret_key = secrets.token_urlsafe(48)
@@ -66,6 +85,7 @@ class Stack:
         self.encryption_key = new_encryption_key()
         self.processes: dict[str, Managed] = {}
         self._pg_started = False
+        self.rotation_fault_budget = 0
         self._redis_started = False
         self._closed = False
 
@@ -80,7 +100,7 @@ class Stack:
 
     @property
     def sandbox_database_url(self) -> str:
-        return f"{self.server_url}/bipsync_sandbox"
+        return f"postgres://postgres@127.0.0.1:{self.sandbox_pg_port}/bipsync_sandbox"
 
     @property
     def redis_url(self) -> str:
@@ -100,6 +120,7 @@ class Stack:
             "data": str(self.data),
             "ports": {
                 "postgres": self.pg_port,
+                "sandbox_postgres": self.sandbox_pg_port,
                 "redis": self.redis_port,
                 "sandbox": self.sandbox_port,
                 "web": self.web_port,
@@ -144,6 +165,9 @@ class Stack:
                 "SITE_URL": self.web_url,
                 "SECURE_SSL_REDIRECT": "0",
                 "SECURE_HSTS_SECONDS": "0",
+                # The visitor speaks plain HTTP on the loopback (no TLS proxy in front).
+                "SESSION_COOKIE_SECURE": "0",
+                "CSRF_COOKIE_SECURE": "0",
                 "DATABASE_URL": self.partner_database_url,
                 "REDIS_URL": self.redis_url,
                 "CELERY_BROKER_URL": self.redis_url,
@@ -156,6 +180,7 @@ class Stack:
                 # Reconnect notices to admins land in the worker logs.
                 "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
                 "LOG_JSON": "1",
+                "SOAK_STATIC_ROOT": str(self.data / "static"),
             }
         )
         env.update(self.config.timings.partner_env())
@@ -165,6 +190,7 @@ class Stack:
     def start_servers(self) -> None:
         self._pg_started = True
         services.start_embedded_postgres(self.pg_port, self.data / "postgres")
+        services.start_embedded_postgres(self.sandbox_pg_port, self.data / "postgres-sandbox")
         self._redis_started = True
         services.start_embedded_redis(self.redis_port, self.data / "redis")
         for url in (self.partner_database_url, self.sandbox_database_url):
@@ -174,6 +200,13 @@ class Stack:
         run_step(
             "migrate-partner",
             [PY, "manage.py", "migrate", "--noinput", "-v", "0"],
+            self.partner_env(),
+            self.logs,
+        )
+        # The pages' stylesheet comes from the manifest (production storage), as deployed.
+        run_step(
+            "collectstatic",
+            [PY, "manage.py", "collectstatic", "--noinput", "-v", "0"],
             self.partner_env(),
             self.logs,
         )
@@ -307,6 +340,42 @@ class Stack:
         services.start_embedded_redis(self.redis_port, self.data / "redis")
         return time.monotonic() - started
 
+    def restart_postgres(self, down_for: float) -> float:
+        """Stop the partner's PostgreSQL as a crash does (``immediate``: no checkpoint, every
+        session cut), leave it down ``down_for`` seconds (a failover takes some), and start it
+        again on the same port and data. Returns how long it was away. The sandbox's server is
+        not touched."""
+        started = time.monotonic()
+        self._stop_postgres(self.data / "postgres", mode="immediate")
+        deadline = time.monotonic() + 10
+        while services.port_answers("127.0.0.1", self.pg_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(max(0.0, down_for - (time.monotonic() - started)))
+        services.start_embedded_postgres(self.pg_port, self.data / "postgres")
+        return time.monotonic() - started
+
+    def fail_rotation_writes(self, count: int) -> None:
+        """The next ``count`` writes of a rotated token pair (an UPDATE that raises the row's
+        version) lose their database session before they commit: the trigger terminates its own
+        backend, which is what the writer sees of a database crash or failover right after Bipsync
+        rotated. A sequence counts the failures, because it is not rolled back with them."""
+        self.rotation_fault_budget = count
+        with psycopg.connect(self.partner_database_url, autocommit=True) as conn:
+            conn.execute(_ROTATION_FAULT_SQL.replace("{count}", str(int(count))))
+
+    def rotation_writes_failed(self) -> int:
+        with psycopg.connect(self.partner_database_url, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SELECT last_value, is_called FROM soak_rotation_fault").fetchone()
+        return min(int(row[0]), self.rotation_fault_budget) if row and row[1] else 0
+
+    def stop_failing_rotation_writes(self) -> None:
+        with psycopg.connect(self.partner_database_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                "DROP TRIGGER IF EXISTS soak_rotation_fault ON connections_connection; "
+                "DROP FUNCTION IF EXISTS soak_rotation_fault(); "
+                "DROP SEQUENCE IF EXISTS soak_rotation_fault"
+            )
+
     def _kill_redis(self) -> None:
         pidfile = self.data / "redis" / "redis.pid"
         with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
@@ -324,6 +393,8 @@ class Stack:
             **self.partner_env(),
             "SOAK_SANDBOX_URL": self.sandbox_url,
             "SOAK_SANDBOX_ADMIN_KEY": self.admin_key,
+            "SOAK_WEB_EMAIL": self.web_email,
+            "SOAK_WEB_PASSWORD": self.web_password,
         }
         return run_step(
             name,
@@ -360,12 +431,12 @@ class Stack:
             with contextlib.suppress(Exception):
                 self._kill_redis()
         if self._pg_started:
-            with contextlib.suppress(Exception):
-                self._stop_postgres()
+            for pgdata in (self.data / "postgres", self.data / "postgres-sandbox"):
+                with contextlib.suppress(Exception):
+                    self._stop_postgres(pgdata)
         shutil.rmtree(self.data, ignore_errors=True)
 
-    def _stop_postgres(self) -> None:
-        pgdata = self.data / "postgres"
+    def _stop_postgres(self, pgdata: Path, mode: str = "immediate") -> None:
         if not (pgdata / "postmaster.pid").exists():
             return
         user = "embedded_postgres" if os.geteuid() == 0 else None
@@ -375,7 +446,8 @@ class Stack:
                 "-D",
                 str(pgdata),
                 "-m",
-                "immediate",
+                mode,
+                "-w",
                 "stop",
             ],
             check=False,
