@@ -28,6 +28,8 @@ honoured, and a per-tenant semaphore bounds concurrent refreshes at one tenant (
 one slot while it runs). Failures are the
 token service's to record (consecutive failures, ``next_retry_at`` with jitter, ``needs_reconnect``
 and the admins' email on ``invalid_grant``); the sweep only skips connections still backing off.
+An error the token service did not expect is one connection's failure too: :mod:`failures`
+records it on that connection and the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import models, transaction
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from bipsync_partner.connections import failures
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.throttle import OnceKeys, TenantGate, TenantSemaphore
 from bipsync_partner.oauth import OAuthError
@@ -377,6 +381,12 @@ class _BatchRun:
             with self._lock:
                 self.returned.append(item)
             return
+        except SoftTimeLimitExceeded:
+            raise  # the task is leaving: not this connection's fault
+        except Exception as error:
+            # This connection's own fault (tokens that do not decrypt, an application missing
+            # from this worker's settings): recorded on it, and its neighbours go on.
+            outcome, duration = failures.record(item[0], error), None
         with self._lock:
             self.done.append(item)
             self.outcomes[outcome] += 1
