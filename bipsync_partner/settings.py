@@ -204,6 +204,14 @@ BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS = env_int(
 BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS = env_int(
     "BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS", 3600, minimum=1
 )
+# A circuit breaker per tenant (connections/breaker.py): this many transient token-endpoint
+# failures in a row at one tenant, none further than the window from the previous one, stop every
+# process calling it for the cool-down; then one probe decides. 5 failures in 2 minutes: more than
+# one connection's bad luck, since each connection backs off on its own from 30 s.
+BIPSYNC_BREAKER_FAILURES = env_int("BIPSYNC_BREAKER_FAILURES", 5, minimum=1)
+BIPSYNC_BREAKER_WINDOW_SECONDS = env_int("BIPSYNC_BREAKER_WINDOW_SECONDS", 120, minimum=1)
+# Two minutes: well inside the refresh window (10 min), so a short outage costs no token.
+BIPSYNC_BREAKER_COOLDOWN_SECONDS = env_int("BIPSYNC_BREAKER_COOLDOWN_SECONDS", 120, minimum=1)
 # How long a tenant's RFC 8414 metadata is cached.
 BIPSYNC_METADATA_TTL = env_int("BIPSYNC_METADATA_TTL", 3600, minimum=0)
 # How long a started "Connect Bipsync" may take before its state is refused (RFC 6749 §10.12).

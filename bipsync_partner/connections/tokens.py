@@ -48,7 +48,7 @@ from django.db import OperationalError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from bipsync_partner.connections import clients, fastdb
+from bipsync_partner.connections import breaker, clients, fastdb
 from bipsync_partner.connections.fields import EncryptedTextField
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.signals import connection_needs_reconnect
@@ -252,7 +252,14 @@ def get_access_token(connection: Connection) -> str:
         if token is not None:
             return token
         raise _waiting_error(connection)
-    outcome = _refresh_under_lock(connection, _access_due)
+    try:
+        outcome = _refresh_under_lock(connection, _access_due)
+    except TokenTemporarilyUnavailable as error:
+        # The tenant's breaker is open: as while backing off, a still-valid token will do.
+        token = _still_valid(connection, now) if error.code == breaker.TENANT_FAILING else None
+        if token is None:
+            raise
+        return token
     if outcome.error is not None:
         raise outcome.error
     assert outcome.token is not None
@@ -516,7 +523,7 @@ def _request_tokens(locked: Connection, turn: AbstractContextManager[object]) ->
     refresh_token = locked.refresh_token
     scopes = locked.scope_list
     # The turn covers the metadata lookup too: on a miss it is a request to Bipsync as well.
-    with turn, clients.http_client() as http:
+    with breaker.calling(locked.tenant, locked.pk), turn, clients.http_client() as http:
         grants = clients.grant_client(resolved, client, http)
         if locked.kind == Connection.Kind.CLIENT_CREDENTIALS:
             # The grant adds team_{id} itself (Bipsync reference, "Grants").
