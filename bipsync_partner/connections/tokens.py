@@ -48,7 +48,7 @@ from django.db import OperationalError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from bipsync_partner.connections import breaker, clients, fastdb
+from bipsync_partner.connections import breaker, clients, fastdb, incidents
 from bipsync_partner.connections.fields import EncryptedTextField
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.signals import connection_needs_reconnect
@@ -571,8 +571,14 @@ def _failed(
 ) -> _Outcome:
     code = _failure_code(exc)
     is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
-    if not exc.transient and (
-        exc.error == "invalid_grant" or (is_machine and exc.error in CLIENT_CREDENTIALS_REFUSALS)
+    held = incidents.hold(locked, exc)  # many refusals at once: an incident, the grant kept
+    if (
+        held is None
+        and not exc.transient
+        and (
+            exc.error == "invalid_grant"
+            or (is_machine and exc.error in CLIENT_CREDENTIALS_REFUSALS)
+        )
     ):
         # Did another process rotate after all? (Under our lock it cannot have, unless a
         # writer bypassed the lock, but the grant is only declared dead once the row agrees.)
@@ -594,8 +600,10 @@ def _failed(
         return _needs_reconnect(locked, exc.error, sentence)
 
     # Transient, or terminal for a reason a reconnect cannot fix (our own configuration, the
-    # tenant's metadata): keep the grant, back off, and say what happened.
-    if exc.transient:
+    # tenant's metadata), or held for an incident: keep the grant, back off, say what happened.
+    if held is not None:
+        sentence = held.sentence
+    elif exc.transient:
         sentence = _transient_sentence(exc, code)
     else:
         sentence = (
@@ -604,7 +612,8 @@ def _failed(
         )
     locked.consecutive_failures += 1
     locked.status = Connection.Status.FAILING
-    locked.next_retry_at = now + backoff_delay(locked.consecutive_failures, exc.retry_after)
+    delay = held.retry_in if held else backoff_delay(locked.consecutive_failures, exc.retry_after)
+    locked.next_retry_at = now + delay
     locked.last_error_code = code[:64]
     locked.last_error_message = sentence
     locked.save(

@@ -32,6 +32,7 @@ COUNTERS = {
     "bipsync_sync_runs": ("Sync runs by outcome.", ("outcome",)),
     "bipsync_sync_documents": ("Documents seen by sync runs, by outcome.", ("outcome",)),
     "bipsync_tenant_breaker": ("Tenants' token-endpoint circuit breakers, by event.", ("event",)),
+    "bipsync_grant_incidents": ("Bursts of refused grants, by event.", ("event",)),
 }
 HISTOGRAMS = {
     "bipsync_token_refresh_duration_seconds": "Time taken by a token refresh at Bipsync.",
