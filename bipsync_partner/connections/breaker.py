@@ -48,18 +48,19 @@ TENANT_FAILING: Final = "tenant_failing"
 PROBE_WAIT_SECONDS: Final = 5.0
 
 # KEYS: failures, state. ARGV: cool-down ms, probe lease ms.
-# Returns {allowed (0 refused, 1 closed, 2 the probe), ms until asking again, since ms, until ms}.
+# Returns {allowed (0 refused, 1 closed, 2 the probe), ms until asking again, since ms, until ms,
+# 1 when failures are counted (only then must an answer reset them)}.
 _ALLOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local s = redis.call('HMGET', KEYS[2], 'since', 'until', 'probe')
-if not s[2] then return {1, 0, 0, 0} end
+if not s[2] then return {1, 0, 0, 0, redis.call('EXISTS', KEYS[1])} end
 local since, till = tonumber(s[1]), tonumber(s[2])
-if now < till then return {0, till - now, since, till} end
+if now < till then return {0, till - now, since, till, 1} end
 local probe = tonumber(s[3] or '0')
-if probe > now then return {0, probe - now, since, till} end
+if probe > now then return {0, probe - now, since, till, 1} end
 redis.call('HSET', KEYS[2], 'probe', now + tonumber(ARGV[2]))
-return {2, 0, since, till}
+return {2, 0, since, till, 1}
 """
 
 # KEYS: failures, state. ARGV: threshold, window ms, cool-down ms.
@@ -161,23 +162,27 @@ class _Refused(Exception):
         self.retry_in = retry_in
 
 
-def _allow(tenant: str) -> bool:
-    """Whether a request may go to ``tenant`` now; True when this caller holds the probe.
-    Raises :class:`_Refused` while the breaker is open."""
+@dataclass(frozen=True)
+class _Pass:
+    """A request let through: as the half-open breaker's probe or not, and whether failures are
+    counted (only then must its answer reset them: a healthy tenant costs no second round trip)."""
+
+    probing: bool
+    counted: bool
+
+
+def _allow(tenant: str) -> _Pass:
+    """Let a request go to ``tenant`` now, or raise :class:`_Refused` while the breaker is open."""
     keys = [_failures_key(tenant), _state_key(tenant)]
+    args = [_ms("BIPSYNC_BREAKER_COOLDOWN_SECONDS"), _probe_lease_ms()]
     try:
-        allowed, wait_ms, since, until = (
-            int(x)
-            for x in _run(
-                _ALLOW, keys, [_ms("BIPSYNC_BREAKER_COOLDOWN_SECONDS"), _probe_lease_ms()]
-            )
-        )
+        allowed, wait_ms, since, until, counted = (int(x) for x in _run(_ALLOW, keys, args))
     except redis.RedisError:
         log.warning("Could not read the circuit breaker of tenant %s; calling it", tenant)
-        return False
+        return _Pass(probing=False, counted=True)
     if allowed == 0:
         raise _Refused(Outage(tenant, _moment(since), _moment(until)), wait_ms / 1000.0)
-    return allowed == 2
+    return _Pass(probing=allowed == 2, counted=counted == 1)
 
 
 def _verdict(error: BaseException | None) -> str:
@@ -193,7 +198,7 @@ def _verdict(error: BaseException | None) -> str:
     return "neutral"
 
 
-def _record(tenant: str, error: BaseException | None, probing: bool) -> None:
+def _record(tenant: str, error: BaseException | None, passed: _Pass) -> None:
     keys = [_failures_key(tenant), _state_key(tenant)]
     verdict = _verdict(error)
     try:
@@ -207,9 +212,9 @@ def _record(tenant: str, error: BaseException | None, probing: bool) -> None:
             if changed:
                 _opened(tenant, again=changed == 2)
         elif verdict == "answered":
-            if int(_run(_ANSWERED, keys)):
+            if passed.counted and int(_run(_ANSWERED, keys)):
                 _closed(tenant)
-        elif probing:
+        elif passed.probing:
             _run(_RELEASE, keys[1:])
     except redis.RedisError:
         log.warning("Could not update the circuit breaker of tenant %s", tenant)
@@ -247,7 +252,7 @@ def calling(tenant: str, connection_id: UUID) -> Iterator[None]:
     from bipsync_partner.connections import tokens
 
     try:
-        probing = _allow(tenant)
+        passed = _allow(tenant)
     except _Refused as refused:
         metrics.inc("bipsync_tenant_breaker", event="refused")
         retry_in = max(refused.retry_in, 0.0) or PROBE_WAIT_SECONDS
@@ -260,9 +265,9 @@ def calling(tenant: str, connection_id: UUID) -> Iterator[None]:
     try:
         yield
     except BaseException as error:
-        _record(tenant, error, probing)
+        _record(tenant, error, passed)
         raise
-    _record(tenant, None, probing)
+    _record(tenant, None, passed)
 
 
 def retry_in(error: BaseException) -> float | None:
