@@ -216,3 +216,25 @@ def test_with_redis_away_the_breaker_lets_refreshes_through(
 
     assert refresh_requests(sandbox, world) - before == 1
     assert breaker.outages([world.tenant]) == []
+
+
+def test_failures_with_a_working_answer_between_them_do_not_open_the_breaker(
+    sandbox: Sandbox, world: SyncWorld, team: Team, alice: User
+) -> None:
+    connections = due_connections(world, team, alice, 5)
+    before = refresh_requests(sandbox, world)
+    # Two server errors, a working answer, two server errors: never three in a row.
+    sandbox.set_fault(
+        "status", status=503, tenant=world.tenant, grant_type="refresh_token", count=2
+    )
+    first = sweep.refresh_batch(world.tenant, items_of(connections[:3]))
+    sandbox.set_fault(
+        "status", status=503, tenant=world.tenant, grant_type="refresh_token", count=2
+    )
+    second = sweep.refresh_batch(world.tenant, items_of(connections[3:]))
+
+    assert first.outcomes == {"temporarily_unavailable": 2, "refreshed": 1}
+    assert second.outcomes == {"temporarily_unavailable": 2}
+    assert second.remaining == []
+    assert refresh_requests(sandbox, world) - before == 5
+    assert breaker.outages([world.tenant]) == []
