@@ -29,7 +29,9 @@ one slot while it runs). Failures are the
 token service's to record (consecutive failures, ``next_retry_at`` with jitter, ``needs_reconnect``
 and the admins' email on ``invalid_grant``); the sweep only skips connections still backing off.
 An error the token service did not expect is one connection's failure too: :mod:`failures`
-records it on that connection and the rest of the batch goes on.
+records it on that connection and the rest of the batch goes on. While the tenant's circuit
+breaker is open (:mod:`breaker`), a batch stops before its next request and goes back on the
+queue for when the cool-down ends, like a batch that met a ``Retry-After``.
 """
 
 from __future__ import annotations
