@@ -43,6 +43,10 @@ def members_connections(world: SyncWorld, team: Team, user: User, count: int) ->
     ]
 
 
+def items_of(connections: list[Connection]) -> list[sweep.Item]:
+    return [(str(c.pk), c.version) for c in connections]
+
+
 def copy_refresh_ciphertext(source: Connection, target: Connection) -> None:
     """Put ``source``'s sealed refresh token into ``target``'s row, as a restore from another
     row or a hand edit would: the ciphertext is bound to its own row, so it does not open."""
@@ -129,3 +133,35 @@ def test_a_batch_refreshes_every_healthy_connection_past_ones_that_cannot_be_ref
     assert not any(sweep.queued_markers().held(sweep.marker_name(*item)) for item in items)
     due = set(sweep.due_connections(timezone.now()).values_list("pk", flat=True))
     assert due.isdisjoint({undecryptable.pk, unconfigured.pk})
+
+
+def test_a_row_the_database_refuses_to_write_does_not_stop_the_rest_of_its_batch(
+    sandbox: Sandbox, world: SyncWorld, team: Team, alice: User, settings: Settings
+) -> None:
+    settings.REFRESH_BATCH_PIPELINE = 2
+    refused, *healthy = members_connections(world, team, alice, 4)
+    # A real fault: PostgreSQL refuses every write to one row (a trigger), so even recording
+    # the failure on it fails; the batch must still go on.
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_refuse_row() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF OLD.id = %s::uuid THEN RAISE EXCEPTION 'injected fault'; END IF; "
+            "RETURN NEW; END $$",
+            [str(refused.pk)],
+        )
+        cursor.execute(
+            "CREATE TRIGGER test_refuse_row BEFORE UPDATE ON connections_connection "
+            "FOR EACH ROW EXECUTE FUNCTION test_refuse_row()"
+        )
+    try:
+        result = sweep.refresh_batch(world.tenant, items_of([refused, *healthy]))
+    finally:
+        with db_connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER test_refuse_row ON connections_connection")
+            cursor.execute("DROP FUNCTION test_refuse_row()")
+
+    assert result.outcomes == {"refreshed": 3, failures.UNEXPECTED: 1}
+    assert result.remaining == []
+    for conn in healthy:
+        conn.refresh_from_db()
+        assert (conn.status, conn.version) == (Connection.Status.ACTIVE, 1)
