@@ -71,7 +71,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from bipsync_partner.connections import clients, fastdb
+from bipsync_partner.connections import breaker, clients, fastdb, incidents
 from bipsync_partner.connections.fields import EncryptedTextField
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.signals import connection_needs_reconnect
@@ -328,7 +328,14 @@ def get_access_token(connection: Connection) -> str:
         if token is not None:
             return token
         raise _waiting_error(connection)
-    outcome = _shared_refresh(connection, _access_due)
+    try:
+        outcome = _shared_refresh(connection, _access_due)
+    except TokenTemporarilyUnavailable as error:
+        # The tenant's breaker is open: as while backing off, a still-valid token will do.
+        token = _still_valid(connection, now) if error.code == breaker.TENANT_FAILING else None
+        if token is None:
+            raise
+        return token
     if outcome.error is not None:
         raise outcome.error
     assert outcome.token is not None
@@ -777,7 +784,7 @@ def _request_tokens(locked: Connection, turn: AbstractContextManager[object]) ->
     refresh_token = locked.refresh_token
     scopes = locked.scope_list
     # The turn covers the metadata lookup too: on a miss it is a request to Bipsync as well.
-    with turn, clients.http_client() as http:
+    with breaker.calling(locked.tenant, locked.pk), turn, clients.http_client() as http:
         grants = clients.grant_client(resolved, client, http)
         if locked.kind == Connection.Kind.CLIENT_CREDENTIALS:
             # The grant adds team_{id} itself (Bipsync reference, "Grants").
@@ -819,8 +826,14 @@ def _transient_sentence(exc: OAuthError, code: str) -> str:
 def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes) -> _Outcome:
     code = _failure_code(exc)
     is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
-    if not exc.transient and (
-        exc.error == "invalid_grant" or (is_machine and exc.error in CLIENT_CREDENTIALS_REFUSALS)
+    held = incidents.hold(locked, exc)  # many refusals at once: an incident, the grant kept
+    if (
+        held is None
+        and not exc.transient
+        and (
+            exc.error == "invalid_grant"
+            or (is_machine and exc.error in CLIENT_CREDENTIALS_REFUSALS)
+        )
     ):
         # Did another process rotate after all? (Under our lock it cannot have, unless a
         # writer bypassed the lock, but the grant is only declared dead once the row agrees.)
@@ -844,8 +857,10 @@ def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes)
         return _needs_reconnect(locked, exc.error, sentence, writes)
 
     # Transient, or terminal for a reason a reconnect cannot fix (our own configuration, the
-    # tenant's metadata): keep the grant, back off, and say what happened.
-    if exc.transient:
+    # tenant's metadata), or held for an incident: keep the grant, back off, say what happened.
+    if held is not None:
+        sentence = held.sentence
+    elif exc.transient:
         sentence = _transient_sentence(exc, code)
     else:
         sentence = (
@@ -854,7 +869,8 @@ def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes)
         )
     locked.consecutive_failures += 1
     locked.status = Connection.Status.FAILING
-    locked.next_retry_at = now + backoff_delay(locked.consecutive_failures, exc.retry_after)
+    delay = held.retry_in if held else backoff_delay(locked.consecutive_failures, exc.retry_after)
+    locked.next_retry_at = now + delay
     locked.last_error_code = code[:64]
     locked.last_error_message = sentence
     writes.outcome = _valid_or_waiting(locked, now)

@@ -77,7 +77,9 @@ def test_bin_run_ends_its_start_up_with_a_ready_block_whose_logins_work(
     with sign_in(devstack_home.web, demo.OUTSIDER_EMAIL, outsider) as browser:
         assert browser.get(f"/teams/{demo.TEAM_SLUG}/").status_code == 404
         assert browser.get(f"/teams/{demo.OUTSIDER_TEAM_SLUG}/").status_code == 200
-    bipsync = Sandbox(devstack_home.sandbox, secrets["SANDBOX_ADMIN_KEY"])
+    bipsync = Sandbox(
+        devstack_home.sandbox, secrets["SANDBOX_ADMIN_KEY"], partner_url=devstack_home.web
+    )
     with bipsync.sign_in("acme", demo.MEMBER_EMAIL, member) as browser:
         assert "Max Member" in browser.get(bipsync.web_base("acme") + "/").text
 
@@ -133,7 +135,9 @@ def test_bin_manage_connect_device_connects_the_demo_member_through_the_running_
         assert code, head
         assert f"{devstack_home.sandbox}/t/acme/web/oauth/device" in "".join(head)
 
-        bipsync = Sandbox(devstack_home.sandbox, secrets["SANDBOX_ADMIN_KEY"])
+        bipsync = Sandbox(
+            devstack_home.sandbox, secrets["SANDBOX_ADMIN_KEY"], partner_url=devstack_home.web
+        )
         bipsync.approve_device(
             "acme", code.group(1), demo.MEMBER_EMAIL, secrets["DEMO_MEMBER_PASSWORD"]
         )
