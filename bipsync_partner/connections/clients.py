@@ -50,6 +50,11 @@ def tenant(slug: str) -> Tenant:
     return resolve_tenant(slug, host_templates())
 
 
+def requested_scopes() -> list[str]:
+    """The scopes every authorization asks for (the user, service-account and device flows)."""
+    return str(settings.BIPSYNC_SCOPES).split()
+
+
 def allow_insecure_loopback() -> bool:
     return bool(settings.BIPSYNC_ALLOW_INSECURE_LOOPBACK)
 

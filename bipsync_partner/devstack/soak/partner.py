@@ -4,7 +4,7 @@
     python -m bipsync_partner.devstack.soak.partner verify           -> verification JSON on stdout
 
 ``seed`` mints grants at the sandbox (its bulk admin API) and stores each pair through the
-partner's own code (``connect.store_token``: encrypted fields, events), the way a completed
+partner's own code (``store.store_token``: encrypted fields, events), the way a completed
 Connect flow does. ``verify`` runs after the workers have stopped: it decrypts each connection's
 stored refresh token and asks the sandbox whether that exact token is still the live one of its
 grant. Tokens exist only inside this process and on the loopback HTTP to the sandbox; the JSON
@@ -45,7 +45,7 @@ def seed(plan_path: Path) -> list[dict[str, Any]]:
     from django.utils import timezone
 
     from accounts.models import Membership, Team, User
-    from bipsync_partner.connections import connect
+    from bipsync_partner.connections.store import Grant, Owner, store_token
     from bipsync_partner.oauth.tokens import parse_token_document
 
     plan = json.loads(plan_path.read_text())
@@ -83,18 +83,9 @@ def seed(plan_path: Path) -> list[dict[str, Any]]:
                     received_at=timezone.now(),
                     requested_scopes=plan["scopes"],
                 )
-                subject, subject_name = connect.subject_of(token)
-                connected = connect.store_token(
-                    team=team,
-                    user=user if batch["kind"] == "user" else None,
-                    actor=user,
-                    tenant=batch["tenant"],
-                    kind=batch["kind"],
-                    token=token,
-                    subject=subject,
-                    subject_name=subject_name,
-                    target=None,
-                    note="Created by the soak.",
+                owner = Owner.of(team=team, user=user, tenant=batch["tenant"], kind=batch["kind"])
+                connected = store_token(
+                    owner, Grant.of(token), actor=user, target=None, note="Created by the soak."
                 )
                 manifest.append(
                     {
