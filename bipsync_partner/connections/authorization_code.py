@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import Membership, Team, User
 from bipsync_partner.connections import clients
 from bipsync_partner.connections.connect_errors import ConnectError, oauth_sentence
+from bipsync_partner.connections.kinds import spec
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.pending import (
     PendingAuthorizationRecord,
@@ -114,11 +115,9 @@ def redirect_uri() -> str:
 
 
 def _authorization_clients(kind: AuthorizationKind) -> AuthorizationClients:
-    # Only the application the kind needs must be configured.
-    if kind == "service_account":
-        service = clients.service_client()
-        return AuthorizationClients(user=service, service_account=service)
-    return AuthorizationClients(user=clients.user_client())
+    # Only the application the kind needs must be configured: the core picks it by kind.
+    client = clients.client_for(kind)
+    return AuthorizationClients(user=client, service_account=client)
 
 
 # --- the authorization request (§4.1.1) ---------------------------------------------------------
@@ -134,7 +133,7 @@ def begin(
     connection_id: UUID | None = None,
 ) -> str:
     """Start an authorization; return the tenant's authorize URL to redirect the browser to."""
-    if kind == "service_account" and not membership.is_admin:
+    if spec(kind).admin_only and not membership.is_admin:
         raise ConnectError("Only team admins can connect the team's service account.", status=403)
     url, pending = _authorization_request(tenant, kind)
     owner = Owner.of(team=membership.team, user=user, tenant=tenant, kind=kind)
@@ -261,7 +260,7 @@ def _refusal_sentence(exc: CallbackError, store: SessionPendingStore) -> str:
 
 def _check_still_allowed(user: User, record: PendingAuthorizationRecord) -> None:
     membership = user.membership_in(record.team)
-    if membership is None or (record.kind == "service_account" and not membership.is_admin):
+    if membership is None or (spec(record.kind).admin_only and not membership.is_admin):
         raise ConnectError(
             "You are no longer allowed to make this connection for the team.",
             status=403,

@@ -49,7 +49,7 @@ def disconnect(connection: Connection, actor: User) -> Connection:
 
 
 def _client_of(conn: Connection) -> ClientConfig:
-    if conn.kind == Connection.Kind.CLIENT_CREDENTIALS:
+    if conn.kind_spec.own_application:
         return clients.client_for(
             conn.kind, client_id=conn.client_id, client_secret=conn.client_secret
         )

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from bipsync_partner.connections.crypto import DecryptionError
 from bipsync_partner.connections.fields import EncryptedModel, EncryptedTextField
+from bipsync_partner.connections.kinds import KindSpec, spec
 from bipsync_partner.oauth import CallbackError, PendingAuthorization
 from bipsync_partner.oauth.authorization import DEFAULT_PENDING_LIFETIME
 
@@ -84,6 +85,11 @@ class PendingAuthorizationRecord(EncryptedModel):
 
     class Meta:
         indexes = [models.Index(fields=["created"], name="pending_authorization_created")]
+
+    @property
+    def kind_spec(self) -> KindSpec:
+        """What the kind being connected is (the kinds table)."""
+        return spec(self.kind)
 
     def __str__(self) -> str:
         return f"pending {self.kind} authorization to {self.tenant} for {self.team_id}"

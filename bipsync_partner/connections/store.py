@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import Team, User
 from bipsync_partner.connections import clients
+from bipsync_partner.connections.kinds import spec
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import clear_notices
 from bipsync_partner.connections.revocation import revoke_quietly
@@ -37,7 +38,7 @@ class Owner:
     @classmethod
     def of(cls, *, team: Team, user: User | None, tenant: str, kind: str) -> Owner:
         """The owner of a ``kind`` connection; ``user`` is kept only for personal kinds."""
-        personal = kind in Connection.PERSONAL_KINDS
+        personal = spec(kind).personal
         return cls(team=team, user=user if personal else None, tenant=tenant, kind=kind)
 
 
@@ -99,7 +100,7 @@ def target_connection(owner: Owner, connection_id: UUID | None = None) -> Connec
     live one for the same owner, kind and tenant, else the latest disconnected one (so that its
     history continues), else none (a new connection)."""
     qs = Connection.objects.filter(team=owner.team, tenant=owner.tenant, kind=owner.kind)
-    if owner.kind in Connection.PERSONAL_KINDS:
+    if spec(owner.kind).personal:
         qs = qs.filter(user=owner.user)
     if connection_id is not None:
         named = qs.filter(pk=connection_id).first()
@@ -158,10 +159,11 @@ def _write(
             )
             previous_subject = ""
         # The replaced grant is revoked after the commit: it must not stay usable at Bipsync for
-        # its remaining 30 days when nobody here holds it any more.
+        # its remaining 30 days when nobody here holds it any more. (Revoked with the partner's
+        # application; a machine connection's own is not kept for that.)
         replaced = (
             (conn.refresh_token, conn.access_token)
-            if target is not None and conn.kind != Connection.Kind.CLIENT_CREDENTIALS
+            if target is not None and not conn.kind_spec.own_application
             else (None, None)
         )
         _put_tokens(conn, grant, machine)

@@ -15,6 +15,7 @@ from accounts.models import Team, User
 from bipsync_partner.connections import clients
 from bipsync_partner.connections.connect_errors import ConnectError
 from bipsync_partner.connections.crypto import DecryptionError
+from bipsync_partner.connections.kinds import spec
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.pending import PendingAuthorizationRecord, digest, hold_lifetime
 from bipsync_partner.connections.revocation import revoke_quietly
@@ -63,7 +64,7 @@ def held_record(
             status=404 if record is None else 410,
         )
     membership = user.membership_in(record.team)
-    if membership is None or (record.kind == "service_account" and not membership.is_admin):
+    if membership is None or (spec(record.kind).admin_only and not membership.is_admin):
         raise ConnectError(
             "Only team admins can confirm this."
             if membership is not None

@@ -586,7 +586,7 @@ def _refresh_locked(
         return _valid_or_waiting(locked, now)
     if turn is None and (waiting := _tenant_waiting(locked, now)) is not None:
         return waiting
-    is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
+    is_machine = locked.kind_spec.grant == "client_credentials"
     if not is_machine and not locked.has_refresh_token:
         return _needs_reconnect(locked, "no_refresh_token", NO_REFRESH_TOKEN_SENTENCE, writes)
 
@@ -673,7 +673,7 @@ def _request_keeping_rotations(
 
 
 def _keep_rotated(locked: Connection, refresh_token: str, now: datetime, writes: _Writes) -> bool:
-    if locked.kind == Connection.Kind.CLIENT_CREDENTIALS or refresh_token == locked.refresh_token:
+    if not locked.kind_spec.has_refresh_token or refresh_token == locked.refresh_token:
         return False
     locked.refresh_token = refresh_token
     locked.refresh_expires_at = now + _refresh_token_lifetime()
@@ -768,7 +768,7 @@ def _not_stored(conn: Connection) -> _Outcome:
 
 def _request_tokens(locked: Connection, turn: AbstractContextManager[object]) -> Token:
     resolved = clients.tenant(locked.tenant)
-    if locked.kind == Connection.Kind.CLIENT_CREDENTIALS:
+    if locked.kind_spec.own_application:
         client = clients.client_for(
             locked.kind, client_id=locked.client_id, client_secret=locked.client_secret
         )
@@ -779,7 +779,7 @@ def _request_tokens(locked: Connection, turn: AbstractContextManager[object]) ->
     # The turn covers the metadata lookup too: on a miss it is a request to Bipsync as well.
     with turn, clients.http_client() as http:
         grants = clients.grant_client(resolved, client, http)
-        if locked.kind == Connection.Kind.CLIENT_CREDENTIALS:
+        if locked.kind_spec.grant == "client_credentials":
             # The grant adds team_{id} itself (Bipsync reference, "Grants").
             extra = [scope for scope in scopes if not scope.startswith("team_")]
             return grants.client_credentials(locked.bipsync_team_id, extra)
@@ -818,7 +818,7 @@ def _transient_sentence(exc: OAuthError, code: str) -> str:
 
 def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes) -> _Outcome:
     code = _failure_code(exc)
-    is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
+    is_machine = locked.kind_spec.grant == "client_credentials"
     if not exc.transient and (
         exc.error == "invalid_grant" or (is_machine and exc.error in CLIENT_CREDENTIALS_REFUSALS)
     ):

@@ -28,6 +28,7 @@ from bipsync_partner.connections import authorization_code, connect_limits, subj
 from bipsync_partner.connections.connect_errors import ConnectError
 from bipsync_partner.connections.disconnect import disconnect as disconnect_connection
 from bipsync_partner.connections.forms import ConnectForm, MachineConnectionForm
+from bipsync_partner.connections.kinds import spec
 from bipsync_partner.connections.machine import add_machine_connection
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import visible_connections
@@ -144,7 +145,7 @@ def connect_start(request: TeamRequest) -> HttpResponse:
             status=400,
         )
     kind = form.cleaned_data["kind"]
-    if kind == "service_account" and not request.membership.is_admin:
+    if spec(kind).admin_only and not request.membership.is_admin:
         raise PermissionDenied("Only team admins can connect the team's service account.")
     try:
         connect_limits.check(request.user, request.membership)

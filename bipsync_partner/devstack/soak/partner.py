@@ -45,6 +45,7 @@ def seed(plan_path: Path) -> list[dict[str, Any]]:
     from django.utils import timezone
 
     from accounts.models import Membership, Team, User
+    from bipsync_partner.connections.kinds import spec
     from bipsync_partner.connections.store import Grant, Owner, store_token
     from bipsync_partner.oauth.tokens import parse_token_document
 
@@ -70,7 +71,7 @@ def seed(plan_path: Path) -> list[dict[str, Any]]:
                 "access_min": plan["access_min"],
                 "access_max": plan["access_max"],
             }
-            if batch["kind"] == "service_account":
+            if not spec(batch["kind"]).personal:
                 body["team_id"] = batch["bipsync_team_id"]
             else:
                 body["user_id"] = batch["bipsync_user_id"]

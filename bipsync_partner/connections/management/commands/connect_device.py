@@ -100,7 +100,7 @@ class Command(BaseCommand):
                 "A Bipsync site is 1-63 lowercase letters, digits or inner hyphens, as in acme."
             ) from None
         try:
-            client = clients.public_client()
+            client = clients.client_for(Connection.Kind.DEVICE)
         except clients.ClientNotConfigured as exc:
             raise CommandError(str(exc)) from None
 
