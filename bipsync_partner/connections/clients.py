@@ -30,7 +30,6 @@ from bipsync_partner.oauth import (
     discover,
     resolve_tenant,
 )
-from bipsync_partner.oauth.metadata import DEFAULT_METADATA_TTL
 
 
 class ClientNotConfigured(ImproperlyConfigured):
@@ -118,7 +117,7 @@ def server_metadata(resolved: Tenant, http: HttpClient) -> ServerMetadata:
     the shared cache costs a Redis round trip, an unpickle and a validation per call, which a
     worker refreshing a tenant's connections one after the other would pay every time.
     """
-    ttl = int(getattr(settings, "BIPSYNC_METADATA_TTL", DEFAULT_METADATA_TTL))
+    ttl = int(settings.BIPSYNC_METADATA_TTL)
     key = (resolved.issuer, resolved.web_base, allow_insecure_loopback())
     now = time.monotonic()
     held = _held_metadata.get(key)

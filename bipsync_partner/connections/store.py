@@ -55,8 +55,8 @@ class Grant:
         """Whom the token acts as, from the token response's additional parameters ([choice]:
         Bipsync documents none; the names are settings). Empty strings when the server says
         nothing."""
-        id_parameter = getattr(settings, "BIPSYNC_TOKEN_SUBJECT_PARAMETER", "subject")
-        name_parameter = getattr(settings, "BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER", "subject_name")
+        id_parameter = settings.BIPSYNC_TOKEN_SUBJECT_PARAMETER
+        name_parameter = settings.BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER
         subject = token.extra.get(id_parameter, "")[:64] if id_parameter else ""
         name = token.extra.get(name_parameter, "")[:200] if name_parameter else ""
         return cls(token=token, subject=subject, subject_name=name)
@@ -90,9 +90,7 @@ class Connected:
 def refresh_token_lifetime() -> timedelta:
     # Bipsync does not say when a refresh token lapses; 30 days is the reference's [choice]
     # (same setting as the token service).
-    return timedelta(
-        seconds=float(getattr(settings, "BIPSYNC_REFRESH_TOKEN_LIFETIME_SECONDS", 30 * 86400))
-    )
+    return timedelta(seconds=settings.BIPSYNC_REFRESH_TOKEN_LIFETIME_SECONDS)
 
 
 def target_connection(owner: Owner, connection_id: UUID | None = None) -> Connection | None:

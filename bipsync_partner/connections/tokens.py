@@ -219,33 +219,28 @@ DueCheck = Callable[[Connection, datetime], bool]
 # --- settings ---------------------------------------------------------------------------------
 
 
-def _seconds(name: str, default: float) -> timedelta:
-    return timedelta(seconds=float(getattr(settings, name, default)))
-
-
 def access_leeway() -> timedelta:
     """Refresh when the access token expires within this (default 60 s)."""
-    return _seconds("BIPSYNC_TOKEN_LEEWAY_SECONDS", 60)
+    return timedelta(seconds=settings.BIPSYNC_TOKEN_LEEWAY_SECONDS)
 
 
 def _refresh_token_lifetime() -> timedelta:
     # Bipsync does not say when a refresh token lapses; 30 days is the reference's [choice].
-    return _seconds("BIPSYNC_REFRESH_TOKEN_LIFETIME_SECONDS", 30 * 86400)
+    return timedelta(seconds=settings.BIPSYNC_REFRESH_TOKEN_LIFETIME_SECONDS)
 
 
 def _lock_timeout() -> timedelta:
     # Longer than one whole token exchange (twice the HTTP timeout), so that a waiter only gives
     # up when the holder is truly stuck.
-    http = float(getattr(settings, "BIPSYNC_HTTP_TIMEOUT", 15))
-    return _seconds("BIPSYNC_REFRESH_LOCK_TIMEOUT_SECONDS", 2 * http + 15)
+    return timedelta(seconds=settings.BIPSYNC_REFRESH_LOCK_TIMEOUT_SECONDS)
 
 
 def backoff_delay(failures: int, retry_after: float | None = None) -> timedelta:
     """Exponential back-off with jitter: uniform in [ceiling/2, ceiling], ceiling = base·2^(n-1)
     capped; never shorter than the server's ``Retry-After``. The jitter spreads the retries of
     many connections of one tenant that failed together."""
-    base = float(getattr(settings, "BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS", 30))
-    cap = float(getattr(settings, "BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS", 3600))
+    base = float(settings.BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS)
+    cap = float(settings.BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS)
     ceiling = min(cap, base * 2 ** max(0, failures - 1))
     delay = random.uniform(ceiling / 2, ceiling)
     if retry_after is not None:
@@ -384,8 +379,8 @@ def refresh_connection(
     refresh and commits the last. An exception from entering it aborts the refresh before any
     request: the transaction rolls back and the exception propagates.
     """
-    access = access_window or _seconds("REFRESH_ACCESS_WINDOW_SECONDS", 600)
-    refresh = refresh_window or _seconds("REFRESH_REFRESH_WINDOW_SECONDS", 3 * 86400)
+    access = access_window or timedelta(seconds=settings.REFRESH_ACCESS_WINDOW_SECONDS)
+    refresh = refresh_window or timedelta(seconds=settings.REFRESH_REFRESH_WINDOW_SECONDS)
 
     def due(conn: Connection, now: datetime) -> bool:
         return conn.is_due_for_refresh(now=now, access_window=access, refresh_window=refresh)

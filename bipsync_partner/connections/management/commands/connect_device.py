@@ -111,7 +111,7 @@ class Command(BaseCommand):
                 device = grants.start_device_authorization(clients.requested_scopes())
                 # RFC 8628 §3.2: without an "interval" the client uses 5 s (the setting's
                 # default); a lower setting is only for servers that accept it (the sandbox).
-                interval = int(getattr(settings, "BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS", 5))
+                interval = int(settings.BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS)
                 if device.interval == 5 and interval != 5:
                     device = dataclasses.replace(device, interval=interval)
                 lifetime = int((device.expires_at - device.received_at).total_seconds())
