@@ -220,7 +220,7 @@ def _keyring_for(entries: tuple[str, ...]) -> Keyring:
 def keyring() -> Keyring:
     """The keyring of the current settings (cached per distinct setting value, so that tests
     overriding the setting get their own keyring)."""
-    return _keyring_for(tuple(getattr(settings, SETTING, ()) or ()))
+    return _keyring_for(tuple(settings.TOKEN_ENCRYPTION_KEYS))
 
 
 def encrypt(plaintext: str, *, context: str) -> str:

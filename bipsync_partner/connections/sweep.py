@@ -323,7 +323,7 @@ class BatchResult:
 def batch_budget() -> float:
     """Seconds a batch may start new refreshes for: one last refresh (its HTTP timeout, twice
     for a slow reply) must still end before the task's soft time limit."""
-    http = float(getattr(settings, "BIPSYNC_HTTP_TIMEOUT", 15))
+    http = float(settings.BIPSYNC_HTTP_TIMEOUT)
     return max(5.0, settings.REFRESH_TASK_SOFT_TIME_LIMIT - 2 * http - 5)
 
 

@@ -23,12 +23,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.teams import TeamRequest, team_view
+from bipsync_partner.connections.kinds import TEAM_WIDE
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.notifications import visible_connections
 from bipsync_partner.sync import scheduling
 from bipsync_partner.sync.forms import ResearchFilterForm, ScheduleForm, TeamSyncSettingsForm
 from bipsync_partner.sync.models import (
-    TEAM_KINDS,
     ResearchDocument,
     SyncedContentType,
     SyncRun,
@@ -174,7 +174,7 @@ def _readable(request: TeamRequest) -> Q:
     """Synced rows the viewer may read: those of the team's team-wide connections, and of the
     viewer's own; one rule for documents and for the filter's choices, so that the filter never
     names a content type or author that only someone else's connection brought."""
-    team_wide = Q(connection__kind__in=TEAM_KINDS)
+    team_wide = Q(connection__kind__in=TEAM_WIDE)
     mine = Q(connection__user=request.user)
     return Q(
         team=request.team, deleted_at__isnull=True, connection__status__in=["active", "failing"]

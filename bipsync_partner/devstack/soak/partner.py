@@ -4,7 +4,7 @@
     python -m bipsync_partner.devstack.soak.partner verify           -> verification JSON on stdout
 
 ``seed`` mints grants at the sandbox (its bulk admin API) and stores each pair through the
-partner's own code (``connect.store_token``: encrypted fields, events), the way a completed
+partner's own code (``store.store_token``: encrypted fields, events), the way a completed
 Connect flow does; it gives a few service-account connections a short sync schedule (the others
 none), and makes the person whose page views the soak makes (``SOAK_WEB_EMAIL`` /
 ``SOAK_WEB_PASSWORD``) an admin of the first syncing connection's team. ``verify`` runs after the workers have stopped: it decrypts each connection's
@@ -48,7 +48,8 @@ def seed(plan_path: Path) -> dict[str, Any]:
     from django.utils import timezone
 
     from accounts.models import Membership, Team, User
-    from bipsync_partner.connections import connect
+    from bipsync_partner.connections.kinds import spec
+    from bipsync_partner.connections.store import Grant, Owner, store_token
     from bipsync_partner.oauth.tokens import parse_token_document
 
     plan = json.loads(plan_path.read_text())
@@ -73,7 +74,7 @@ def seed(plan_path: Path) -> dict[str, Any]:
                 "access_min": plan["access_min"],
                 "access_max": plan["access_max"],
             }
-            if batch["kind"] == "service_account":
+            if not spec(batch["kind"]).personal:
                 body["team_id"] = batch["bipsync_team_id"]
             else:
                 body["user_id"] = batch["bipsync_user_id"]
@@ -86,18 +87,9 @@ def seed(plan_path: Path) -> dict[str, Any]:
                     received_at=timezone.now(),
                     requested_scopes=plan["scopes"],
                 )
-                subject, subject_name = connect.subject_of(token)
-                connected = connect.store_token(
-                    team=team,
-                    user=user if batch["kind"] == "user" else None,
-                    actor=user,
-                    tenant=batch["tenant"],
-                    kind=batch["kind"],
-                    token=token,
-                    subject=subject,
-                    subject_name=subject_name,
-                    target=None,
-                    note="Created by the soak.",
+                owner = Owner.of(team=team, user=user, tenant=batch["tenant"], kind=batch["kind"])
+                connected = store_token(
+                    owner, Grant.of(token), actor=user, target=None, note="Created by the soak."
                 )
                 manifest.append(
                     {
