@@ -100,8 +100,26 @@ def seed(plan_path: Path) -> dict[str, Any]:
                         "team": team.slug,
                     }
                 )
+    _issued_a_lifetime_before_expiry(manifest, plan["access_lifetime"])
     syncing = _schedule_syncs(manifest, plan["syncing"], plan["sync_interval"])
     return {"connections": manifest, "web": _web_visitor(manifest, syncing)}
+
+
+def _issued_a_lifetime_before_expiry(manifest: list[dict[str, Any]], lifetime: int) -> None:
+    """The minted first tokens expire at spread-out times, as in a fleet that has been running;
+    each was issued ``lifetime`` seconds before it expires, not at the seed. Without this the due
+    rule, which scales its window to a token's lifetime (at most half of it), would see short-lived
+    first tokens and refresh none of them in the run's first seconds."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from bipsync_partner.connections.models import Connection
+
+    ids = [m["connection"] for m in manifest]
+    Connection.objects.filter(pk__in=ids).update(
+        last_refreshed_at=F("access_expires_at") - timedelta(seconds=lifetime)
+    )
 
 
 def _schedule_syncs(manifest: list[dict[str, Any]], count: int, interval: int) -> list[str]:

@@ -178,6 +178,9 @@ def plan_connections(config: SoakConfig, world: World) -> dict[str, Any]:
         # refreshes arrive at the steady rate from the first second.
         "access_min": timings.refresh_window + timings.sweep_interval,
         "access_max": timings.access_lifetime,
+        # Every first token is one of a steady state, issued a lifetime before it expires: the
+        # seed says so (last_refreshed_at), since the due rule scales its window to the lifetime.
+        "access_lifetime": timings.access_lifetime,
         "batches": [
             {
                 "tenant": slug,
