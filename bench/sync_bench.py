@@ -58,7 +58,7 @@ PREFIX = f"bench-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 def partner_env(
     db_name: str, sandbox: Sandbox | None, world: SandboxWorld | None
 ) -> dict[str, str]:
-    from bipsync_partner.devstack.secrets import new_encryption_key
+    from bipsync_partner.connections.crypto import new_encryption_key
 
     env = {
         "DJANGO_SETTINGS_MODULE": "bipsync_partner.settings",
@@ -138,7 +138,7 @@ def pinned_postgres(name: str, cpu: int) -> Iterator[str]:
     import shutil
     import tempfile
 
-    from bipsync_partner.devstack.services import start_embedded_postgres, stop_embedded_postgres
+    from devtools.services import start_embedded_postgres, stop_embedded_postgres
     from tests.support.sandbox import free_port
 
     data = Path(tempfile.mkdtemp(prefix=f"bench-pg-{name}-")) / "data"

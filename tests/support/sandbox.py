@@ -5,7 +5,7 @@ Register with ``pytest_plugins = ["tests.support.sandbox"]`` in ``tests/conftest
 Fixtures
 --------
 ``sandbox`` (session scope) -> :class:`Sandbox`
-    Starts ``python -m bipsync_partner.sandbox serve`` (migrate + gunicorn, 2 workers x 4 threads)
+    Starts ``python -m bipsync_sandbox serve`` (migrate + gunicorn, 2 workers x 4 threads)
     on a free port against its own database ``test_bipsync_sandbox_<pid>`` (created fresh, dropped
     at the end; the server part of ``DATABASE_URL`` is reused if set, else
     ``postgres://postgres@127.0.0.1:5432``). The subprocess's host templates are
@@ -86,7 +86,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from bipsync_partner.devstack.services import process_alive
+from devtools.services import process_alive
 from tests.support.processes import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -641,7 +641,7 @@ def start_sandbox(*, workers: int = 2, threads: int = 4) -> Iterator[Sandbox]:
         [
             sys.executable,
             "-m",
-            "bipsync_partner.sandbox",
+            "bipsync_sandbox",
             "serve",
             "--port",
             str(port),
