@@ -42,7 +42,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.sandbox import Sandbox, SandboxWorld, make_world, start_sandbox
+from devtools.sandbox_server import Sandbox, start_sandbox
+from devtools.sandbox_world import SandboxWorld, make_world
 
 
 class Loopback:

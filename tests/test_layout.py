@@ -5,6 +5,8 @@ package may import which.
   (``bipsync_sandbox``) nor the development tooling (``devtools``).
 - The sandbox is a Bipsync of its own: it imports nothing of the product or the tooling, so it
   could be a repository of its own tomorrow.
+- ``bench/`` imports nothing from ``tests/``, and the sandbox's admin API has one client
+  (``bipsync_sandbox.client``) that the tests, the soak and the benchmarks share.
 - The production dependency set (``uv sync --no-dev`` in the Dockerfile) is stated here, and the
   development stack's servers are not in it, directly or through another package.
 """
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = ("bipsync_partner", "accounts")
 SANDBOX = ("bipsync_sandbox",)
 TOOLING = ("devtools",)
+TESTS = ("tests",)
 
 #: What the production image installs by name (pyproject's [project] dependencies).
 PRODUCTION_DEPENDENCIES = {
@@ -84,6 +87,29 @@ def test_the_product_imports_neither_the_sandbox_nor_the_tooling() -> None:
 
 def test_the_sandbox_imports_nothing_of_the_product_or_the_tooling() -> None:
     assert crossings(SANDBOX, PRODUCT + TOOLING) == []
+
+
+def test_the_benchmarks_import_nothing_from_the_tests() -> None:
+    assert crossings(("bench",), TESTS) == []
+
+
+def test_one_client_speaks_the_sandbox_admin_api() -> None:
+    """Only the client (and the server that checks it) names the admin key's header; everyone
+    else goes through ``SandboxClient``. The sandbox's own tests of that guard are the exception."""
+    header = "X-Sandbox-Admin-Key"
+    allowed = {
+        Path("bipsync_sandbox/client.py"),
+        Path("bipsync_sandbox/control/admin_api.py"),
+        Path("tests/sandbox/test_admin_api.py"),
+        Path("tests/test_layout.py"),  # this test names it to look for it
+    }
+    speakers = {
+        path.relative_to(ROOT)
+        for path in python_files(*PRODUCT, *SANDBOX, *TOOLING, *TESTS, "bench")
+        if f'"{header}"' in path.read_text()
+    }
+    assert Path("bipsync_sandbox/client.py") in speakers  # the check reads the files it should
+    assert speakers - allowed == set()
 
 
 def test_the_crossing_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:

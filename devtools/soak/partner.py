@@ -21,23 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import django
-import httpx
+
+from bipsync_sandbox.client import SandboxClient
 
 
-def _sandbox() -> httpx.Client:
-    return httpx.Client(
-        base_url=os.environ["SOAK_SANDBOX_URL"],
-        headers={"X-Sandbox-Admin-Key": os.environ["SOAK_SANDBOX_ADMIN_KEY"]},
-        timeout=120,
+def _sandbox() -> SandboxClient:
+    return SandboxClient(
+        os.environ["SOAK_SANDBOX_URL"], os.environ["SOAK_SANDBOX_ADMIN_KEY"], timeout=120
     )
-
-
-def _admin(http: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = http.post(path, json=body)
-    if response.status_code >= 300:
-        raise SystemExit(f"sandbox {path} answered {response.status_code}: {response.text[:500]}")
-    answer: dict[str, Any] = response.json()
-    return answer
 
 
 def seed(plan_path: Path) -> list[dict[str, Any]]:
@@ -62,7 +53,7 @@ def seed(plan_path: Path) -> list[dict[str, Any]]:
         return teams[index]
 
     manifest: list[dict[str, Any]] = []
-    with _sandbox() as http:
+    with _sandbox() as sandbox:
         for batch in plan["batches"]:
             body = {
                 "tenant": batch["tenant"],
@@ -74,7 +65,7 @@ def seed(plan_path: Path) -> list[dict[str, Any]]:
                 body["team_id"] = batch["bipsync_team_id"]
             else:
                 body["user_id"] = batch["bipsync_user_id"]
-            minted = _admin(http, f"/_sandbox/applications/{batch['client_id']}/grants", body)
+            minted = sandbox.mint_grants(batch["client_id"], body)
             for team_index, grant in zip(batch["teams"], minted["grants"], strict=True):
                 team, user = team_for(team_index)
                 token = parse_token_document(
@@ -114,11 +105,11 @@ def verify() -> dict[str, Any]:
 
     rows = list(Connection.objects.order_by("pk"))
     results: dict[str, dict[str, Any]] = {}
-    with _sandbox() as http:
+    with _sandbox() as sandbox:
         for start in range(0, len(rows), 500):
             chunk = rows[start : start + 500]
             tokens = [conn.refresh_token or "" for conn in chunk]
-            answers = _admin(http, "/_sandbox/introspect/batch", {"tokens": tokens})["results"]
+            answers = sandbox.introspect_batch(tokens)
             for conn, answer in zip(chunk, answers, strict=True):
                 results[str(conn.pk)] = {
                     "status": conn.status,

@@ -1,5 +1,6 @@
-"""The soak's client of the sandbox admin API: the world the connections live in, faults,
-revocations and counters. Loopback only; every call has a timeout."""
+"""The soak's use of the sandbox admin API: the world the connections live in, faults,
+revocations and counters, through the sandbox's own client. Loopback only; every call has a
+timeout."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from bipsync_sandbox.client import SandboxClient
 from devtools.soak.config import SoakConfig
 from devtools.soak.stack import SERVICE_CLIENT_ID, USER_CLIENT_ID
 
@@ -17,10 +17,6 @@ LOSSY_TENANT = "soak-lossy"
 #: Every USER_EVERY-th connection is a member's own (user) connection; the others are the team's
 #: service-account connections, the kind partner integrations mostly hold.
 USER_EVERY = 5
-
-
-class SandboxAdminError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -38,21 +34,18 @@ class World:
 
 
 class SandboxAdmin:
+    """The soak's steps over :class:`SandboxClient`: its world, refresh-grant faults and counters."""
+
     def __init__(self, base_url: str, admin_key: str) -> None:
-        self.http = httpx.Client(
-            base_url=base_url, headers={"X-Sandbox-Admin-Key": admin_key}, timeout=30
-        )
+        self.client = SandboxClient(base_url, admin_key)
 
     def close(self) -> None:
-        self.http.close()
+        self.client.close()
 
     def call(
         self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
     ) -> Any:
-        response = self.http.request(method, path, json=body, params=params)
-        if response.status_code >= 300:
-            raise SandboxAdminError(f"{method} {path} -> {response.status_code}: {response.text}")
-        return response.json()
+        return self.client.admin(method, path, body, params)
 
     # -- the world -------------------------------------------------------------------------------
     def _tenant(self, slug: str) -> TenantWorld:
@@ -109,20 +102,18 @@ class SandboxAdmin:
         return answer
 
     def faults(self) -> list[dict[str, Any]]:
-        answer: list[dict[str, Any]] = self.call("GET", "/_sandbox/faults")
-        return answer
+        return self.client.faults()
 
     def clear_faults(self) -> None:
-        self.call("DELETE", "/_sandbox/faults")
+        self.client.clear_faults()
 
     def revoke_grants(self, grant_ids: list[str]) -> int:
-        answer = self.call("POST", "/_sandbox/grants/revoke", {"grant_ids": grant_ids})
-        return int(answer["revoked"])
+        return self.client.revoke_grants(grant_ids)
 
     def refresh_counters(self) -> dict[str, int]:
         """Refresh-grant requests at the token endpoint by outcome, over the partner's clients
         (``ok``, ``invalid_grant``, ``fault_503``, ``fault_close``, ...)."""
-        counters = self.call("GET", "/_sandbox/counters")
+        counters = self.client.counters()
         totals: dict[str, int] = {}
         for client_id in (USER_CLIENT_ID, SERVICE_CLIENT_ID):
             by_grant = counters.get(client_id, {}).get("token", {})

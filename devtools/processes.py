@@ -1,4 +1,4 @@
-"""Helpers for the servers and workers that tests start as child processes."""
+"""Helpers for the servers and workers that tests, benchmarks and the soak start as child processes."""
 
 from __future__ import annotations
 
