@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from bipsync_partner.devstack import services
-from bipsync_partner.devstack.soak.processes import free_port
 from bipsync_partner.ops import broker
+from devtools import services
+from devtools.soak.processes import free_port
 
 
 class RedisServer:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bipsync_partner.devstack import services
+from devtools import services
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any],
         [
             sys.executable,
             "-m",
-            "bipsync_partner.devstack",
+            "devtools",
             "soak",
             "--connections",
             str(CONNECTIONS),

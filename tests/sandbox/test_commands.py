@@ -14,7 +14,7 @@ from tests.support.sandbox import REPO_ROOT, Sandbox, authorization_url, pkce_pa
 
 def _seed(sandbox: Sandbox, *args: str, **env: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "bipsync_partner.sandbox", "seed_demo", *args],
+        [sys.executable, "-m", "bipsync_sandbox", "seed_demo", *args],
         cwd=REPO_ROOT,
         env={**sandbox.env, **env},
         capture_output=True,

@@ -47,7 +47,7 @@ def render_with_the_sandbox_settings(sandbox: Sandbox, handler: str) -> str:
         "print(response.content.decode())\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "bipsync_partner.sandbox", "shell", "--no-imports", "-c", code],
+        [sys.executable, "-m", "bipsync_sandbox", "shell", "--no-imports", "-c", code],
         cwd=REPO_ROOT,
         env=sandbox.env,
         capture_output=True,
