@@ -31,6 +31,7 @@ class Timings:
     backoff_cap: int
     marker_ttl: int
     leeway: int
+    breaker_cooldown: int
     http_timeout: int = 15
 
     @classmethod
@@ -46,6 +47,9 @@ class Timings:
             backoff_cap=max(4, lifetime // 4),
             marker_ttl=max(10, math.ceil(window * 1.5)),
             leeway=max(2, lifetime // 60),
+            # The tenant breaker's window and cool-down in proportion (production: 120 s each
+            # against 3600 s tokens); within the back-off cap, so the settle time covers it.
+            breaker_cooldown=max(2, lifetime // 30),
         )
 
     @property
@@ -66,6 +70,8 @@ class Timings:
             "SOAK_BACKOFF_BASE_SECONDS": str(self.backoff_base),
             "SOAK_BACKOFF_CAP_SECONDS": str(self.backoff_cap),
             "SOAK_TOKEN_LEEWAY_SECONDS": str(self.leeway),
+            "BIPSYNC_BREAKER_WINDOW_SECONDS": str(self.breaker_cooldown),
+            "BIPSYNC_BREAKER_COOLDOWN_SECONDS": str(self.breaker_cooldown),
         }
 
 
