@@ -10,7 +10,7 @@ Measures
 
 Every measurement is bounded: at most ``--refreshes`` refreshes, at most ``--seconds`` seconds
 (paging: three times that). The sandbox listens on 127.0.0.1 only, with its own fresh PostgreSQL
-database (dropped at the end), started by ``python -m bipsync_partner.sandbox serve`` exactly as
+database (dropped at the end), started by ``python -m bipsync_sandbox serve`` exactly as
 in production (gunicorn).
 
 The load generator runs on the same two cores as the server, so it reports its own CPU use; it
@@ -42,7 +42,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.sandbox import Sandbox, SandboxWorld, make_world, start_sandbox
+from devtools.sandbox_server import Sandbox, start_sandbox
+from devtools.sandbox_world import SandboxWorld, make_world
 
 
 class Loopback:
@@ -380,7 +381,7 @@ def main() -> None:
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         },
         "server": {
-            "command": "python -m bipsync_partner.sandbox serve",
+            "command": "python -m bipsync_sandbox serve",
             "workers": args.workers,
             "threads": args.threads,
             "worker_class": "gthread" if args.threads > 1 else "sync",

@@ -44,8 +44,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.processes import celery_worker_argv  # noqa: E402
-from tests.support.sandbox import Sandbox, SandboxWorld, make_world, start_sandbox  # noqa: E402
+from devtools.processes import celery_worker_argv  # noqa: E402
+from devtools.sandbox_server import Sandbox, start_sandbox  # noqa: E402
+from devtools.sandbox_world import SandboxWorld, make_world  # noqa: E402
 
 SERVER = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
@@ -58,7 +59,7 @@ PREFIX = f"bench-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 def partner_env(
     db_name: str, sandbox: Sandbox | None, world: SandboxWorld | None
 ) -> dict[str, str]:
-    from bipsync_partner.devstack.secrets import new_encryption_key
+    from bipsync_partner.connections.crypto import new_encryption_key
 
     env = {
         "DJANGO_SETTINGS_MODULE": "bipsync_partner.settings",
@@ -138,8 +139,8 @@ def pinned_postgres(name: str, cpu: int) -> Iterator[str]:
     import shutil
     import tempfile
 
-    from bipsync_partner.devstack.services import start_embedded_postgres, stop_embedded_postgres
-    from tests.support.sandbox import free_port
+    from devtools.sandbox_server import free_port
+    from devtools.services import start_embedded_postgres, stop_embedded_postgres
 
     data = Path(tempfile.mkdtemp(prefix=f"bench-pg-{name}-")) / "data"
     data.parent.chmod(0o755)  # the server runs as an unprivileged user (root's group kept)

@@ -4,6 +4,10 @@ import os
 
 from celery import Celery
 
+from bipsync_partner.ops import broker
+
+# Before any broker connection: a lost Redis must not crash a worker (see ops/broker.py).
+broker.install()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bipsync_partner.settings")
 
 app = Celery("bipsync_partner")

@@ -19,6 +19,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gunicorn.glogging import Logger
 
+from bipsync_partner.env import env_bool
+
+#: Whether refused requests (4xx) get an access line. Production keeps every access line for its
+#: log tooling; bin/run switches it off, because Django's log already has one line for each
+#: refused request, saying why and with the request id (ops.logs.RefusalFilter).
+ACCESS_LOG_REFUSALS: Final = env_bool("ACCESS_LOG_REFUSALS", True)
+
 workers = 3
 timeout = 30
 # "-": standard output, which Docker, Kubernetes, systemd's journal and honcho collect.
@@ -75,6 +82,12 @@ class PathOnlyLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hi
         for name in _SECRET_ATOMS & atoms.keys():
             atoms[name] = "[redacted]"
         return atoms
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
+        status = getattr(resp, "status_code", None)
+        if not ACCESS_LOG_REFUSALS and isinstance(status, int) and 400 <= status < 500:
+            return
+        super().access(resp, req, environ, request_time)
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)  # again on every SIGHUP: add the filter once

@@ -68,7 +68,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Innermost, so that it sees the views' exceptions: Redis down is a 503 with a sentence.
+    # Innermost, so that it sees the views' exceptions: PostgreSQL or Redis down is a 503 with a
+    # sentence, not a 500.
     "bipsync_partner.ops.middleware.DependencyUnavailableMiddleware",
 ]
 
@@ -176,6 +177,9 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "bipsync-partner@localhost")
+# The operators, comma separated, emailed about a grant incident (none: the log and metric only).
+# Not Django's ADMINS: that would also mail them every server error's traceback.
+OPERATOR_EMAILS = env_list("OPERATOR_EMAILS")
 
 # --- Bipsync ------------------------------------------------------------------------------------------
 # Tenant hosts are built from these templates and a validated slug, never from a URL a user types
@@ -210,6 +214,25 @@ BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS = env_int(
 )
 BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS = env_int(
     "BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS", 3600, minimum=1
+)
+# A circuit breaker per tenant (connections/breaker.py): this many transient token-endpoint
+# failures in a row at one tenant, none further than the window from the previous one, stop every
+# process calling it for the cool-down; then one probe decides. 5 failures in 2 minutes: more than
+# one connection's bad luck, since each connection backs off on its own from 30 s.
+BIPSYNC_BREAKER_FAILURES = env_int("BIPSYNC_BREAKER_FAILURES", 5, minimum=1)
+BIPSYNC_BREAKER_WINDOW_SECONDS = env_int("BIPSYNC_BREAKER_WINDOW_SECONDS", 120, minimum=1)
+# Two minutes: well inside the refresh window (10 min), so a short outage costs no token.
+BIPSYNC_BREAKER_COOLDOWN_SECONDS = env_int("BIPSYNC_BREAKER_COOLDOWN_SECONDS", 120, minimum=1)
+# The fleet-wide guard (connections/incidents.py): this many distinct connections refused with
+# invalid_grant/invalid_client within the window are an incident (a wrong secret deployed, a
+# Bipsync incident), not dead connections: they keep their tokens and retry after about RETRY
+# seconds (jittered; keep it below the window, so that a lasting cause keeps the incident on).
+BIPSYNC_GRANT_INCIDENT_THRESHOLD = env_int("BIPSYNC_GRANT_INCIDENT_THRESHOLD", 20, minimum=2)
+BIPSYNC_GRANT_INCIDENT_WINDOW_SECONDS = env_int(
+    "BIPSYNC_GRANT_INCIDENT_WINDOW_SECONDS", 1800, minimum=1
+)
+BIPSYNC_GRANT_INCIDENT_RETRY_SECONDS = env_int(
+    "BIPSYNC_GRANT_INCIDENT_RETRY_SECONDS", 600, minimum=1
 )
 # How long a tenant's RFC 8414 metadata is cached.
 BIPSYNC_METADATA_TTL = env_int("BIPSYNC_METADATA_TTL", 3600, minimum=0)

@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import Client, override_settings
 
 from accounts.models import Membership, Team, User
@@ -24,6 +27,17 @@ def fast_password_hashing() -> Iterator[None]:
     """PBKDF2 costs ~0.3 s a user by design; tests create hundreds of users and test no hashing."""
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_coordination_keys() -> Iterator[None]:
+    """This session's Redis coordination keys apart from other sessions' on the same server: the
+    fleet-wide count of refused grants (connections/incidents.py) must not add up other test
+    runs' refusals. tests/sync narrows it further for its workers."""
+    old = django_settings.COORDINATION_KEY_PREFIX
+    django_settings.COORDINATION_KEY_PREFIX = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}:coord"
+    yield
+    django_settings.COORDINATION_KEY_PREFIX = old
 
 
 @pytest.fixture

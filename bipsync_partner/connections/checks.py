@@ -19,7 +19,7 @@ def check_encryption_keys(
 ) -> list[checks.CheckMessage]:
     # Malformed keys already stopped start-up (ConnectionsConfig.ready); an empty list is only
     # possible with DEBUG on, and then nothing can be connected.
-    if not getattr(settings, "TOKEN_ENCRYPTION_KEYS", None):
+    if not settings.TOKEN_ENCRYPTION_KEYS:
         return [
             checks.Warning(
                 "TOKEN_ENCRYPTION_KEYS is empty, so no Bipsync connection can be stored.",

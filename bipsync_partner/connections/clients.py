@@ -1,9 +1,8 @@
 """The OAuth core's configuration, built from Django settings in one place.
 
 The core (:mod:`bipsync_partner.oauth`) imports no Django; everything it needs is made here:
-the host templates, the three registered applications (user, service account, public device
-client), the bounded HTTP client, and the metadata cache (Django's cache, shared by every process,
-so that discovery happens once per tenant and TTL rather than once per refresh).
+the host templates, the registered applications (named by the kinds table), the bounded HTTP
+client, and the metadata cache (Django's cache, shared by every process, so that discovery happens once per tenant and TTL rather than once per refresh).
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
-from bipsync_partner.connections import tenant_metadata
+from bipsync_partner.connections import kinds, tenant_metadata
 from bipsync_partner.oauth import (
-    AuthorizationClients,
     ClientConfig,
     GrantClient,
     HostTemplates,
@@ -32,7 +30,6 @@ from bipsync_partner.oauth import (
     discover,
     resolve_tenant,
 )
-from bipsync_partner.oauth.metadata import DEFAULT_METADATA_TTL
 
 
 class ClientNotConfigured(ImproperlyConfigured):
@@ -48,6 +45,11 @@ def host_templates() -> HostTemplates:
 def tenant(slug: str) -> Tenant:
     """Resolve a tenant slug with the configured templates (``ConfigurationError`` if invalid)."""
     return resolve_tenant(slug, host_templates())
+
+
+def requested_scopes() -> list[str]:
+    """The scopes every authorization asks for (the user, service-account and device flows)."""
+    return str(settings.BIPSYNC_SCOPES).split()
 
 
 def allow_insecure_loopback() -> bool:
@@ -115,7 +117,7 @@ def server_metadata(resolved: Tenant, http: HttpClient) -> ServerMetadata:
     the shared cache costs a Redis round trip, an unpickle and a validation per call, which a
     worker refreshing a tenant's connections one after the other would pay every time.
     """
-    ttl = int(getattr(settings, "BIPSYNC_METADATA_TTL", DEFAULT_METADATA_TTL))
+    ttl = int(settings.BIPSYNC_METADATA_TTL)
     key = (resolved.issuer, resolved.web_base, allow_insecure_loopback())
     now = time.monotonic()
     held = _held_metadata.get(key)
@@ -135,63 +137,35 @@ def server_metadata(resolved: Tenant, http: HttpClient) -> ServerMetadata:
     return metadata
 
 
-def _client(id_setting: str, secret_setting: str | None, purpose: str) -> ClientConfig:
-    client_id = getattr(settings, id_setting, None)
+def client_for(kind: str, *, client_id: str = "", client_secret: str | None = None) -> ClientConfig:
+    """The application a connection of ``kind`` talks to Bipsync with, named by the settings in
+    the kind's row of :mod:`~bipsync_partner.connections.kinds`.
+
+    Machine (client credentials) connections carry the customer's own application; pass its id
+    and decrypted secret.
+    """
+    row = kinds.spec(kind)
+    if row.client_id_setting is None:
+        if not client_id or not client_secret:
+            raise ClientNotConfigured("a machine connection needs its client id and secret")
+        return ClientConfig(client_id, client_secret)
+    return _configured_client(row.client_id_setting, row.client_secret_setting, row.purpose)
+
+
+def _configured_client(id_setting: str, secret_setting: str | None, purpose: str) -> ClientConfig:
+    client_id = getattr(settings, id_setting)
     if not client_id:
         raise ClientNotConfigured(
             f"{id_setting} is not set, so {purpose} cannot be used; set it to the client id "
             "Bipsync issued for that application."
         )
-    secret = getattr(settings, secret_setting, None) if secret_setting else None
+    secret = getattr(settings, secret_setting) if secret_setting else None
     if secret_setting and not secret:
         raise ClientNotConfigured(
             f"{secret_setting} is not set; {purpose} use a confidential application and need "
             f"the client secret Bipsync issued with {id_setting}."
         )
     return ClientConfig(client_id, secret)
-
-
-def user_client() -> ClientConfig:
-    """The partner's confidential application for members' own (user) connections."""
-    return _client("BIPSYNC_USER_CLIENT_ID", "BIPSYNC_USER_CLIENT_SECRET", "user connections")
-
-
-def service_client() -> ClientConfig:
-    """The partner's application registered as a service account (Bipsync reference, "Grants")."""
-    return _client(
-        "BIPSYNC_SERVICE_CLIENT_ID",
-        "BIPSYNC_SERVICE_CLIENT_SECRET",
-        "service-account connections",
-    )
-
-
-def public_client() -> ClientConfig:
-    """The partner's public application (no secret) for the device grant on the command line."""
-    return _client("BIPSYNC_PUBLIC_CLIENT_ID", None, "the command-line device login")
-
-
-def authorization_clients() -> AuthorizationClients:
-    """The user and service-account applications for the authorization-code flow."""
-    return AuthorizationClients(user=user_client(), service_account=service_client())
-
-
-def client_for(kind: str, *, client_id: str = "", client_secret: str | None = None) -> ClientConfig:
-    """The application a connection of ``kind`` talks to Bipsync with.
-
-    Machine (client credentials) connections carry the customer's own application; pass its id
-    and decrypted secret.
-    """
-    if kind == "user":
-        return user_client()
-    if kind == "service_account":
-        return service_client()
-    if kind == "device":
-        return public_client()
-    if kind == "client_credentials":
-        if not client_id or not client_secret:
-            raise ClientNotConfigured("a machine connection needs its client id and secret")
-        return ClientConfig(client_id, client_secret)
-    raise ValueError(f"unknown connection kind {kind!r}")
 
 
 def grant_client(resolved: Tenant, client: ClientConfig, http: HttpClient) -> GrantClient:

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, User
 from bipsync_partner.connections import throttle
-from bipsync_partner.connections.connect import ConnectError
+from bipsync_partner.connections.connect_errors import ConnectError
 from bipsync_partner.connections.pending import PendingAuthorizationRecord, pending_lifetime
 
 log = logging.getLogger(__name__)

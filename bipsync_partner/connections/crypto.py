@@ -23,6 +23,7 @@ import binascii
 import functools
 import os
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -80,6 +81,11 @@ def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
+def new_encryption_key() -> str:
+    """A fresh key in the TOKEN_ENCRYPTION_KEYS format: ``<key id>:<base64url of 32 bytes>``."""
+    return f"k{secrets.token_hex(3)}:{_b64encode(secrets.token_bytes(32))}"
+
+
 def parse_key(entry: str, *, position: int = 1) -> EncryptionKey:
     """Parse one ``<key id>:<base64url of 32 bytes>`` entry.
 
@@ -92,7 +98,7 @@ def parse_key(entry: str, *, position: int = 1) -> EncryptionKey:
         raise KeyConfigurationError(
             f"{where} is not of the form <key id>:<base64url of 32 bytes>, where the key id is "
             "1-32 letters, digits, '-' or '_'. Make a key with "
-            "bipsync_partner.devstack.secrets.new_encryption_key()."
+            "bipsync_partner.connections.crypto.new_encryption_key()."
         )
     where = f"{where} (key id {key_id!r})"
     try:
@@ -220,7 +226,7 @@ def _keyring_for(entries: tuple[str, ...]) -> Keyring:
 def keyring() -> Keyring:
     """The keyring of the current settings (cached per distinct setting value, so that tests
     overriding the setting get their own keyring)."""
-    return _keyring_for(tuple(getattr(settings, SETTING, ()) or ()))
+    return _keyring_for(tuple(settings.TOKEN_ENCRYPTION_KEYS))
 
 
 def encrypt(plaintext: str, *, context: str) -> str:

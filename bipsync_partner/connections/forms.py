@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from bipsync_partner.connections.kinds import CONNECT_CHOICES, Kind
 from bipsync_partner.connections.models import bipsync_id_validator, tenant_validator
 from bipsync_partner.oauth import ConfigurationError, normalize_scopes
 
@@ -31,13 +32,8 @@ class TenantField(forms.CharField):
 
 
 class ConnectForm(forms.Form):
-    KIND_CHOICES = [
-        ("user", "My own Bipsync account"),
-        ("service_account", "The team's service account"),
-    ]
-
     tenant = TenantField()
-    kind = forms.ChoiceField(choices=KIND_CHOICES, initial="user", label="Connect as")
+    kind = forms.ChoiceField(choices=CONNECT_CHOICES, initial=Kind.USER, label="Connect as")
     connection = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from bipsync_partner.connections.fields import EncryptedModel, EncryptedTextField
+from bipsync_partner.connections.kinds import PERSONAL, TEAM_WIDE, Kind, KindSpec, spec
 from bipsync_partner.oauth.tenants import SLUG_PATTERN
 
 tenant_validator = RegexValidator(
@@ -87,11 +88,8 @@ class Connection(EncryptedModel):
     """One authorization to one Bipsync tenant, owned by a team (and, for user and device
     connections, by one of its members)."""
 
-    class Kind(models.TextChoices):
-        USER = "user", "User"
-        SERVICE_ACCOUNT = "service_account", "Service account"
-        DEVICE = "device", "User (command line)"
-        CLIENT_CREDENTIALS = "client_credentials", "Machine (client credentials)"
+    #: The kinds and what each one does live in :mod:`~bipsync_partner.connections.kinds`.
+    Kind = Kind
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -111,8 +109,6 @@ class Connection(EncryptedModel):
         ),
         Status.DISCONNECTED: "Disconnected; the tokens were deleted. Connect again to resume.",
     }
-    #: Kinds owned by one member (the tokens act as that person).
-    PERSONAL_KINDS: ClassVar[tuple[str, ...]] = (Kind.USER, Kind.DEVICE)
 
     team = models.ForeignKey("accounts.Team", models.CASCADE, related_name="bipsync_connections")
     user = models.ForeignKey(
@@ -178,15 +174,13 @@ class Connection(EncryptedModel):
             # kind reconnects in place.
             models.UniqueConstraint(
                 fields=["team", "user", "tenant", "kind"],
-                condition=models.Q(kind__in=["user", "device"]) & ~models.Q(status="disconnected"),
+                condition=models.Q(kind__in=PERSONAL) & ~models.Q(status="disconnected"),
                 name="one_live_user_connection_per_member_tenant",
             ),
             models.CheckConstraint(
                 condition=(
-                    models.Q(kind__in=["user", "device"], user__isnull=False)
-                    | models.Q(
-                        kind__in=["service_account", "client_credentials"], user__isnull=True
-                    )
+                    models.Q(kind__in=PERSONAL, user__isnull=False)
+                    | models.Q(kind__in=TEAM_WIDE, user__isnull=True)
                 ),
                 name="connection_owner_matches_kind",
                 violation_error_message=(
@@ -204,6 +198,11 @@ class Connection(EncryptedModel):
         indexes = [
             models.Index(fields=["status", "access_expires_at"], name="connection_refresh_sweep"),
         ]
+
+    @property
+    def kind_spec(self) -> KindSpec:
+        """What this kind of connection is and how it behaves (the kinds table)."""
+        return spec(self.kind)
 
     def __str__(self) -> str:
         owner = str(self.team) if self.team_id is not None else "no team"

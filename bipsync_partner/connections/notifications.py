@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from bipsync_partner.connections import breaker
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.signals import connection_needs_reconnect
 from bipsync_partner.connections.visibility import visible_connections
@@ -107,7 +108,8 @@ def clear_notices(connection: Connection) -> None:
 
 
 def banner(request: HttpRequest) -> dict[str, Any]:
-    """Context processor: the current team's connections that need reconnecting."""
+    """Context processor: the current team's connections that need reconnecting, and the
+    Bipsync sites of its connections whose circuit breaker is open."""
     user = getattr(request, "user", None)
     if not isinstance(user, User):
         return {}
@@ -121,15 +123,16 @@ def banner(request: HttpRequest) -> dict[str, Any]:
     membership = getattr(request, "membership", None) or user.membership_in(team)
     if membership is None:
         return {}
-    broken = list(
-        visible_connections(team, user, membership).filter(status=Connection.Status.NEEDS_RECONNECT)
-    )
+    visible = visible_connections(team, user, membership)
+    broken = list(visible.filter(status=Connection.Status.NEEDS_RECONNECT))
+    live = visible.exclude(status=Connection.Status.DISCONNECTED).order_by()
     return {
+        "tenant_outages": breaker.outages(live.values_list("tenant", flat=True).distinct()),
         "reconnect_banner": {
             "team": team,
             "connections": broken,
             "can_manage": membership.is_admin,
         }
         if broken
-        else None
+        else None,
     }

@@ -33,8 +33,8 @@ from django.utils import timezone
 
 from bipsync_partner.connections.crypto import DecryptionError
 from bipsync_partner.connections.fields import EncryptedModel, EncryptedTextField
+from bipsync_partner.connections.kinds import KindSpec, spec
 from bipsync_partner.oauth import CallbackError, PendingAuthorization
-from bipsync_partner.oauth.authorization import DEFAULT_PENDING_LIFETIME
 
 Refusal = Literal["unknown", "reused", "other_session"]
 
@@ -45,13 +45,12 @@ def digest(value: str) -> str:
 
 def pending_lifetime() -> timedelta:
     """How long a pending authorization is honoured (the code's own lifetime by default)."""
-    seconds = getattr(settings, "BIPSYNC_PENDING_AUTHORIZATION_SECONDS", None)
-    return timedelta(seconds=int(seconds)) if seconds else DEFAULT_PENDING_LIFETIME
+    return timedelta(seconds=settings.BIPSYNC_PENDING_AUTHORIZATION_SECONDS)
 
 
 def hold_lifetime() -> timedelta:
     """How long new tokens wait for an admin to confirm a change of service-account subject."""
-    return timedelta(seconds=int(getattr(settings, "BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS", 600)))
+    return timedelta(seconds=settings.BIPSYNC_SUBJECT_CHANGE_HOLD_SECONDS)
 
 
 class PendingAuthorizationRecord(EncryptedModel):
@@ -84,6 +83,11 @@ class PendingAuthorizationRecord(EncryptedModel):
 
     class Meta:
         indexes = [models.Index(fields=["created"], name="pending_authorization_created")]
+
+    @property
+    def kind_spec(self) -> KindSpec:
+        """What the kind being connected is (the kinds table)."""
+        return spec(self.kind)
 
     def __str__(self) -> str:
         return f"pending {self.kind} authorization to {self.tenant} for {self.team_id}"

@@ -28,6 +28,10 @@ honoured, and a per-tenant semaphore bounds concurrent refreshes at one tenant (
 one slot while it runs). Failures are the
 token service's to record (consecutive failures, ``next_retry_at`` with jitter, ``needs_reconnect``
 and the admins' email on ``invalid_grant``); the sweep only skips connections still backing off.
+An error the token service did not expect is one connection's failure too: :mod:`failures`
+records it on that connection and the rest of the batch goes on. While the tenant's circuit
+breaker is open (:mod:`breaker`), a batch stops before its next request and goes back on the
+queue for when the cool-down ends, like a batch that met a ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import models, transaction
 from django.utils import timezone
 
+from bipsync_partner.connections import breaker, failures
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.throttle import OnceKeys, TenantGate, TenantSemaphore
 from bipsync_partner.oauth import OAuthError
@@ -316,7 +322,7 @@ class BatchResult:
 def batch_budget() -> float:
     """Seconds a batch may start new refreshes for: one last refresh (its HTTP timeout, twice
     for a slow reply) must still end before the task's soft time limit."""
-    http = float(getattr(settings, "BIPSYNC_HTTP_TIMEOUT", 15))
+    http = float(settings.BIPSYNC_HTTP_TIMEOUT)
     return max(5.0, settings.REFRESH_TASK_SOFT_TIME_LIMIT - 2 * http - 5)
 
 
@@ -337,6 +343,7 @@ class _BatchRun:
         self.outcomes: Counter[str] = Counter()
         self.durations: list[float] = []
         self.stopped = ""
+        self.hold_for = 0.0
 
     def _take(self) -> Item | None:
         with self._lock:
@@ -369,16 +376,34 @@ class _BatchRun:
             with self._lock:
                 self.returned.append(item)
             return
+        except SoftTimeLimitExceeded:
+            raise  # the task is leaving: not this connection's fault
+        except Exception as error:
+            if (retry_in := breaker.retry_in(error)) is not None:
+                self._hold(item, retry_in)  # the tenant's breaker is open: the batch waits
+                return
+            # This connection's own fault (tokens that do not decrypt, an application missing
+            # from this worker's settings): recorded on it, and its neighbours go on.
+            outcome, duration = failures.record(item[0], error), None
         with self._lock:
             self.done.append(item)
             self.outcomes[outcome] += 1
             if duration is not None:
                 self.durations.append(duration)
 
+    def _hold(self, item: Item, retry_in: float) -> None:
+        with self._lock:
+            self.returned.append(item)
+            self.stopped = breaker.TENANT_FAILING
+            self.hold_for = max(self.hold_for, retry_in)
+
     def result(self) -> BatchResult:
         remaining = self.returned + self.items[self._next :]
         if not remaining:
             return BatchResult(self.outcomes, self.done, [])
+        if self.stopped == breaker.TENANT_FAILING:
+            retry_in = self.hold_for + random.uniform(0, 2)
+            return BatchResult(self.outcomes, self.done, remaining, retry_in, self.stopped)
         if self.turn.closed:
             # Read after every thread is done, so a 429 of this batch has closed the gate.
             retry_in = self.gate.remaining() or random.uniform(1, 5)

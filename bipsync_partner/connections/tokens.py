@@ -71,7 +71,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.db import connection as db_connection
 from django.utils import timezone
 
-from bipsync_partner.connections import clients, fastdb
+from bipsync_partner.connections import breaker, clients, fastdb, incidents
 from bipsync_partner.connections.fields import EncryptedTextField
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.signals import connection_needs_reconnect
@@ -219,33 +219,28 @@ DueCheck = Callable[[Connection, datetime], bool]
 # --- settings ---------------------------------------------------------------------------------
 
 
-def _seconds(name: str, default: float) -> timedelta:
-    return timedelta(seconds=float(getattr(settings, name, default)))
-
-
 def access_leeway() -> timedelta:
     """Refresh when the access token expires within this (default 60 s)."""
-    return _seconds("BIPSYNC_TOKEN_LEEWAY_SECONDS", 60)
+    return timedelta(seconds=settings.BIPSYNC_TOKEN_LEEWAY_SECONDS)
 
 
 def _refresh_token_lifetime() -> timedelta:
     # Bipsync does not say when a refresh token lapses; 30 days is the reference's [choice].
-    return _seconds("BIPSYNC_REFRESH_TOKEN_LIFETIME_SECONDS", 30 * 86400)
+    return timedelta(seconds=settings.BIPSYNC_REFRESH_TOKEN_LIFETIME_SECONDS)
 
 
 def _lock_timeout() -> timedelta:
     # Longer than one whole token exchange (twice the HTTP timeout), so that a waiter only gives
     # up when the holder is truly stuck.
-    http = float(getattr(settings, "BIPSYNC_HTTP_TIMEOUT", 15))
-    return _seconds("BIPSYNC_REFRESH_LOCK_TIMEOUT_SECONDS", 2 * http + 15)
+    return timedelta(seconds=settings.BIPSYNC_REFRESH_LOCK_TIMEOUT_SECONDS)
 
 
 def backoff_delay(failures: int, retry_after: float | None = None) -> timedelta:
     """Exponential back-off with jitter: uniform in [ceiling/2, ceiling], ceiling = base·2^(n-1)
     capped; never shorter than the server's ``Retry-After``. The jitter spreads the retries of
     many connections of one tenant that failed together."""
-    base = float(getattr(settings, "BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS", 30))
-    cap = float(getattr(settings, "BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS", 3600))
+    base = float(settings.BIPSYNC_REFRESH_BACKOFF_BASE_SECONDS)
+    cap = float(settings.BIPSYNC_REFRESH_BACKOFF_CAP_SECONDS)
     ceiling = min(cap, base * 2 ** max(0, failures - 1))
     delay = random.uniform(ceiling / 2, ceiling)
     if retry_after is not None:
@@ -328,7 +323,14 @@ def get_access_token(connection: Connection) -> str:
         if token is not None:
             return token
         raise _waiting_error(connection)
-    outcome = _shared_refresh(connection, _access_due)
+    try:
+        outcome = _shared_refresh(connection, _access_due)
+    except TokenTemporarilyUnavailable as error:
+        # The tenant's breaker is open: as while backing off, a still-valid token will do.
+        token = _still_valid(connection, now) if error.code == breaker.TENANT_FAILING else None
+        if token is None:
+            raise
+        return token
     if outcome.error is not None:
         raise outcome.error
     assert outcome.token is not None
@@ -384,8 +386,8 @@ def refresh_connection(
     refresh and commits the last. An exception from entering it aborts the refresh before any
     request: the transaction rolls back and the exception propagates.
     """
-    access = access_window or _seconds("REFRESH_ACCESS_WINDOW_SECONDS", 600)
-    refresh = refresh_window or _seconds("REFRESH_REFRESH_WINDOW_SECONDS", 3 * 86400)
+    access = access_window or timedelta(seconds=settings.REFRESH_ACCESS_WINDOW_SECONDS)
+    refresh = refresh_window or timedelta(seconds=settings.REFRESH_REFRESH_WINDOW_SECONDS)
 
     def due(conn: Connection, now: datetime) -> bool:
         return conn.is_due_for_refresh(now=now, access_window=access, refresh_window=refresh)
@@ -586,7 +588,7 @@ def _refresh_locked(
         return _valid_or_waiting(locked, now)
     if turn is None and (waiting := _tenant_waiting(locked, now)) is not None:
         return waiting
-    is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
+    is_machine = locked.kind_spec.grant == "client_credentials"
     if not is_machine and not locked.has_refresh_token:
         return _needs_reconnect(locked, "no_refresh_token", NO_REFRESH_TOKEN_SENTENCE, writes)
 
@@ -673,7 +675,7 @@ def _request_keeping_rotations(
 
 
 def _keep_rotated(locked: Connection, refresh_token: str, now: datetime, writes: _Writes) -> bool:
-    if locked.kind == Connection.Kind.CLIENT_CREDENTIALS or refresh_token == locked.refresh_token:
+    if not locked.kind_spec.has_refresh_token or refresh_token == locked.refresh_token:
         return False
     locked.refresh_token = refresh_token
     locked.refresh_expires_at = now + _refresh_token_lifetime()
@@ -768,7 +770,7 @@ def _not_stored(conn: Connection) -> _Outcome:
 
 def _request_tokens(locked: Connection, turn: AbstractContextManager[object]) -> Token:
     resolved = clients.tenant(locked.tenant)
-    if locked.kind == Connection.Kind.CLIENT_CREDENTIALS:
+    if locked.kind_spec.own_application:
         client = clients.client_for(
             locked.kind, client_id=locked.client_id, client_secret=locked.client_secret
         )
@@ -777,9 +779,9 @@ def _request_tokens(locked: Connection, turn: AbstractContextManager[object]) ->
     refresh_token = locked.refresh_token
     scopes = locked.scope_list
     # The turn covers the metadata lookup too: on a miss it is a request to Bipsync as well.
-    with turn, clients.http_client() as http:
+    with breaker.calling(locked.tenant, locked.pk), turn, clients.http_client() as http:
         grants = clients.grant_client(resolved, client, http)
-        if locked.kind == Connection.Kind.CLIENT_CREDENTIALS:
+        if locked.kind_spec.grant == "client_credentials":
             # The grant adds team_{id} itself (Bipsync reference, "Grants").
             extra = [scope for scope in scopes if not scope.startswith("team_")]
             return grants.client_credentials(locked.bipsync_team_id, extra)
@@ -818,9 +820,15 @@ def _transient_sentence(exc: OAuthError, code: str) -> str:
 
 def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes) -> _Outcome:
     code = _failure_code(exc)
-    is_machine = locked.kind == Connection.Kind.CLIENT_CREDENTIALS
-    if not exc.transient and (
-        exc.error == "invalid_grant" or (is_machine and exc.error in CLIENT_CREDENTIALS_REFUSALS)
+    is_machine = locked.kind_spec.grant == "client_credentials"
+    held = incidents.hold(locked, exc)  # many refusals at once: an incident, the grant kept
+    if (
+        held is None
+        and not exc.transient
+        and (
+            exc.error == "invalid_grant"
+            or (is_machine and exc.error in CLIENT_CREDENTIALS_REFUSALS)
+        )
     ):
         # Did another process rotate after all? (Under our lock it cannot have, unless a
         # writer bypassed the lock, but the grant is only declared dead once the row agrees.)
@@ -844,8 +852,10 @@ def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes)
         return _needs_reconnect(locked, exc.error, sentence, writes)
 
     # Transient, or terminal for a reason a reconnect cannot fix (our own configuration, the
-    # tenant's metadata): keep the grant, back off, and say what happened.
-    if exc.transient:
+    # tenant's metadata), or held for an incident: keep the grant, back off, say what happened.
+    if held is not None:
+        sentence = held.sentence
+    elif exc.transient:
         sentence = _transient_sentence(exc, code)
     else:
         sentence = (
@@ -854,7 +864,8 @@ def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes)
         )
     locked.consecutive_failures += 1
     locked.status = Connection.Status.FAILING
-    locked.next_retry_at = now + backoff_delay(locked.consecutive_failures, exc.retry_after)
+    delay = held.retry_in if held else backoff_delay(locked.consecutive_failures, exc.retry_after)
+    locked.next_retry_at = now + delay
     locked.last_error_code = code[:64]
     locked.last_error_message = sentence
     writes.outcome = _valid_or_waiting(locked, now)

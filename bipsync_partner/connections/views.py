@@ -24,10 +24,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.models import User
 from accounts.teams import SESSION_KEY, TeamRequest, team_view
-from bipsync_partner.connections import connect, connect_limits
-from bipsync_partner.connections.connect import ConnectError
+from bipsync_partner.connections import authorization_code, connect_limits, subject_change
+from bipsync_partner.connections.connect_errors import ConnectError
+from bipsync_partner.connections.disconnect import disconnect as disconnect_connection
 from bipsync_partner.connections.forms import ConnectForm, MachineConnectionForm
+from bipsync_partner.connections.kinds import spec
+from bipsync_partner.connections.machine import add_machine_connection
 from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.connections.store import MachineCredentials
 from bipsync_partner.connections.visibility import visible_connections
 
 
@@ -141,11 +145,11 @@ def connect_start(request: TeamRequest) -> HttpResponse:
             status=400,
         )
     kind = form.cleaned_data["kind"]
-    if kind == "service_account" and not request.membership.is_admin:
+    if spec(kind).admin_only and not request.membership.is_admin:
         raise PermissionDenied("Only team admins can connect the team's service account.")
     try:
         connect_limits.check(request.user, request.membership)
-        url = connect.begin(
+        url = authorization_code.begin(
             session_key=_session_key(request),
             user=request.user,
             membership=request.membership,
@@ -164,21 +168,21 @@ def callback(request: HttpRequest) -> HttpResponse:
     """Where Bipsync sends the browser back (SITE_URL + /connections/callback/, all kinds)."""
     user = request.user if isinstance(request.user, User) else None
     try:
-        result = connect.finish(
+        result = authorization_code.finish(
             query_string=request.META.get("QUERY_STRING", ""),
             session_key=request.session.session_key,
             user=user,
         )
     except ConnectError as exc:
         return _error_page(request, exc)
-    if isinstance(result, connect.Denied):
+    if isinstance(result, authorization_code.Denied):
         messages.info(
             request,
             f"You chose not to connect {result.tenant} at Bipsync; nothing was changed. You can "
             "connect whenever you like.",
         )
         return redirect("connections:list", team_slug=result.team.slug)
-    if isinstance(result, connect.NeedsConfirmation):
+    if isinstance(result, authorization_code.NeedsConfirmation):
         return redirect("connections:confirm_subject", record_id=result.record.pk)
     connection = result.connection
     request.session[SESSION_KEY] = connection.team_id
@@ -201,7 +205,7 @@ def confirm_subject(request: HttpRequest, record_id: UUID) -> HttpResponse:
     try:
         if request.method == "POST":
             if request.POST.get("decision") == "confirm":
-                result = connect.confirm_subject_change(
+                result = subject_change.confirm_subject_change(
                     record_id, session_key=session_key, user=user
                 )
                 messages.success(
@@ -212,10 +216,12 @@ def confirm_subject(request: HttpRequest, record_id: UUID) -> HttpResponse:
                     team_slug=result.connection.team.slug,
                     connection_id=result.connection.pk,
                 )
-            team = connect.cancel_subject_change(record_id, session_key=session_key, user=user)
+            team = subject_change.cancel_subject_change(
+                record_id, session_key=session_key, user=user
+            )
             messages.info(request, "Cancelled; the connection was left as it was.")
             return redirect("connections:list", team_slug=team.slug)
-        record = connect.held_record(record_id, session_key=session_key, user=user)
+        record = subject_change.held_record(record_id, session_key=session_key, user=user)
     except ConnectError as exc:
         return _error_page(request, exc)
     details = record.held_details
@@ -233,7 +239,7 @@ def disconnect(request: TeamRequest, connection_id: UUID) -> HttpResponse:
     connection = _connection_or_404(request, connection_id)
     if not _may_manage(request, connection):
         raise PermissionDenied("Only team admins can disconnect the team's connections.")
-    connection = connect.disconnect(connection, request.user)
+    connection = disconnect_connection(connection, request.user)
     messages.success(request, f"Disconnected from Bipsync ({connection.tenant}).")
     return redirect("connections:detail", team_slug=request.team.slug, connection_id=connection.pk)
 
@@ -248,13 +254,15 @@ def machine_new(request: TeamRequest) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             try:
-                result = connect.add_machine_connection(
+                result = add_machine_connection(
                     team=request.team,
                     actor=request.user,
                     tenant=data["tenant"],
-                    client_id=data["client_id"],
-                    client_secret=data["client_secret"],
-                    bipsync_team_id=data["bipsync_team_id"],
+                    credentials=MachineCredentials(
+                        client_id=data["client_id"],
+                        client_secret=data["client_secret"],
+                        bipsync_team_id=data["bipsync_team_id"],
+                    ),
                     scopes=data["scopes"],
                 )
             except ConnectError as exc:

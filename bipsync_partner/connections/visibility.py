@@ -17,10 +17,8 @@ from __future__ import annotations
 from django.db import models
 
 from accounts.models import Membership, Team, User
+from bipsync_partner.connections.kinds import TEAM_WIDE
 from bipsync_partner.connections.models import Connection
-
-#: Connections that act for the whole team rather than for one person.
-TEAM_KINDS = (Connection.Kind.SERVICE_ACCOUNT, Connection.Kind.CLIENT_CREDENTIALS)
 
 #: Connections whose research is shown (working, or retrying on their own).
 SHOWN_STATUSES = (Connection.Status.ACTIVE, Connection.Status.FAILING)
@@ -40,6 +38,6 @@ def visible_connections(
 def research_visible_to(team: Team, user: User) -> models.Q:
     """A filter on synced rows (anything with ``team`` and ``connection``) that ``user`` may
     read: those of the team's team-wide connections, and of the user's own."""
-    team_wide = models.Q(connection__kind__in=TEAM_KINDS)
+    team_wide = models.Q(connection__kind__in=TEAM_WIDE)
     mine = models.Q(connection__user=user)
     return models.Q(team=team, connection__status__in=SHOWN_STATUSES) & (team_wide | mine)

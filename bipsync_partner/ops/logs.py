@@ -44,6 +44,22 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class RefusalFilter(logging.Filter):
+    """One line per refused request (4xx). Django logs each refusal as a warning that says why
+    ("Forbidden (Permission denied): /teams/acme/members/"), with a traceback when a view raised
+    PermissionDenied or Http404: a refusal is the app working, so the traceback goes. runserver's
+    access line for the same request goes too: the warning has said it, with the request id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if not isinstance(status, int) or not 400 <= status < 500:
+            return True
+        if record.name == "django.server":
+            return False
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload = {
@@ -68,7 +84,10 @@ def logging_config(*, json_lines: bool, level: str) -> dict[str, object]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "bipsync_partner.ops.logs.ContextFilter"}},
+        "filters": {
+            "context": {"()": "bipsync_partner.ops.logs.ContextFilter"},
+            "refusals": {"()": "bipsync_partner.ops.logs.RefusalFilter"},
+        },
         "formatters": {
             "json": {"()": "bipsync_partner.ops.logs.JsonFormatter"},
             "plain": {"format": PLAIN_FORMAT},
@@ -77,11 +96,16 @@ def logging_config(*, json_lines: bool, level: str) -> dict[str, object]:
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": "json" if json_lines else "plain",
-                "filters": ["context"],
+                "filters": ["refusals", "context"],
             }
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
+            # Django's own console handler would print every django.* line a second time (they
+            # reach the root's handler too); runserver's access lines get ids and redaction (a
+            # callback's query holds an authorization code) like every other line.
+            "django": {"handlers": [], "level": level, "propagate": True},
+            "django.server": {"handlers": ["console"], "level": level, "propagate": False},
             # httpx logs every request line at INFO; URLs can carry codes, so keep it quiet.
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},

@@ -33,6 +33,8 @@ COUNTERS = {
     "bipsync_sync_documents": ("Documents seen by sync runs, by outcome.", ("outcome",)),
     # refused (a security event), used_last_good, endpoints_changed: each one wants a look.
     "bipsync_metadata_events": ("Tenant metadata (RFC 8414) events, by kind.", ("event",)),
+    "bipsync_tenant_breaker": ("Tenants' token-endpoint circuit breakers, by event.", ("event",)),
+    "bipsync_grant_incidents": ("Bursts of refused grants, by event.", ("event",)),
 }
 HISTOGRAMS = {
     "bipsync_token_refresh_duration_seconds": "Time taken by a token refresh at Bipsync.",

@@ -4,11 +4,14 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import kombu.exceptions
 import redis
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.html import escape
 
 from bipsync_partner.ops import context
 
@@ -38,18 +41,50 @@ REDIS_DOWN_SENTENCE = (
     "This page could not be completed because Redis, which holds the task queue and the cache, "
     "is not answering. Please try again in a minute."
 )
+#: What a person is told when PostgreSQL does not answer (a restart, a failover, a crash).
+DATABASE_DOWN_SENTENCE = "The database is not answering right now. Please try again in a minute."
+
+
+@dataclass(frozen=True)
+class Dependency:
+    name: str
+    #: What a view raises when it cannot reach the dependency.
+    errors: tuple[type[Exception], ...]
+    sentence: str
+    #: Seconds a client should wait: about what a restart or failover takes.
+    retry_after: int
+    #: The usual page asks the database who is signed in (the templates' context processors), so
+    #: a database outage gets a page rendered without the request.
+    plain_page: bool
+
+
+DEPENDENCIES: tuple[Dependency, ...] = (
+    Dependency(
+        "PostgreSQL",
+        # InterfaceError: a connection that died under the request.
+        (OperationalError, InterfaceError),
+        DATABASE_DOWN_SENTENCE,
+        retry_after=30,
+        plain_page=True,
+    ),
+    Dependency(
+        "Redis",
+        (redis.RedisError, kombu.exceptions.OperationalError),
+        REDIS_DOWN_SENTENCE,
+        retry_after=60,
+        plain_page=False,
+    ),
+)
 
 
 class DependencyUnavailableMiddleware:
-    """A view that fails because Redis is down answers 503 with a sentence instead of a 500.
+    """A view that fails because PostgreSQL or Redis is down answers 503 with a sentence (and
+    ``Retry-After``) instead of a 500 and a traceback per request.
 
-    Redis carries the Celery broker, the cache and the "queued once" markers, so every page that
-    queues work or reads a cache depends on it; an outage is a state of the service, not a bug
-    of the page, and says so (with ``Retry-After``). ``/readyz`` names the dependency that is
-    down for the orchestrator.
+    Redis carries the Celery broker, the cache and the "queued once" markers; PostgreSQL
+    everything else. An outage is a state of the service, not a bug of the page, and says so.
+    ``/readyz`` names the dependency that is down for the orchestrator.
     """
-
-    RETRY_AFTER_SECONDS = 60
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -58,19 +93,28 @@ class DependencyUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, redis.RedisError | kombu.exceptions.OperationalError):
+        down = next((d for d in DEPENDENCIES if isinstance(exception, d.errors)), None)
+        if down is None:
             return None
-        # The type only: a Redis error's text can carry the server's address.
-        log.warning("Redis is not answering (%s): answered 503", type(exception).__name__)
-        if request.path.endswith(".json") or "application/json" in request.headers.get(
-            "Accept", ""
-        ):
-            response: HttpResponse = JsonResponse(
-                {"error": "temporarily_unavailable", "error_description": REDIS_DOWN_SENTENCE},
-                status=503,
-            )
-        else:
-            response = render(request, "503.html", {"sentence": REDIS_DOWN_SENTENCE}, status=503)
-        response["Retry-After"] = str(self.RETRY_AFTER_SECONDS)
+        # The type only: the error's text can carry the server's address.
+        log.warning("%s is not answering (%s): answered 503", down.name, type(exception).__name__)
+        response = _unavailable(request, down)
+        response["Retry-After"] = str(down.retry_after)
         response["Cache-Control"] = "no-store"
         return response
+
+
+def _unavailable(request: HttpRequest, down: Dependency) -> HttpResponse:
+    if request.path.endswith(".json") or "application/json" in request.headers.get("Accept", ""):
+        body = {"error": "temporarily_unavailable", "error_description": down.sentence}
+        return JsonResponse(body, status=503)
+    if down.plain_page:
+        return HttpResponse(_PLAIN_PAGE.format(sentence=escape(down.sentence)), status=503)
+    return render(request, "503.html", {"sentence": down.sentence}, status=503)
+
+
+_PLAIN_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    "<title>Temporarily unavailable</title></head>"
+    "<body><h1>Temporarily unavailable</h1><p>{sentence}</p></body></html>"
+)

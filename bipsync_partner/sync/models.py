@@ -19,8 +19,8 @@ from django.db.models import ExpressionWrapper, F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from bipsync_partner.connections.kinds import PERSONAL, SYNCED_BY_DEFAULT
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.visibility import TEAM_KINDS
 
 #: How many schedule periods without a successful sync make a connection stale.
 STALE_AFTER_PERIODS = 3
@@ -53,9 +53,6 @@ class TeamSyncSettings(models.Model):
         return f"Sync settings of {self.team}"
 
 
-#: Connection kinds that act for the team rather than for one person, and sync by default.
-
-
 def syncable_connections(team_id: int | None = None) -> models.QuerySet[Connection]:
     """Connections that may sync: usable ones of a team-wide kind, plus personal ones of teams
     that enabled them."""
@@ -63,8 +60,7 @@ def syncable_connections(team_id: int | None = None) -> models.QuerySet[Connecti
     qs = Connection.objects.filter(
         status__in=[Connection.Status.ACTIVE, Connection.Status.FAILING]
     ).filter(
-        models.Q(kind__in=TEAM_KINDS)
-        | models.Q(kind__in=Connection.PERSONAL_KINDS, team_id__in=personal_ok)
+        models.Q(kind__in=SYNCED_BY_DEFAULT) | models.Q(kind__in=PERSONAL, team_id__in=personal_ok)
     )
     if team_id is not None:
         qs = qs.filter(team_id=team_id)

@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Team, User
+from bipsync_partner.connections.crypto import new_encryption_key
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.devstack.secrets import new_encryption_key
 
 MakeConnection = Callable[..., Connection]
 

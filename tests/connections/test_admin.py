@@ -9,8 +9,8 @@ from django.urls import reverse
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
+from bipsync_partner.connections.crypto import new_encryption_key
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.devstack.secrets import new_encryption_key
 from tests.connections.conftest import MakeConnection
 
 pytestmark = pytest.mark.django_db

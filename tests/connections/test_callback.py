@@ -20,7 +20,6 @@ from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.pending import PendingAuthorizationRecord
 from tests.conftest import signed_in
 from tests.connections.connect_support import (
-    REDIRECT_URI,
     code_exchanges,
     come_back,
     configure_partner,
@@ -199,7 +198,7 @@ def test_a_code_from_another_tenant_is_refused_without_a_token_request(
     url = authorization_url(
         elsewhere.web_base,
         elsewhere.user_app.client_id,
-        REDIRECT_URI,
+        sandbox.redirect_uri,
         scope="rest_api:read",
         state=state,
         code_challenge=challenge,

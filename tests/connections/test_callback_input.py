@@ -12,9 +12,9 @@ from django.test import Client
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
+from bipsync_partner.connections.crypto import new_encryption_key
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.pending import PendingAuthorizationRecord
-from bipsync_partner.devstack.secrets import new_encryption_key
 from tests.conftest import signed_in
 from tests.connections.connect_support import (
     code_exchanges,

@@ -144,7 +144,7 @@ def test_the_pending_authorization_is_bound_and_keeps_no_secret_in_clear(
     assert record.team == team
     assert record.kind == "user"
     assert record.used_at is None
-    assert params["redirect_uri"] == "http://127.0.0.1:8000/connections/callback/"
+    assert params["redirect_uri"] == world.sandbox.redirect_uri
     assert params["code_challenge_method"] == "S256"
     verifier = record.pending().code_verifier
     raw = PendingAuthorizationRecord.objects.filter(pk=record.pk).values_list(

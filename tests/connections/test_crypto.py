@@ -10,7 +10,7 @@ import pytest
 from pytest_django.fixtures import Settings
 
 from bipsync_partner.connections import crypto
-from bipsync_partner.devstack.secrets import new_encryption_key
+from bipsync_partner.connections.crypto import new_encryption_key
 
 CONTEXT = "connections.connection:0b7f6f0e-2c1e-4a51-9d4e-4d4cf2d7a0a1:access_token"
 SECRET = "a-secret-token-value-1234567890"

@@ -57,7 +57,7 @@ def test_a_dead_connection_emails_the_admins_once_and_shows_a_banner_until_recon
     (email,) = mail.outbox
     assert email.to == ["alice@example.com"]
     assert world.tenant in email.subject
-    assert f"http://127.0.0.1:8000/teams/acme/connections/{connection.pk}/" in email.body
+    assert f"{sandbox.partner_url}/teams/acme/connections/{connection.pk}/" in email.body
     assert "invalid_grant" in email.body
     for client in (admin, signed_in(bob)):
         page = client.get("/teams/acme/").content.decode()

@@ -10,9 +10,9 @@ from django.test import Client
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
+from bipsync_partner.connections.crypto import new_encryption_key
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.pending import PendingAuthorizationRecord
-from bipsync_partner.devstack.secrets import new_encryption_key
 from tests.conftest import signed_in
 from tests.connections.connect_support import (
     api_accepts,

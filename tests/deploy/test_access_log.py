@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.processes import die_with_parent
+from devtools.processes import die_with_parent
 from tests.support.sandbox import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from bipsync_partner.devstack.secrets import new_encryption_key
+from bipsync_partner.connections.crypto import new_encryption_key
 
 ROOT = Path(__file__).resolve().parents[2]
 

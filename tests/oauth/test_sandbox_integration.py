@@ -43,7 +43,7 @@ from bipsync_partner.oauth import (
     validate_callback,
 )
 from bipsync_partner.oauth.grants import DEVICE_CODE_GRANT_TYPE
-from tests.support.sandbox import DEFAULT_REDIRECT_URI, Sandbox, SandboxWorld, WorldApp, WorldUser
+from tests.support.sandbox import Sandbox, SandboxWorld, WorldApp, WorldUser
 
 
 def _now() -> datetime:
@@ -99,13 +99,13 @@ def _authorize(
     url, pending = start_authorization(
         metadata,
         clients,
-        redirect_uri=DEFAULT_REDIRECT_URI,
+        redirect_uri=world.sandbox.redirect_uri,
         scopes=scopes,
         now=_now(),
         kind=kind,  # type: ignore[arg-type]
     )
     location = world.sandbox.authorize(url, user.email, user.password, approve=approve)
-    assert location.startswith(DEFAULT_REDIRECT_URI)
+    assert location.startswith(world.sandbox.redirect_uri)
     return pending, urlsplit(location).query
 
 

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import pytest
 
 from bipsync_partner.ops import context
-from bipsync_partner.ops.logs import ContextFilter, JsonFormatter, redact
+from bipsync_partner.ops.logs import ContextFilter, JsonFormatter, RefusalFilter, redact
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,34 @@ def test_it_resets_the_ids_after_the_block() -> None:
     with context.bound(connection="abc"):
         assert context.connection_id.get() == "abc"
     assert context.connection_id.get() == "-"
+
+
+def request_record(logger: str, status: int, *, raised: bool) -> logging.LogRecord:
+    try:
+        raise RuntimeError("raised in a view")
+    except RuntimeError:
+        exc_info = sys.exc_info() if raised else None
+    record = logging.LogRecord(
+        logger, logging.WARNING, __file__, 1, "refused %s", ("/x",), exc_info
+    )
+    record.status_code = status
+    return record
+
+
+def test_a_refused_request_keeps_its_line_but_not_its_traceback() -> None:
+    record = request_record("django.request", 403, raised=True)
+
+    assert RefusalFilter().filter(record) is True
+    assert "exception" not in json.loads(JsonFormatter().format(record))
+
+
+def test_runserver_s_access_line_of_a_refused_request_is_dropped_but_not_others() -> None:
+    assert RefusalFilter().filter(request_record("django.server", 404, raised=False)) is False
+    assert RefusalFilter().filter(request_record("django.server", 200, raised=False)) is True
+
+
+def test_a_server_error_keeps_its_traceback() -> None:
+    record = request_record("django.request", 500, raised=True)
+
+    assert RefusalFilter().filter(record) is True
+    assert "raised in a view" in json.loads(JsonFormatter().format(record))["exception"]

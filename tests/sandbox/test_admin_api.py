@@ -108,7 +108,7 @@ def test_the_admin_api_does_not_exist_without_a_configured_key(sandbox: Sandbox)
         [
             sys.executable,
             "-m",
-            "bipsync_partner.sandbox",
+            "bipsync_sandbox",
             "serve",
             "--no-migrate",
             "--port",

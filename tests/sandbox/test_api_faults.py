@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.sandbox.research_api import Api, team_token
-from tests.support.sandbox import Sandbox, SandboxWorld
+from tests.support.sandbox import Sandbox, SandboxError, SandboxWorld
 
 
 @pytest.fixture
@@ -157,10 +157,5 @@ def test_an_end_early_fault_ends_the_listing_after_the_first_results(
 
 
 def test_listing_faults_are_refused_for_the_oauth_endpoints(sandbox: Sandbox) -> None:
-    response = httpx.post(
-        sandbox.base_url + "/_sandbox/faults",
-        json={"kind": "short_page", "target": "token"},
-        headers={"X-Sandbox-Admin-Key": sandbox.admin_key},
-    )
-    assert response.status_code == 400
-    assert "its target must be api" in response.json()["detail"]
+    with pytest.raises(SandboxError, match=r"-> 400: .*its target must be api"):
+        sandbox.set_fault("short_page", target="token")

@@ -93,10 +93,11 @@ def test_it_lets_a_public_client_exchange_a_code_without_a_secret(
     sandbox: Sandbox, sandbox_world: SandboxWorld
 ) -> None:
     world = sandbox_world
+    native = sandbox.partner_url + "/callback"  # a loopback redirect (RFC 8252, section 7.3)
     created = sandbox.create_application(
         "Native app",
         confidential=False,
-        redirect_uris=["http://127.0.0.1:53682/callback"],
+        redirect_uris=[native],
         tenants=[world.tenant],
     )
     assert created["client_secret"] is None
@@ -104,7 +105,7 @@ def test_it_lets_a_public_client_exchange_a_code_without_a_secret(
     url = authorization_url(
         world.web_base,
         created["client_id"],
-        "http://127.0.0.1:53682/callback",
+        native,
         state="s1",
         code_challenge=challenge,
     )
@@ -114,7 +115,7 @@ def test_it_lets_a_public_client_exchange_a_code_without_a_secret(
         data={
             "grant_type": "authorization_code",
             "code": code,
-            "redirect_uri": "http://127.0.0.1:53682/callback",
+            "redirect_uri": native,
             "code_verifier": verifier,
             "client_id": created["client_id"],
         },
@@ -311,7 +312,7 @@ def test_it_refuses_a_redirect_uri_that_differs_from_the_authorization_request(
         data={
             "grant_type": "authorization_code",
             "code": code,
-            "redirect_uri": "http://127.0.0.1:8000/other",
+            "redirect_uri": sandbox.partner_url + "/other",
             "code_verifier": start.verifier,
             **world.user_app.auth,
         },

@@ -1,7 +1,8 @@
 """A person completes the authorization-code flow on the sandbox pages in a real browser.
 
-Debian's chromium, driven by Playwright (never ``playwright install``). The partner's redirect URI
-is intercepted in the browser (``page.route``), so nothing needs to listen on it.
+Debian's chromium, driven by Playwright (never ``playwright install``). The partner's callback is
+a stub HTTP server on a free port of the test's own, so the browser's redirect lands there over real
+HTTP whatever else listens on the machine (``bin/run``'s app on 127.0.0.1:8000 included).
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Route
+from playwright.sync_api import Browser
 
 from tests.support.browser import chromium
-from tests.support.sandbox import SandboxWorld, query_of
+from tests.support.sandbox import CALLBACK_PATH, Sandbox, make_world
+from tests.support.stub_http import StubHTTPServer, StubResponse, stub_http
+
+__all__ = ["stub_http"]
 
 
 @pytest.fixture(scope="module")
@@ -23,21 +27,20 @@ def browser() -> Iterator[Browser]:
 
 @pytest.mark.browser
 def test_a_person_signs_in_and_approves_in_a_real_browser(
-    browser: Browser, sandbox_world: SandboxWorld
+    browser: Browser, sandbox: Sandbox, stub_http: StubHTTPServer
 ) -> None:
-    world = sandbox_world
+    world = make_world(sandbox, redirect_uri=stub_http.url + CALLBACK_PATH)
     app = world.user_app
     start = world.start(app, scope="rest_api:read rest_api:write")
-    arrived: list[str] = []
-
-    def capture(route: Route) -> None:
-        arrived.append(route.request.url)
-        route.fulfill(status=200, content_type="text/html", body="<p>Back at the partner</p>")
+    stub_http.route(
+        "GET",
+        CALLBACK_PATH,
+        StubResponse(body="<p>Back at the partner</p>", content_type="text/html"),
+    )
 
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.route(f"{app.redirect_uri}**", capture)
         page.goto(start.url)
 
         assert page.get_by_role("heading", name="Sign in to Bipsync").is_visible()
@@ -55,10 +58,11 @@ def test_a_person_signs_in_and_approves_in_a_real_browser(
     finally:
         context.close()
 
-    assert len(arrived) == 1
-    params = query_of(arrived[0])
+    (arrived,) = stub_http.requests_to(CALLBACK_PATH)
+    params = {key: values[0] for key, values in arrived.query.items()}
     assert params["state"] == start.state
     assert params["iss"] == world.api_base
-    response = world.exchange(app, params["code"], start.verifier)
+    with world.http:
+        response = world.exchange(app, params["code"], start.verifier)
     assert response.status_code == 200, response.text
     assert world.sandbox.introspect(response.json()["access_token"])["user_id"] == world.member.id

@@ -14,7 +14,7 @@ from tests.support.sandbox import REPO_ROOT, Sandbox, authorization_url, pkce_pa
 
 def _seed(sandbox: Sandbox, *args: str, **env: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "bipsync_partner.sandbox", "seed_demo", *args],
+        [sys.executable, "-m", "bipsync_sandbox", "seed_demo", *args],
         cwd=REPO_ROOT,
         env={**sandbox.env, **env},
         capture_output=True,
@@ -43,7 +43,7 @@ def test_seed_demo_prints_credentials_that_work_and_is_idempotent(sandbox: Sandb
         "--team-client-id",
         f"team-{suffix}",
         "--redirect-uri",
-        "http://127.0.0.1:8000/connections/callback/",
+        sandbox.redirect_uri,
     ]
     first = _seed(
         sandbox, *args, DEMO_ADMIN_PASSWORD="admin-pass-1", BIPSYNC_USER_CLIENT_SECRET="u" * 32
@@ -73,7 +73,7 @@ def test_seed_demo_prints_credentials_that_work_and_is_idempotent(sandbox: Sandb
     url = authorization_url(
         sandbox.web_base(tenant),
         f"user-{suffix}",
-        "http://127.0.0.1:8000/connections/callback/",
+        sandbox.redirect_uri,
         state="demo",
         code_challenge=challenge,
     )
@@ -83,7 +83,7 @@ def test_seed_demo_prints_credentials_that_work_and_is_idempotent(sandbox: Sandb
         data={
             "grant_type": "authorization_code",
             "code": code,
-            "redirect_uri": "http://127.0.0.1:8000/connections/callback/",
+            "redirect_uri": sandbox.redirect_uri,
             "code_verifier": verifier,
         },
         auth=(f"user-{suffix}", "u" * 32),

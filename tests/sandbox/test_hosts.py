@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from bipsync_partner.sandbox.hosts import HostTemplate, is_valid_slug
+from bipsync_sandbox.hosts import HostTemplate, is_valid_slug
 
 
 def test_it_builds_and_matches_path_based_bases() -> None:

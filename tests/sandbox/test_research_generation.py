@@ -142,9 +142,9 @@ def test_it_refuses_bad_generation_arguments_with_400(
 
 
 def _command(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m bipsync_partner.sandbox ...`` against the running sandbox's database."""
+    """Run ``python -m bipsync_sandbox ...`` against the running sandbox's database."""
     return subprocess.run(
-        [sys.executable, "-m", "bipsync_partner.sandbox", *args],
+        [sys.executable, "-m", "bipsync_sandbox", *args],
         cwd=REPO_ROOT,
         env=sandbox.env,
         capture_output=True,

@@ -27,7 +27,7 @@ from pytest_django.fixtures import Settings
 from accounts.models import Team, User
 from bipsync_partner.celery import app as celery_app
 from bipsync_partner.connections.models import Connection
-from tests.support.processes import celery_worker_argv, die_with_parent
+from devtools.processes import celery_worker_argv, die_with_parent
 from tests.support.sandbox import Sandbox, SandboxWorld, WorldApp, make_world
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

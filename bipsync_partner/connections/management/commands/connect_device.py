@@ -19,8 +19,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from accounts.models import Membership, Team, User
-from bipsync_partner.connections import clients, connect
+from bipsync_partner.connections import clients
 from bipsync_partner.connections.models import Connection
+from bipsync_partner.connections.store import Grant, Owner, store_token, target_connection
 from bipsync_partner.oauth import (
     DeviceAuthorization,
     DevicePollAttempt,
@@ -99,7 +100,7 @@ class Command(BaseCommand):
                 "A Bipsync site is 1-63 lowercase letters, digits or inner hyphens, as in acme."
             ) from None
         try:
-            client = clients.public_client()
+            client = clients.client_for(Connection.Kind.DEVICE)
         except clients.ClientNotConfigured as exc:
             raise CommandError(str(exc)) from None
 
@@ -107,10 +108,10 @@ class Command(BaseCommand):
         try:
             with clients.http_client() as http:
                 grants = clients.grant_client(clients.tenant(tenant), client, http)
-                device = grants.start_device_authorization(connect.requested_scopes())
+                device = grants.start_device_authorization(clients.requested_scopes())
                 # RFC 8628 §3.2: without an "interval" the client uses 5 s (the setting's
                 # default); a lower setting is only for servers that accept it (the sandbox).
-                interval = int(getattr(settings, "BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS", 5))
+                interval = int(settings.BIPSYNC_DEVICE_POLL_INTERVAL_SECONDS)
                 if device.interval == 5 and interval != 5:
                     device = dataclasses.replace(device, interval=interval)
                 lifetime = int((device.expires_at - device.received_at).total_seconds())
@@ -136,20 +137,12 @@ class Command(BaseCommand):
                 reason = f"Bipsync did not connect ({exc.error}{detail}); nothing was stored."
             raise CommandError(reason.format(seconds=lifetime)) from None
 
-        subject, subject_name = connect.subject_of(token)
-        target = connect.target_connection(
-            team=team, user=user, kind=Connection.Kind.DEVICE, tenant=tenant
-        )
-        result = connect.store_token(
-            team=team,
-            user=user,
+        owner = Owner.of(team=team, user=user, tenant=tenant, kind=Connection.Kind.DEVICE)
+        result = store_token(
+            owner,
+            Grant.of(token),
             actor=user,
-            tenant=tenant,
-            kind=Connection.Kind.DEVICE,
-            token=token,
-            subject=subject,
-            subject_name=subject_name,
-            target=target,
+            target=target_connection(owner),
             note="Connected from the command line (device grant).",
         )
         conn = result.connection

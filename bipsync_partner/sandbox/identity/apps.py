@@ -1,7 +1,0 @@
-from django.apps import AppConfig
-
-
-class IdentityConfig(AppConfig):
-    name = "bipsync_partner.sandbox.identity"
-    label = "sandbox_identity"
-    verbose_name = "Sandbox identity"
