@@ -293,7 +293,6 @@ if _broker_prefix := env_optional("CELERY_BROKER_KEY_PREFIX"):
 # Refreshes and syncs have their own queues so that a long sync never delays a refresh: run at
 # least one worker on "refresh" (the Procfile's worker takes all three queues).
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
-    "connections.refresh_connection": {"queue": "refresh"},
     "connections.refresh_batch": {"queue": "refresh"},
     "connections.sweep_refreshes": {"queue": "refresh"},
     "sync.run_sync": {"queue": "sync"},
