@@ -314,7 +314,7 @@ def start_worker(env: dict[str, str], concurrency: int, log: Path) -> subprocess
     deadline = time.monotonic() + 60
     result_marker = sweep_refreshes_task.delay()
     del result_marker
-    from bipsync_partner.connections.throttle import client
+    from bipsync_partner.coordination import client
 
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -319,7 +319,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 }
 CELERY_TIMEZONE = "UTC"
 # Keys of the Redis coordination primitives (rate-limit gates, per-tenant slots, "queued once"
-# markers; bipsync_partner/connections/throttle.py).
+# markers; bipsync_partner/coordination.py).
 COORDINATION_KEY_PREFIX = env_str("COORDINATION_KEY_PREFIX", "bipsync-partner:coord")
 
 # --- Proactive token refresh (bipsync_partner/connections/sweep.py) ---------------------------------

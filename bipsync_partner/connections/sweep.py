@@ -58,7 +58,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from bipsync_partner.connections import breaker, failures
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.throttle import OnceKeys, TenantGate, TenantSemaphore
+from bipsync_partner.coordination import OnceKeys, TenantGate, TenantSemaphore
 from bipsync_partner.oauth import OAuthError
 from bipsync_partner.ops import metrics
 from bipsync_partner.ops.context import bound

@@ -4,7 +4,7 @@ It lives in ``sync/`` rather than ``connections/`` because it is a *consumer* of
 the data flow is one way (architecture sketch: "sync/ asks the token service for an access token
 and never touches token fields itself"), and ``connections/`` must not depend on what is built on
 top of it. The only thing it takes from ``connections/`` is a :class:`TokenSource` and the shared
-per-tenant :class:`~bipsync_partner.connections.throttle.TenantGate`.
+per-tenant :class:`~bipsync_partner.coordination.TenantGate`.
 
 How it reacts to each answer (bipsync-platform.md, "Errors"):
 
@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from bipsync_partner.connections.throttle import TenantGate
+from bipsync_partner.coordination import TenantGate
 from bipsync_partner.oauth.transport import BearerAuth, TransportSettings, create_httpx_client
 
 log = logging.getLogger(__name__)

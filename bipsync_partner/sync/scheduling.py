@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.throttle import OnceKeys
+from bipsync_partner.coordination import OnceKeys
 from bipsync_partner.sync import engine
 from bipsync_partner.sync.models import SyncRun, SyncSchedule, syncable_connections
 

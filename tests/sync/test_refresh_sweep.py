@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from accounts.models import Team
 from bipsync_partner.connections import sweep
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.throttle import OnceKeys, TenantGate, TenantSemaphore
+from bipsync_partner.coordination import OnceKeys, TenantGate, TenantSemaphore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,7 +16,7 @@ from accounts.models import Membership, Team, User
 from bipsync_partner.connections import sweep
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.tasks import sweep_refreshes_task
-from bipsync_partner.connections.throttle import TenantGate
+from bipsync_partner.coordination import TenantGate
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.models import ResearchDocument, SyncRun, SyncSchedule
 from tests.support.sandbox import Sandbox

@@ -1,4 +1,5 @@
-"""Coordination between every web process and worker that talks to Bipsync, kept in Redis.
+"""Coordination between every web process and worker that talks to Bipsync, kept in Redis: the
+one home of the primitives both apps use (connections for refreshes, sync for runs and pages).
 
 Three small primitives, each one atomic in Redis so that it holds across processes and hosts:
 
