@@ -183,7 +183,7 @@ OPERATOR_EMAILS = env_list("OPERATOR_EMAILS")
 
 # --- Bipsync ------------------------------------------------------------------------------------------
 # Tenant hosts are built from these templates and a validated slug, never from a URL a user types
-# (bipsync-platform.md, "Tenants and hosts").
+# (docs/bipsync.md, "Tenants and hosts").
 BIPSYNC_API_BASE_TEMPLATE = env_str("BIPSYNC_API_BASE_TEMPLATE", "https://{tenant}-api.bipsync.com")
 BIPSYNC_WEB_BASE_TEMPLATE = env_str("BIPSYNC_WEB_BASE_TEMPLATE", "https://{tenant}.bipsync.com")
 # Plain http is accepted only for loopback hosts and only when this is on (the local sandbox).

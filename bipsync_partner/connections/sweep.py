@@ -21,7 +21,7 @@ Exactly one refresh per rotation, whatever the number of sweeps, workers and web
 2. the token service takes the row lock without waiting (``SKIP LOCKED``: whoever holds it is
    refreshing right now) and, under it, does nothing if the version moved (someone rotated) or
    the connection is no longer due;
-3. so even two tasks that got past 1 cause one rotation (the lock and the re-read, issue 5).
+3. so even two tasks that got past 1 cause one rotation (the lock and the re-read).
 
 Around each refresh: the tenant's "not before" gate (a ``Retry-After`` seen by any worker) is
 honoured, and a per-tenant semaphore bounds concurrent refreshes at one tenant (a batch holds

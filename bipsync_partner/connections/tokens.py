@@ -2,7 +2,7 @@
 
 Every job, view and API client asks :func:`get_access_token` for a usable token. When the stored
 token is within a leeway of its expiry, the service refreshes it, and the protocol for that is
-built around one fact (bipsync-platform.md, "Grants"): **Bipsync rotates the refresh token on
+built around one fact (docs/bipsync.md, "Grants"): **Bipsync rotates the refresh token on
 every use and revokes the old pair.** A refresh token can be spent once; if two processes spend
 it, one of them gets ``invalid_grant``, and if the new pair is lost, the connection is dead.
 Therefore:

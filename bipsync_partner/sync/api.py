@@ -6,7 +6,7 @@ and never touches token fields itself"), and ``connections/`` must not depend on
 top of it. The only thing it takes from ``connections/`` is a :class:`TokenSource` and the shared
 per-tenant :class:`~bipsync_partner.coordination.TenantGate`.
 
-How it reacts to each answer (bipsync-platform.md, "Errors"):
+How it reacts to each answer (docs/bipsync.md, "Errors"):
 
 - 401 (token invalid or missing scope): one forced refresh through the token service, one retry;
   a second 401 is an error. A challenge saying ``insufficient_scope`` (RFC 6750 §3.1) is reported
@@ -164,7 +164,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of an offset/limit listing (bipsync-platform.md, "The REST API slice")."""
+    """One page of an offset/limit listing (docs/bipsync.md, "The REST API slice")."""
 
     total: int
     offset: int

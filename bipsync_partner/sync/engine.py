@@ -1,6 +1,6 @@
 """The research sync engine: one run of one connection, resumable, writing only what changed.
 
-Bipsync documents no modified-since filter (bipsync-platform.md, "The REST API slice"), so a run
+Bipsync documents no modified-since filter (docs/bipsync.md, "The REST API slice"), so a run
 reads every page of ``GET /v1/research`` (100 per page), and
 
 - hashes each item (SHA-256 of its canonical JSON) and writes only rows that are new, changed or
@@ -587,7 +587,7 @@ def sync_metadata(run: SyncRun, api: BipsyncApi) -> None:
     try:
         fields = api.all_items(FIELD_PATH, limit=limit)
     except InsufficientScope:
-        # /v1/field needs rest_api:fields:read (bipsync-platform.md, "Scopes"); documents sync
+        # /v1/field needs rest_api:fields:read (docs/bipsync.md, "Scopes"); documents sync
         # without it, so its absence is a note, not a failure.
         run.notes = "Fields were not synced: the grant lacks the rest_api:fields:read scope."
         run.save(update_fields=["notes"])
