@@ -309,12 +309,12 @@ def start_worker(env: dict[str, str], concurrency: int, log: Path) -> subprocess
         start_new_session=True,
     )
     # The worker is ready when it consumes: ping it with a no-op sweep of nothing due.
-    from bipsync_partner.connections.tasks import sweep_refreshes
+    from bipsync_partner.connections.tasks import sweep_refreshes_task
 
     deadline = time.monotonic() + 60
-    result_marker = sweep_refreshes.delay()
+    result_marker = sweep_refreshes_task.delay()
     del result_marker
-    from bipsync_partner.connections.throttle import client
+    from bipsync_partner.coordination import client
 
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -371,7 +371,7 @@ def sweep_round(
 ) -> dict[str, Any]:
     """Raw loop, the sweep of ``args.connections`` due connections, raw loop again."""
     from bipsync_partner.connections.models import Connection
-    from bipsync_partner.connections.tasks import sweep_refreshes
+    from bipsync_partner.connections.tasks import sweep_refreshes_task
 
     count = args.connections
     say(f"minting {count + 2 * args.raw} grants at the sandbox")
@@ -391,7 +391,7 @@ def sweep_round(
     cpu_before = group_cpu_seconds(worker.pid)
     census = cpu_census(groups)
     started = time.perf_counter()
-    sweep_refreshes.delay()
+    sweep_refreshes_task.delay()
     while True:
         done = Connection.objects.filter(team=team, version__gt=0).count()
         if done >= count or time.perf_counter() - started > args.timeout:

@@ -183,7 +183,7 @@ OPERATOR_EMAILS = env_list("OPERATOR_EMAILS")
 
 # --- Bipsync ------------------------------------------------------------------------------------------
 # Tenant hosts are built from these templates and a validated slug, never from a URL a user types
-# (bipsync-platform.md, "Tenants and hosts").
+# (docs/bipsync.md, "Tenants and hosts").
 BIPSYNC_API_BASE_TEMPLATE = env_str("BIPSYNC_API_BASE_TEMPLATE", "https://{tenant}-api.bipsync.com")
 BIPSYNC_WEB_BASE_TEMPLATE = env_str("BIPSYNC_WEB_BASE_TEMPLATE", "https://{tenant}.bipsync.com")
 # Plain http is accepted only for loopback hosts and only when this is on (the local sandbox).
@@ -293,7 +293,6 @@ if _broker_prefix := env_optional("CELERY_BROKER_KEY_PREFIX"):
 # Refreshes and syncs have their own queues so that a long sync never delays a refresh: run at
 # least one worker on "refresh" (the Procfile's worker takes all three queues).
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
-    "connections.refresh_connection": {"queue": "refresh"},
     "connections.refresh_batch": {"queue": "refresh"},
     "connections.sweep_refreshes": {"queue": "refresh"},
     "sync.run_sync": {"queue": "sync"},
@@ -320,7 +319,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 }
 CELERY_TIMEZONE = "UTC"
 # Keys of the Redis coordination primitives (rate-limit gates, per-tenant slots, "queued once"
-# markers; bipsync_partner/connections/throttle.py).
+# markers; bipsync_partner/coordination.py).
 COORDINATION_KEY_PREFIX = env_str("COORDINATION_KEY_PREFIX", "bipsync-partner:coord")
 
 # --- Proactive token refresh (bipsync_partner/connections/sweep.py) ---------------------------------

@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check.set_defaults(func=cmd_check)
     sub.add_parser("stop", help="stop the embedded servers").set_defaults(func=cmd_stop)
     soak = sub.add_parser(
-        "soak", help="the whole product on its own servers, under faults, measured (issue 7)"
+        "soak", help="the whole product on its own servers, under faults, measured"
     )
     from devtools.soak.config import add_arguments
 

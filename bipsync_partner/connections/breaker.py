@@ -14,7 +14,7 @@ When the cool-down is over the breaker is half-open: exactly one request (the pr
 out, while the others still wait. Its success closes the breaker; another transient failure
 opens it for a new cool-down ("since" stays the time it first opened). Any answer of the
 endpoint that is not a transient failure (a token, or ``invalid_grant``) proves it is up and
-resets the count. A 429 is neither: the tenant's Retry-After gate (:mod:`throttle`) handles it.
+resets the count. A 429 is neither: the tenant's Retry-After gate (:mod:`bipsync_partner.coordination`) handles it.
 
 State lives in Redis and counts time in Redis's clock (``TIME``), like the other coordination
 primitives, so hosts' clocks never matter. When Redis is unreachable the breaker lets calls
@@ -36,7 +36,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from bipsync_partner.connections import throttle
+from bipsync_partner import coordination
 from bipsync_partner.oauth import OAuthError
 from bipsync_partner.ops import metrics
 
@@ -123,11 +123,11 @@ class Outage:
 
 
 def _failures_key(tenant: str) -> str:
-    return throttle.key("tenant", tenant, "breaker", "failures")
+    return coordination.key("tenant", tenant, "breaker", "failures")
 
 
 def _state_key(tenant: str) -> str:
-    return throttle.key("tenant", tenant, "breaker")
+    return coordination.key("tenant", tenant, "breaker")
 
 
 def _ms(name: str) -> int:
@@ -147,7 +147,7 @@ def _script(client: redis.Redis, source: str) -> Any:
 
 
 def _run(source: str, keys: list[str], args: Iterable[object] = ()) -> Any:
-    client = throttle.client()
+    client = coordination.client()
     return _script(client, source)(keys=keys, args=list(args), client=client)
 
 
@@ -287,7 +287,7 @@ def outages(tenants: Iterable[str]) -> list[Outage]:
     if not names:
         return []
     try:
-        pipe = throttle.client().pipeline(transaction=False)
+        pipe = coordination.client().pipeline(transaction=False)
         for tenant in names:
             pipe.hmget(_state_key(tenant), "since", "until")
         states = pipe.execute()

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Membership, User
-from bipsync_partner.connections import throttle
+from bipsync_partner import coordination
 from bipsync_partner.connections.connect_errors import ConnectError
 from bipsync_partner.connections.pending import PendingAuthorizationRecord, pending_lifetime
 
@@ -52,8 +52,8 @@ def _minutes(seconds: int) -> str:
 
 def _attempts(scope: str, ident: object, window: int) -> tuple[int, int]:
     """This window's attempts of ``scope``/``ident`` including this one, and the seconds left."""
-    name = throttle.key("connect-rate", scope, ident)
-    with throttle.client().pipeline(transaction=True) as pipe:
+    name = coordination.key("connect-rate", scope, ident)
+    with coordination.client().pipeline(transaction=True) as pipe:
         pipe.set(name, 0, ex=window, nx=True)
         pipe.incr(name)
         pipe.ttl(name)

@@ -40,7 +40,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from bipsync_partner.connections import throttle
+from bipsync_partner import coordination
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.oauth import OAuthError
 from bipsync_partner.ops import metrics
@@ -77,11 +77,11 @@ class Hold:
 
 
 def _refusals_key() -> str:
-    return throttle.key("grant-refusals")
+    return coordination.key("grant-refusals")
 
 
 def _incident_key() -> str:
-    return throttle.key("grant-incident")
+    return coordination.key("grant-incident")
 
 
 @cache
@@ -114,7 +114,7 @@ def hold(connection: Connection, error: OAuthError) -> Hold | None:
     replaces ``needs_reconnect`` (None: judge the refusal on its own)."""
     if error.transient or error.error not in GRANT_REFUSALS:
         return None
-    client = throttle.client()
+    client = coordination.client()
     args = [str(connection.pk), int(_window().total_seconds() * 1000)]
     args.append(int(settings.BIPSYNC_GRANT_INCIDENT_THRESHOLD))
     try:
@@ -166,7 +166,7 @@ def _hold_earlier(connection_id: UUID, held: str) -> None:
 
     try:
         since = timezone.now() - _window()
-        members = throttle.client().zrange(_refusals_key(), 0, -1)
+        members = coordination.client().zrange(_refusals_key(), 0, -1)
         ids = [str(m, "ascii") for m in members if isinstance(m, bytes)]
         ids = [pk for pk in ids if pk != str(connection_id)]
     except redis.RedisError:

@@ -26,7 +26,7 @@ tenant_validator = RegexValidator(
     SLUG_PATTERN,
     "A tenant is 1-63 lowercase letters, digits or inner hyphens, as in acme for acme.bipsync.com.",
 )
-# Bipsync ids are 24 hexadecimal characters (bipsync-platform.md, "The REST API slice").
+# Bipsync ids are 24 hexadecimal characters (docs/bipsync.md, "The REST API slice").
 bipsync_id_validator = RegexValidator(
     r"^[0-9a-f]{24}$", "A Bipsync team id is 24 hexadecimal characters (0-9, a-f)."
 )

@@ -21,7 +21,7 @@ Exactly one refresh per rotation, whatever the number of sweeps, workers and web
 2. the token service takes the row lock without waiting (``SKIP LOCKED``: whoever holds it is
    refreshing right now) and, under it, does nothing if the version moved (someone rotated) or
    the connection is no longer due;
-3. so even two tasks that got past 1 cause one rotation (the lock and the re-read, issue 5).
+3. so even two tasks that got past 1 cause one rotation (the lock and the re-read).
 
 Around each refresh: the tenant's "not before" gate (a ``Retry-After`` seen by any worker) is
 honoured, and a per-tenant semaphore bounds concurrent refreshes at one tenant (a batch holds
@@ -57,7 +57,7 @@ from django.utils import timezone
 
 from bipsync_partner.connections import breaker, failures
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.throttle import OnceKeys, TenantGate, TenantSemaphore
+from bipsync_partner.coordination import OnceKeys, TenantGate, TenantSemaphore
 from bipsync_partner.oauth import OAuthError
 from bipsync_partner.ops import metrics
 from bipsync_partner.ops.context import bound
@@ -131,7 +131,7 @@ def marker_ttl(expires_at: datetime | None, now: datetime) -> int:
 
 
 @dataclass(frozen=True)
-class SweepResult:
+class RefreshSweep:
     due: int
     queued: int
     already_queued: int
@@ -159,7 +159,7 @@ def batch_size() -> int:
     return max(1, int(settings.REFRESH_BATCH_SIZE))
 
 
-def sweep(enqueue: Enqueue, *, now: datetime | None = None) -> SweepResult:
+def sweep(enqueue: Enqueue, *, now: datetime | None = None) -> RefreshSweep:
     """Queue one refresh per due connection that is not queued already, in batches per tenant.
 
     ``enqueue(tenant, items, countdown)`` publishes a batch; it is called through
@@ -190,7 +190,7 @@ def sweep(enqueue: Enqueue, *, now: datetime | None = None) -> SweepResult:
                 queued += len(batch)
                 _queue_batch(enqueue, tenant, batch, now)
     log.info("Refresh sweep: %d due, %d queued, %d already queued", due, queued, already)
-    return SweepResult(due=due, queued=queued, already_queued=already)
+    return RefreshSweep(due=due, queued=queued, already_queued=already)
 
 
 def _queue_batch(
@@ -215,14 +215,6 @@ def _publish(
 
 
 # --- refreshing ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RefreshResult:
-    """``outcome`` for logs and metrics; ``retry_in`` seconds when the task should come back."""
-
-    outcome: str
-    retry_in: float | None = None
 
 
 def _tenant_slot(tenant: str) -> TenantSemaphore:
@@ -290,20 +282,6 @@ def _refresh_one(item: Item, turn: _Turn) -> tuple[str, float | None]:
     if result.outcome == "refreshed":
         return "refreshed", time.monotonic() - started
     return (result.outcome if result.outcome != "failed" else result.code or "failed"), None
-
-
-def refresh_due(connection_id: UUID | str, version: int) -> RefreshResult:
-    """Refresh one connection the sweep queued (the single-connection task of earlier
-    releases, kept for messages queued before an upgrade), unless someone else already did."""
-    conn = Connection.objects.filter(pk=connection_id).values("version", "tenant").first()
-    if conn is None:
-        return RefreshResult("gone")
-    if conn["version"] != version:
-        return RefreshResult("already_rotated")
-    batch = refresh_batch(conn["tenant"], [(str(connection_id), version)])
-    if batch.remaining:
-        return RefreshResult(batch.waited or "tenant_busy", retry_in=batch.retry_in)
-    return RefreshResult(next(iter(batch.outcomes)))
 
 
 @dataclass(frozen=True)

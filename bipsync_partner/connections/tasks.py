@@ -5,8 +5,9 @@ run twice (the version check and the token service's row lock make a second run 
   connection, in batches per tenant.
 - ``connections.refresh_batch(tenant, items)``: refresh a batch of ``[connection_id, version]``
   of one tenant (queue ``refresh``, so that a long sync never delays it).
-- ``connections.refresh_connection(connection_id, version)``: one connection; what earlier
-  releases queued, kept so that messages queued before an upgrade still run.
+
+Task functions carry a ``_task`` suffix (their Celery names do not), so that a call site never
+mistakes queuing for the work itself (``sweep.refresh_batch``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.app.task import Task
 from django.conf import settings
 
 from bipsync_partner.connections import sweep
 from bipsync_partner.ops import metrics
-from bipsync_partner.ops.context import bound
 
 log = logging.getLogger(__name__)
 
@@ -29,39 +28,13 @@ MAX_WAITS = 20
 
 
 @shared_task(
-    name="connections.refresh_connection",
-    bind=True,
-    ignore_result=True,
-    acks_late=True,
-    max_retries=MAX_WAITS,
-    soft_time_limit=settings.REFRESH_TASK_SOFT_TIME_LIMIT,
-    time_limit=settings.REFRESH_TASK_TIME_LIMIT,
-)
-def refresh_connection(self: Task[[str, int], str], connection_id: str, version: int) -> str:
-    with bound(connection=connection_id):
-        marker = sweep.marker_name(connection_id, version)
-        try:
-            result = sweep.refresh_due(connection_id, version)
-        except BaseException:
-            sweep.queued_markers().release([marker])
-            raise
-        if result.retry_in is not None and self.request.retries < MAX_WAITS:
-            # Still queued: the marker stays, so a sweep does not queue it a second time.
-            raise self.retry(countdown=result.retry_in)
-        sweep.queued_markers().release([marker])
-        metrics.inc("bipsync_token_refreshes", outcome=result.outcome)
-        log.info("Proactive refresh: %s", result.outcome)
-        return result.outcome
-
-
-@shared_task(
     name="connections.refresh_batch",
     ignore_result=True,
     acks_late=True,
     soft_time_limit=settings.REFRESH_TASK_SOFT_TIME_LIMIT,
     time_limit=settings.REFRESH_TASK_TIME_LIMIT,
 )
-def refresh_batch(tenant: str, items: list[list[object]], waits: int = 0) -> str:
+def refresh_batch_task(tenant: str, items: list[list[object]], waits: int = 0) -> str:
     pairs = [(str(connection_id), int(str(version))) for connection_id, version in items]
     try:
         result = sweep.refresh_batch(tenant, pairs)
@@ -87,7 +60,7 @@ def refresh_batch(tenant: str, items: list[list[object]], waits: int = 0) -> str
 @shared_task(
     name="connections.sweep_refreshes", ignore_result=True, soft_time_limit=50, time_limit=55
 )
-def sweep_refreshes() -> str:
+def sweep_refreshes_task() -> str:
     result = sweep.sweep(publish_batch)
     return f"{result.due} due, {result.queued} queued, {result.already_queued} already queued"
 
@@ -99,6 +72,6 @@ def publish_batch(
     # without limit by Redis consumers); only a real delay is passed.
     args = (tenant, [list(item) for item in items], waits)
     if countdown > 0:
-        refresh_batch.apply_async(args, countdown=countdown)
+        refresh_batch_task.apply_async(args, countdown=countdown)
     else:
-        refresh_batch.apply_async(args)
+        refresh_batch_task.apply_async(args)

@@ -2,7 +2,7 @@
 
 Every job, view and API client asks :func:`get_access_token` for a usable token. When the stored
 token is within a leeway of its expiry, the service refreshes it, and the protocol for that is
-built around one fact (bipsync-platform.md, "Grants"): **Bipsync rotates the refresh token on
+built around one fact (docs/bipsync.md, "Grants"): **Bipsync rotates the refresh token on
 every use and revokes the old pair.** A refresh token can be spent once; if two processes spend
 it, one of them gets ``invalid_grant``, and if the new pair is lost, the connection is dead.
 Therefore:
@@ -36,7 +36,7 @@ Therefore:
    back-off with jitter (and at least ``Retry-After``). Until then nobody calls Bipsync for it —
    callers get the still-valid access token if there is one, or :class:`TokenTemporarilyUnavailable`
    at once — so a failing tenant sees no retry storm. A 429 also closes the tenant's gate
-   (connections/throttle.py) for every process: while it is closed no refresh of that tenant,
+   (bipsync_partner/coordination.py) for every process: while it is closed no refresh of that tenant,
    inline or swept, calls Bipsync, and nothing is recorded against the waiting connections.
 6. A token is due when it expires within the leeway, but the leeway is never more than half the
    token's lifetime (:func:`~bipsync_partner.connections.models.scaled_leeway`, the one rule of
@@ -75,7 +75,7 @@ from bipsync_partner.connections import breaker, clients, fastdb, incidents
 from bipsync_partner.connections.fields import EncryptedTextField
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.signals import connection_needs_reconnect
-from bipsync_partner.connections.throttle import TenantGate
+from bipsync_partner.coordination import TenantGate
 from bipsync_partner.oauth import OAuthError, Token, TransportError, UnusableTokenResponse
 
 log = logging.getLogger(__name__)
@@ -633,7 +633,7 @@ def _refresh_locked(
 
 
 def _tenant_waiting(locked: Connection, now: datetime) -> _Outcome | None:
-    """The tenant's "not before" gate (a Retry-After seen by any process, connections/throttle.py)
+    """The tenant's "not before" gate (a Retry-After seen by any process, bipsync_partner/coordination.py)
     for a refresh outside the sweep, which reads the same gate in its batches' turn: while it
     is closed nobody calls Bipsync, and nothing is recorded against this connection."""
     wait = TenantGate(locked.tenant).remaining()

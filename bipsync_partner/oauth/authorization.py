@@ -35,7 +35,8 @@ from bipsync_partner.oauth.pkce import (
 )
 from bipsync_partner.oauth.scopes import join_scopes, normalize_scopes
 
-#: 43 characters from a 62-letter alphabet: about 256 bits, well above the 128 the brief requires.
+#: 43 characters from a 62-letter alphabet: about 256 bits, well above RFC 6749
+#: §10.10's 2^-128 bound on guessing.
 STATE_LENGTH: Final = 43
 MIN_STATE_LENGTH: Final = 22  # 22 * log2(62) ≈ 131 bits
 #: How long a pending authorization is honoured: the authorization code's own lifetime

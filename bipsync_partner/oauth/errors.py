@@ -154,8 +154,8 @@ class ProtocolError(OAuthError):
 
     Either an RFC 6749 §5.2 error response (``error`` is the server's code, classified by
     code and status), or a response we refuse to interpret: ``invalid_response`` for an HTML,
-    empty, non-JSON or non-object body or a missing/ill-typed field (transient, as the issue
-    brief requires for malformed bodies), ``unsupported_token_type`` for anything but Bearer
+    empty, non-JSON or non-object body or a missing/ill-typed field (transient: a proxy's error
+    page or a cut-off body is a passing fault, not the server's verdict), ``unsupported_token_type`` for anything but Bearer
     (terminal).
     """
 

@@ -21,7 +21,7 @@ PLACEHOLDER: Final = "{tenant}"
 
 DEFAULT_API_BASE_TEMPLATE: Final = "https://{tenant}-api.bipsync.com"
 DEFAULT_WEB_BASE_TEMPLATE: Final = "https://{tenant}.bipsync.com"
-#: The local sandbox's path-based templates (team brief, "Shared conventions").
+#: The local sandbox's path-based templates (docs/bipsync.md, "Where each [choice] is a setting").
 SANDBOX_API_BASE_TEMPLATE: Final = "http://127.0.0.1:8100/t/{tenant}/api"
 SANDBOX_WEB_BASE_TEMPLATE: Final = "http://127.0.0.1:8100/t/{tenant}/web"
 

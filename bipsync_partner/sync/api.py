@@ -4,9 +4,9 @@ It lives in ``sync/`` rather than ``connections/`` because it is a *consumer* of
 the data flow is one way (architecture sketch: "sync/ asks the token service for an access token
 and never touches token fields itself"), and ``connections/`` must not depend on what is built on
 top of it. The only thing it takes from ``connections/`` is a :class:`TokenSource` and the shared
-per-tenant :class:`~bipsync_partner.connections.throttle.TenantGate`.
+per-tenant :class:`~bipsync_partner.coordination.TenantGate`.
 
-How it reacts to each answer (bipsync-platform.md, "Errors"):
+How it reacts to each answer (docs/bipsync.md, "Errors"):
 
 - 401 (token invalid or missing scope): one forced refresh through the token service, one retry;
   a second 401 is an error. A challenge saying ``insufficient_scope`` (RFC 6750 §3.1) is reported
@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from bipsync_partner.connections.throttle import TenantGate
+from bipsync_partner.coordination import TenantGate
 from bipsync_partner.oauth.transport import BearerAuth, TransportSettings, create_httpx_client
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of an offset/limit listing (bipsync-platform.md, "The REST API slice")."""
+    """One page of an offset/limit listing (docs/bipsync.md, "The REST API slice")."""
 
     total: int
     offset: int

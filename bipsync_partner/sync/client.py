@@ -80,8 +80,8 @@ def retry_policy() -> RetryPolicy:
 
 
 def _check_scheme(api_base: str) -> None:
-    # Plain http only for loopback and only when allowed (team brief, "Shared conventions"):
-    # Bearer tokens must not cross a network in clear text.
+    # Plain http only for loopback and only when allowed (RFC 6750 §5.3: Bearer tokens
+    # must not cross a network in clear text; loopback never leaves the machine).
     parts = urlsplit(api_base)
     if parts.scheme == "https":
         return

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.throttle import OnceKeys
+from bipsync_partner.coordination import OnceKeys
 from bipsync_partner.sync import engine
 from bipsync_partner.sync.models import SyncRun, SyncSchedule, syncable_connections
 
@@ -38,14 +38,14 @@ def markers() -> OnceKeys:
 
 
 def _publisher() -> Publish:
-    from bipsync_partner.sync.tasks import run_sync
+    from bipsync_partner.sync.tasks import run_sync_task
 
     def publish(run_id: int, countdown: float) -> None:
         # countdown=0.0 would still make an ETA task; only a real delay is passed.
         if countdown > 0:
-            run_sync.apply_async((run_id,), countdown=countdown)
+            run_sync_task.apply_async((run_id,), countdown=countdown)
         else:
-            run_sync.apply_async((run_id,))
+            run_sync_task.apply_async((run_id,))
 
     return publish
 
@@ -108,13 +108,13 @@ def request_sync(
 
 
 @dataclass(frozen=True)
-class SweepResult:
+class SyncSweep:
     schedules_created: int
     runs_created: int
     resumed: int
 
 
-def sweep_due(*, now: datetime | None = None, publish: Publish | None = None) -> SweepResult:
+def sweep_due(*, now: datetime | None = None, publish: Publish | None = None) -> SyncSweep:
     """Create runs for due schedules and re-queue unfinished runs that lost their worker."""
     now = now or timezone.now()
     syncable = syncable_connections()
@@ -160,4 +160,4 @@ def sweep_due(*, now: datetime | None = None, publish: Publish | None = None) ->
         if enqueue(run_id, publish=publish):
             resumed += 1
             log.info("Sync run %s lost its worker; queued to continue from its checkpoint", run_id)
-    return SweepResult(len(missing), created, resumed)
+    return SyncSweep(len(missing), created, resumed)

@@ -4,6 +4,8 @@
   message finds the run finished, or its connection's lock taken, and does nothing.
 - ``sync.sweep_due_syncs()``: beat's minute-ly sweep (queue ``default``): runs for due schedules,
   and runs that lost their worker continue from their checkpoint.
+
+Task functions carry a ``_task`` suffix (their Celery names do not).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ SLICE_MARGIN_SECONDS = 30
     soft_time_limit=settings.SYNC_TASK_SOFT_TIME_LIMIT,
     time_limit=settings.SYNC_TASK_TIME_LIMIT,
 )
-def run_sync(run_id: int) -> str:
+def run_sync_task(run_id: int) -> str:
     connection_id = (
         SyncRun.objects.filter(pk=run_id).values_list("connection_id", flat=True).first()
     )
@@ -62,7 +64,7 @@ def run_sync(run_id: int) -> str:
 
 
 @shared_task(name="sync.sweep_due_syncs", ignore_result=True, soft_time_limit=50, time_limit=55)
-def sweep_due_syncs() -> str:
+def sweep_due_syncs_task() -> str:
     result = scheduling.sweep_due()
     return (
         f"{result.schedules_created} schedules created, {result.runs_created} runs queued, "

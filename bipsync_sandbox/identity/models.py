@@ -42,7 +42,7 @@ class Tenant(models.Model):
 
     @property
     def issuer(self) -> str:
-        # The API base IS the issuer (team brief, "Shared conventions").
+        # The API base IS the issuer (docs/bipsync.md, "Endpoints": RFC 8414 §3.3).
         return self.api_base
 
     def api_url(self, path: str) -> str:

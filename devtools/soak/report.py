@@ -1,6 +1,6 @@
 """The soak's figures, its verdict, and how they are shown (a table) and kept (JSON).
 
-Acceptance (issue 7): zero connections lost other than those the sandbox deliberately revoked,
+Acceptance: zero connections lost other than those the sandbox deliberately revoked,
 and every connection refreshed on time outside the fault windows.
 
 - *Lost*: a connection that ended ``needs_reconnect``, or whose stored refresh token is not the

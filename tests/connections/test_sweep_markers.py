@@ -17,7 +17,8 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team
-from bipsync_partner.connections import sweep, throttle
+from bipsync_partner import coordination
+from bipsync_partner.connections import sweep
 from bipsync_partner.connections.models import Connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,7 +57,7 @@ def test_a_lost_refresh_message_is_queued_again_before_the_token_expires(
     assert sorted(lost) == sorted([str(long_left.pk), str(short_left.pk)])
     for conn in (long_left, short_left):
         marker = sweep.marker_name(conn.pk, conn.version)
-        ttl = throttle.client().ttl(marker)
+        ttl = coordination.client().ttl(marker)
         assert conn.access_expires_at is not None
         left = (conn.access_expires_at - timezone.now()).total_seconds()
         # After the marker expires, one sweep finds the connection and its task runs before
@@ -73,5 +74,5 @@ def test_markers_keep_their_configured_life_when_the_token_has_longer(
 
     sweep.sweep(lambda tenant, items, countdown: None)
 
-    ttl = throttle.client().ttl(sweep.marker_name(conn.pk, conn.version))
+    ttl = coordination.client().ttl(sweep.marker_name(conn.pk, conn.version))
     assert 890 <= ttl <= 900

@@ -19,7 +19,7 @@ from pytest_django.fixtures import Settings
 from accounts.models import Team, User
 from bipsync_partner.connections import sweep, tokens
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.connections.throttle import TenantGate
+from bipsync_partner.coordination import TenantGate
 from tests.connections.test_tokens import (
     api_accepts,
     configure_partner,

@@ -172,7 +172,7 @@ def test_systemd_stops_celery_workers_with_a_warm_shutdown() -> None:
     # systemd's default KillMode=control-group sends SIGTERM to every process of the unit at
     # once: Celery's pool processes then die mid-task ("Worker exited prematurely: signal 15"),
     # and a refresh that reached Bipsync dies before its rotated tokens are stored, which loses
-    # the grant (rotation, bipsync-platform.md "Grants"). Found by the soak. KillMode=mixed sends
+    # the grant (rotation, docs/bipsync.md "Grants"). Found by the soak. KillMode=mixed sends
     # SIGTERM to the main process only (Celery's warm shutdown), SIGKILL to the rest at the end.
     for unit in (DEPLOY / "systemd").glob("bipsync-partner-worker-*.service"):
         lines = unit.read_text().splitlines()

@@ -25,7 +25,7 @@ from bipsync_partner.connections.models import Connection
 from bipsync_partner.ops.logs import ContextFilter, JsonFormatter
 from bipsync_partner.sync import scheduling
 from bipsync_partner.sync.models import SyncRun
-from bipsync_partner.sync.tasks import run_sync
+from bipsync_partner.sync.tasks import run_sync_task
 from tests.connections.connect_support import come_back, configure_partner, new_world, start
 from tests.support.sandbox import Sandbox
 
@@ -134,7 +134,7 @@ def test_a_connect_refresh_sync_cycle_logs_no_token(
 
     # Sync, in this process so that every line it logs is captured here.
     requested = scheduling.request_sync(conn, publish=lambda run_id, countdown: None)
-    run_sync.apply(args=(requested.run.pk,))
+    run_sync_task.apply(args=(requested.run.pk,))
     run = SyncRun.objects.get(pk=requested.run.pk)
     assert run.status == SyncRun.Status.SUCCEEDED, run.error_message
     assert run.created_count == 150

@@ -12,7 +12,7 @@ from pytest_django.fixtures import Settings
 
 from accounts.models import Team
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.throttle import TenantGate
+from bipsync_partner.coordination import TenantGate
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.api import (
     GATE_RECHECK_SECONDS,

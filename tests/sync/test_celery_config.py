@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 
 from bipsync_partner.celery import app
-from bipsync_partner.connections.tasks import refresh_connection, sweep_refreshes
-from bipsync_partner.sync.tasks import run_sync, sweep_due_syncs
+from bipsync_partner.connections.tasks import refresh_batch_task, sweep_refreshes_task
+from bipsync_partner.sync.tasks import run_sync_task, sweep_due_syncs_task
 
 
 def queue_of(task_name: str) -> str:
@@ -15,16 +15,16 @@ def queue_of(task_name: str) -> str:
 
 
 def test_refreshes_and_syncs_have_their_own_queues() -> None:
-    assert queue_of(refresh_connection.name) == "refresh"
-    assert queue_of(sweep_refreshes.name) == "refresh"
-    assert queue_of(run_sync.name) == "sync"
-    assert queue_of(sweep_due_syncs.name) == "default"
+    assert queue_of(refresh_batch_task.name) == "refresh"
+    assert queue_of(sweep_refreshes_task.name) == "refresh"
+    assert queue_of(run_sync_task.name) == "sync"
+    assert queue_of(sweep_due_syncs_task.name) == "default"
 
 
 def test_tasks_ack_late_and_have_time_limits_below_the_visibility_timeout() -> None:
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     assert isinstance(visibility, int)
-    for task in (refresh_connection, sweep_refreshes, run_sync, sweep_due_syncs):
+    for task in (refresh_batch_task, sweep_refreshes_task, run_sync_task, sweep_due_syncs_task):
         assert task.acks_late or settings.CELERY_TASK_ACKS_LATE
         assert task.time_limit is not None
         assert task.soft_time_limit is not None
@@ -34,7 +34,7 @@ def test_tasks_ack_late_and_have_time_limits_below_the_visibility_timeout() -> N
 def test_beat_fires_the_two_minute_ly_sweeps_and_nothing_per_connection() -> None:
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert {entry["task"] for entry in schedule.values()} == {
-        sweep_refreshes.name,
-        sweep_due_syncs.name,
+        sweep_refreshes_task.name,
+        sweep_due_syncs_task.name,
     }
     assert all(entry["schedule"] == 60.0 for entry in schedule.values())

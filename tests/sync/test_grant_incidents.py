@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_django.fixtures import Settings
 
 from accounts.models import Membership, Team, User
-from bipsync_partner.connections import incidents, sweep, throttle, tokens
+from bipsync_partner import coordination
+from bipsync_partner.connections import incidents, sweep, tokens
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import ReconnectNotice
 from tests.support.sandbox import Sandbox
@@ -40,9 +41,9 @@ def world(sandbox: Sandbox, partner: Settings) -> Iterator[SyncWorld]:
     partner.REFRESH_BATCH_PIPELINE = 1
     partner.METRICS_BEARER_TOKEN = None
     partner.OPERATOR_EMAILS = OPERATORS
-    throttle.client().delete(incidents._refusals_key(), incidents._incident_key())
+    coordination.client().delete(incidents._refusals_key(), incidents._incident_key())
     yield fresh
-    throttle.client().delete(incidents._refusals_key(), incidents._incident_key())
+    coordination.client().delete(incidents._refusals_key(), incidents._incident_key())
     fresh.world.http.close()
 
 

@@ -19,7 +19,7 @@ from accounts.models import Membership, Team, User
 from bipsync_partner.connections import sweep, tokens
 from bipsync_partner.connections.crypto import VERSION
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.connections.throttle import TenantGate
+from bipsync_partner.coordination import TenantGate
 from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld, make_sync_world, user_connection
 

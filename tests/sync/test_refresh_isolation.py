@@ -97,7 +97,7 @@ def test_a_batch_refreshes_every_healthy_connection_past_ones_that_cannot_be_ref
     items = [(str(c.pk), c.version) for c in [undecryptable, unconfigured, *healthy]]
     before = refresh_outcomes()
 
-    summary = tasks.refresh_batch(world.tenant, [list(item) for item in items])
+    summary = tasks.refresh_batch_task(world.tenant, [list(item) for item in items])
 
     assert "4 refreshed" in summary
     after = refresh_outcomes()

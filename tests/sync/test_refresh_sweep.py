@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from accounts.models import Team
 from bipsync_partner.connections import sweep
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.throttle import OnceKeys, TenantGate, TenantSemaphore
+from bipsync_partner.coordination import OnceKeys, TenantGate, TenantSemaphore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +45,7 @@ def test_two_sweeps_at_once_queue_each_of_many_due_connections_once(team: Team) 
     queued: list[sweep.Item] = []
     lock = threading.Lock()
     start = threading.Barrier(2)
-    results: list[sweep.SweepResult] = []
+    results: list[sweep.RefreshSweep] = []
 
     def enqueue(tenant: str, items: list[sweep.Item], countdown: float) -> None:
         assert tenant == "acme"
@@ -128,8 +128,10 @@ def test_jitter_spreads_refreshes_but_never_past_a_minute_before_expiry() -> Non
 
 def test_a_queued_refresh_of_a_rotated_version_does_nothing(team: Team) -> None:
     (conn,) = make_due(team, 1)
-    result = sweep.refresh_due(conn.pk, conn.version - 1 if conn.version else 99)
-    assert result.outcome == "already_rotated"
+    stale = (str(conn.pk), conn.version - 1 if conn.version else 99)
+    result = sweep.refresh_batch(conn.tenant, [stale])
+    assert result.outcomes == {"already_rotated": 1}
+    assert result.done == [stale]
 
 
 def test_a_refresh_waits_while_bipsync_asked_the_tenant_to_slow_down(team: Team) -> None:
@@ -137,10 +139,10 @@ def test_a_refresh_waits_while_bipsync_asked_the_tenant_to_slow_down(team: Team)
     (conn,) = make_due(team, 1, tenant=tenant)
     TenantGate(tenant).defer(20)
 
-    result = sweep.refresh_due(conn.pk, conn.version)
+    result = sweep.refresh_batch(tenant, [(str(conn.pk), conn.version)])
 
-    assert result.outcome == "rate_limited_wait"
-    assert result.retry_in is not None
+    assert result.waited == "rate_limited_wait"
+    assert result.remaining == [(str(conn.pk), conn.version)]
     assert 19 <= result.retry_in <= 23
     conn.refresh_from_db()
     assert conn.last_refreshed_at is None  # Bipsync was not called

@@ -15,8 +15,8 @@ from pytest_django.fixtures import Settings
 from accounts.models import Membership, Team, User
 from bipsync_partner.connections import sweep
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.connections.tasks import sweep_refreshes
-from bipsync_partner.connections.throttle import TenantGate
+from bipsync_partner.connections.tasks import sweep_refreshes_task
+from bipsync_partner.coordination import TenantGate
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.models import ResearchDocument, SyncRun, SyncSchedule
 from tests.support.sandbox import Sandbox
@@ -181,8 +181,8 @@ def test_two_racing_sweeps_cause_one_refresh_per_connection(
     client_id = sync_world.world.user_app.client_id
     refreshes_before = sandbox.token_requests(client_id, "refresh_token", outcome=None)
 
-    sweep_refreshes.delay()
-    sweep_refreshes.delay()
+    sweep_refreshes_task.delay()
+    sweep_refreshes_task.delay()
 
     def all_rotated() -> bool:
         return all(
@@ -215,7 +215,7 @@ def test_a_refresh_refused_with_invalid_grant_stops_and_tells_the_admins(
     conn.refresh_token = "rt-that-bipsync-never-issued"
     conn.save()
 
-    sweep_refreshes.delay()
+    sweep_refreshes_task.delay()
 
     def reconnect_needed() -> bool:
         conn.refresh_from_db()

@@ -1,6 +1,6 @@
 """The research sync engine: one run of one connection, resumable, writing only what changed.
 
-Bipsync documents no modified-since filter (bipsync-platform.md, "The REST API slice"), so a run
+Bipsync documents no modified-since filter (docs/bipsync.md, "The REST API slice"), so a run
 reads every page of ``GET /v1/research`` (100 per page), and
 
 - hashes each item (SHA-256 of its canonical JSON) and writes only rows that are new, changed or

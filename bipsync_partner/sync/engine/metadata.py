@@ -112,7 +112,7 @@ def sync_metadata(run: SyncRun, api: BipsyncApi) -> None:
     try:
         fields = api.all_items(FIELD_PATH, limit=limit)
     except InsufficientScope:
-        # /v1/field needs rest_api:fields:read (bipsync-platform.md, "Scopes"); documents sync
+        # /v1/field needs rest_api:fields:read (docs/bipsync.md, "Scopes"); documents sync
         # without it, so its absence is a note, not a failure.
         run.notes = "Fields were not synced: the grant lacks the rest_api:fields:read scope."
         run.save(update_fields=["notes"])

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.throttle import TenantSemaphore
+from bipsync_partner.coordination import TenantSemaphore
 from bipsync_partner.ops.interpreter import switch_interval
 from bipsync_partner.sync.api import ApiError, BipsyncApi
 from bipsync_partner.sync.engine.lock import run_lock

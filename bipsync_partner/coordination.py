@@ -1,9 +1,10 @@
-"""Coordination between every web process and worker that talks to Bipsync, kept in Redis.
+"""Coordination between every web process and worker that talks to Bipsync, kept in Redis: the
+one home of the primitives both apps use (connections for refreshes, sync for runs and pages).
 
 Three small primitives, each one atomic in Redis so that it holds across processes and hosts:
 
 - :class:`TenantGate`: a per-tenant "not before". When Bipsync answers 429 with ``Retry-After``
-  (bipsync-platform.md, "Errors": rate limits exist, the sandbox answers 429 with Retry-After and
+  (docs/bipsync.md, "Errors": rate limits exist, the sandbox answers 429 with Retry-After and
   clients must honour it), the worker that saw it closes the gate for that long, and every other
   worker checks the gate before it calls the same tenant. The gate is a key whose time to live is
   the wait, so no clock is compared between hosts: Redis counts down.
