@@ -8,7 +8,13 @@ class ConnectionsConfig(AppConfig):
 
     def ready(self) -> None:
         from bipsync_partner.connections import checks, crypto  # noqa: F401  (registers checks)
+        from bipsync_partner.connections.gauges import connection_gauges
+        from bipsync_partner.ops.metrics import LiveGauges
 
         # A malformed key must stop every process (web, worker, beat, commands) at start-up with a
         # sentence, not surface later as a failed refresh.
         crypto.validate_settings()
+        # Scrape-time gauges for /metrics (the web process serves it, so they are registered
+        # wherever Django starts, not only in workers).
+        if connection_gauges not in LiveGauges.sources:
+            LiveGauges.sources.append(connection_gauges)

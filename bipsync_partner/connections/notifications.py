@@ -24,10 +24,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Membership, Team, User
+from accounts.models import User
 from bipsync_partner.connections import breaker
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.signals import connection_needs_reconnect
+from bipsync_partner.connections.visibility import visible_connections
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +105,6 @@ def clear_notices(connection: Connection) -> None:
     ReconnectNotice.objects.filter(connection=connection, cleared_at__isnull=True).update(
         cleared_at=timezone.now()
     )
-
-
-def visible_connections(
-    team: Team, user: User, membership: Membership | None
-) -> models.QuerySet[Connection]:
-    """What ``user`` may see of ``team``'s connections: admins everything; members their own
-    personal connections and the team-wide ones (service account, machine)."""
-    qs = Connection.objects.filter(team=team)
-    if membership is not None and membership.is_admin:
-        return qs
-    return qs.filter(models.Q(user=user) | models.Q(user__isnull=True))
 
 
 def banner(request: HttpRequest) -> dict[str, Any]:

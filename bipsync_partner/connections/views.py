@@ -31,8 +31,8 @@ from bipsync_partner.connections.forms import ConnectForm, MachineConnectionForm
 from bipsync_partner.connections.kinds import spec
 from bipsync_partner.connections.machine import add_machine_connection
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.connections.notifications import visible_connections
 from bipsync_partner.connections.store import MachineCredentials
+from bipsync_partner.connections.visibility import visible_connections
 
 
 def private_answer(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

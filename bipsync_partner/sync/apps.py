@@ -9,10 +9,8 @@ class SyncConfig(AppConfig):
     def ready(self) -> None:
         # Scrape-time gauges for /metrics (the web process serves it, so they are registered
         # wherever Django starts, not only in workers).
-        from bipsync_partner.connections.sweep import connection_gauges
         from bipsync_partner.ops.metrics import LiveGauges
         from bipsync_partner.sync.gauges import sync_gauges
 
-        for source in (connection_gauges, sync_gauges):
-            if source not in LiveGauges.sources:
-                LiveGauges.sources.append(source)
+        if sync_gauges not in LiveGauges.sources:
+            LiveGauges.sources.append(sync_gauges)

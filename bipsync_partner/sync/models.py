@@ -227,6 +227,10 @@ class SyncRun(models.Model):
     def __str__(self) -> str:
         return f"Sync run {self.pk} of connection {self.connection_id} ({self.status})"
 
+    def add_note(self, sentence: str) -> None:
+        """Append a sentence to the run's notes (saved with the run)."""
+        self.notes = f"{self.notes} {sentence}".strip()
+
     @property
     def is_finished(self) -> bool:
         return self.status not in self.UNFINISHED

@@ -1,11 +1,10 @@
 """Sync pages: the team's syncs, a connection's history with live progress, "Sync now", the
 team's sync setting, and the research browser.
 
-Who sees what follows the connections pages (``visible_connections``): admins see every
-connection of the team, members the team-wide ones and their own. Research read through a
-member's own connection is what Bipsync shows *that person* (private notes included), so the
-browser shows it to that person only, admins included; research of team-wide connections is
-for every member.
+Who sees what is one rule with the connections pages, in
+:mod:`bipsync_partner.connections.visibility`: admins see every connection of the team, members
+the team-wide ones and their own; research read through a member's own connection is shown to
+that person only, admins included, and research of team-wide connections to every member.
 """
 
 from __future__ import annotations
@@ -23,9 +22,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.teams import TeamRequest, team_view
-from bipsync_partner.connections.kinds import TEAM_WIDE
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.notifications import visible_connections
+from bipsync_partner.connections.visibility import research_visible_to, visible_connections
 from bipsync_partner.sync import scheduling
 from bipsync_partner.sync.forms import ResearchFilterForm, ScheduleForm, TeamSyncSettingsForm
 from bipsync_partner.sync.models import (
@@ -174,11 +172,7 @@ def _readable(request: TeamRequest) -> Q:
     """Synced rows the viewer may read: those of the team's team-wide connections, and of the
     viewer's own; one rule for documents and for the filter's choices, so that the filter never
     names a content type or author that only someone else's connection brought."""
-    team_wide = Q(connection__kind__in=TEAM_WIDE)
-    mine = Q(connection__user=request.user)
-    return Q(
-        team=request.team, deleted_at__isnull=True, connection__status__in=["active", "failing"]
-    ) & (team_wide | mine)
+    return Q(deleted_at__isnull=True) & research_visible_to(request.team, request.user)
 
 
 def _research(request: TeamRequest) -> QuerySet[ResearchDocument]:

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+from django.apps import apps
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from bipsync_partner.connections.gauges import connection_gauges
 from bipsync_partner.ops import metrics
+from bipsync_partner.sync.gauges import sync_gauges
 
 
 def scrape(client: Client, **headers: str) -> str:
@@ -51,3 +55,17 @@ def test_it_requires_the_bearer_token_when_configured(
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert "bipsync_token_refreshes_total" in scrape(client, Authorization=f"Bearer {secret}")
+
+
+def test_each_app_registers_the_gauges_of_what_it_owns(
+    db: None, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Start from no gauge sources at all: the apps' ready() must bring back each family, once.
+    monkeypatch.setattr(metrics.LiveGauges, "sources", [])
+    for label in ("connections", "sync", "connections"):
+        apps.get_app_config(label).ready()
+    assert metrics.LiveGauges.sources == [connection_gauges, sync_gauges]
+    text = scrape(client)
+    assert 'bipsync_connections{status="active"}' in text
+    assert "bipsync_refresh_oldest_due_seconds" in text
+    assert "bipsync_sync_stale_connections" in text

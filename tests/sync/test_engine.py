@@ -305,3 +305,29 @@ def test_a_first_scan_that_meets_documents_again_updates_them_instead_of_failing
     assert changed.title == "Edited while the scan ran"
     run.refresh_from_db()
     assert (run.pages, run.seen_count, run.created_count, run.updated_count) == (2, 150, 100, 50)
+
+
+def test_a_run_that_changed_many_rows_refreshes_the_statistics_of_the_filtered_columns(
+    partner: Settings,
+    sandbox: Sandbox,
+    world: SyncWorld,
+    team: Team,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The threshold is lowered rather than 5,000 documents synced, to keep the test short.
+    monkeypatch.setattr(engine.runs, "ANALYZE_AFTER_CHANGES", 100)
+    sandbox.generate_research(world.tenant, world.team_id, 150, seed=41)
+    conn = machine_connection(team, world)
+
+    run_to_end(run := new_run(conn))
+
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error_message
+    with psycopg.connect(database_url(), autocommit=True) as pg:
+        analysed = {
+            name
+            for (name,) in pg.execute(
+                "SELECT attname FROM pg_stats WHERE tablename = 'sync_researchdocument'"
+            )
+        }
+    assert {"connection_id", "team_id", "bipsync_id", "title"} <= analysed
+    assert "lookup_fields" not in analysed  # left to autovacuum: half the cost

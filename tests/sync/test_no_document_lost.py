@@ -259,3 +259,74 @@ def test_an_empty_list_of_content_types_keeps_the_stored_ones(
     assert SyncedContentType.objects.filter(connection=conn, deleted_at__isnull=True).count() == (
         stored
     )
+
+
+def test_an_item_that_does_not_fit_the_schema_is_not_written_and_its_stored_copy_stays(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    conn = synced(sandbox, world, team, 150, seed=32)
+    run = new_run(conn)
+    work(run, deadline=time.monotonic())  # its first page: 100 ids recorded
+    rest = list(bipsync_documents(world).values())[100:]
+    kept = rest[0]
+    page = [
+        {**kept, "title": 42},  # a stored document whose title is not a string
+        {**rest[1], "id": "not-a-bipsync-id"},  # no usable id: gone past, as before
+        *rest[2:],
+    ]
+    step = engine.Step(
+        offset=100, items=page, total=150, next_offset=150, anchor=rest[-1]["id"], unstable=False
+    )
+
+    engine.store_page(run, step)
+    assert engine.finish(run)
+
+    run.refresh_from_db()
+    stored = ResearchDocument.objects.get(connection=conn, bipsync_id=kept["id"])
+    assert stored.title == kept["title"]  # not overwritten
+    assert stored.deleted_at is None  # it was in the list
+    assert run.passed_count == 1
+    assert run.seen_count == 149
+    assert run.deleted_count == 1  # the document whose id was unusable was not seen
+    assert live(conn) == 149
+
+
+def test_long_references_are_cut_at_the_model_fields_max_length() -> None:
+    from bipsync_partner.sync.engine.items import ResearchItem, document_row, parse
+    from bipsync_partner.sync.engine.sql import item_columns
+
+    item = parse(
+        ResearchItem,
+        {
+            "id": "a" * 24,
+            "title": "T" * 1000,
+            "contentType": "c" * 100,
+            "user": {"_id": "u" * 100, "firstName": "Ada", "lastName": "L" * 300},
+            "fields": {"x": [1]},
+            "created": "2025-01-02T03:04:05.123456Z",
+            "modified": "not a date",
+            "ignored": {"by": "the schema"},
+        },
+        near=0,
+    )
+    assert item is None  # the malformed date makes the item not fit
+
+    item = parse(
+        ResearchItem,
+        {
+            "id": "a" * 24,
+            "contentType": "c" * 100,
+            "user": {"_id": "u" * 100, "firstName": "Ada", "lastName": "L" * 300},
+            "title": "T" * 1000,
+        },
+        near=0,
+    )
+    assert item is not None
+    row = document_row(item, "0" * 64)
+    assert set(row) == set(item_columns(ResearchDocument))
+    assert row["title"] == "T" * 1000  # a text column: no limit
+    assert row["content_type_bid"] == "c" * 64
+    assert row["author_bid"] == "u" * 64
+    assert row["author_name"] == ("Ada " + "L" * 300)[:200]
+    assert row["lookup_fields"] == {}
+    assert row["bipsync_created"] is None

@@ -1,0 +1,125 @@
+"""Storing one page: hash each item, look up the stored hashes, write what differs with the
+page's ids and the run's checkpoint in one statement."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from django.db import connection
+from django.utils import timezone
+
+from bipsync_partner.sync.engine.hashing import content_hash, json_text
+from bipsync_partner.sync.engine.items import ResearchItem, document_row, parse, valid_id
+from bipsync_partner.sync.engine.paging import Step
+from bipsync_partner.sync.engine.sql import key_constraint, known_statement, page_statement
+from bipsync_partner.sync.models import ResearchDocument, SyncRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PageResult:
+    seen: int
+    created: int
+    updated: int
+    unchanged: int
+
+
+def store_page(run: SyncRun, step: Step) -> PageResult:
+    """Write a page's new and changed documents, its ids and the run's checkpoint, atomically.
+
+    Unchanged items (the common case of an hourly re-sync) cost a hash and nothing else: no row
+    building, no date parsing, no write. Two statements per page: the stored hashes of the
+    page's ids, then :func:`~bipsync_partner.sync.engine.sql.page_statement` with the rows that
+    differ. A first scan (:attr:`SyncRun.first_scan`) skips the lookup, as every stored row is
+    one it wrote, and records no ids, as it has nothing to mark deleted.
+    """
+    now = timezone.now()
+    items: dict[str, tuple[str, dict[str, Any]]] = {}
+    passed = step.passed
+    for item in step.items:
+        bid = valid_id(item.get("id"))
+        if bid is None:
+            log.warning("Skipped an item without a valid Bipsync id near offset %d", step.offset)
+            passed += 1
+            continue
+        # The same id twice on one page (the list shifted under us) counts once.
+        items[bid] = (content_hash(item), item)
+    known: dict[str, tuple[str, bool]] = {}
+    connection.ensure_connection()
+    if not run.first_scan and items:
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(
+                known_statement(ResearchDocument),
+                {"connection": run.connection_id, "ids": ",".join(items)},
+            )
+            known = {bid: (digest, gone) for bid, digest, gone in cursor.fetchall()}
+    rows = []
+    for bid, (digest, item) in items.items():
+        if known.get(bid) == (digest, False):
+            continue  # unchanged: it fitted the schema when it was stored, so it still does
+        parsed = parse(ResearchItem, item, near=step.offset)
+        if parsed is not None:  # seen (a stored copy stays live), but not written
+            rows.append(document_row(parsed, digest))
+    pages = run.pages + 1
+    # Server-side binding: the parameters travel beside the statement, so the ~60 KB JSON of a
+    # page is not escaped into a literal on the client (Django's cursors bind client-side).
+    # Django's connection is in autocommit here, so the statement commits on its own.
+    # A first scan inserts without ON CONFLICT: nothing of the connection is stored but what the
+    # scan itself wrote, so a conflict means it met a document a second time (the list moved
+    # under it and took the anchor away). A plain insert skips the upsert's speculative
+    # insertion (a tenth of the page's database time); on a conflict the page's statement fails
+    # whole, and the page is written again as an upsert.
+    record_ids = not run.first_scan
+    plain_insert = run.first_scan and connection.get_autocommit()
+    # (Outside autocommit a failed statement would abort the caller's transaction: no second
+    # try there, so the first is the upsert.)
+    statement = page_statement(ResearchDocument, upsert=not plain_insert, record_ids=record_ids)
+    with psycopg.Cursor(connection.connection) as cursor:
+        params = {
+            "connection": run.connection_id,
+            "team": run.connection.team_id,
+            "tenant": run.connection.tenant,
+            "rows": json_text(rows),
+            "now": now,
+            "run": run.pk,
+            "seq": pages,
+            "offset": step.offset,
+            "ids": ",".join(items),
+            "seen": len(items),
+            "passed": passed,
+            "total": step.total,
+            "next_offset": step.next_offset,
+            "anchor": step.anchor,
+            "unstable": run.scan_unstable or step.unstable,
+        }
+        try:
+            cursor.execute(statement, params)
+        except psycopg.errors.UniqueViolation as exc:
+            if not plain_insert or exc.diag.constraint_name != key_constraint(ResearchDocument):
+                raise
+            cursor.execute(page_statement(ResearchDocument, upsert=True, record_ids=False), params)
+        row = cursor.fetchone()
+    created, updated = (int(row[0]), int(row[1])) if row else (0, 0)
+    result = PageResult(
+        seen=len(items),
+        created=created,
+        updated=updated,
+        unchanged=len(items) - created - updated,
+    )
+    # The row now holds what the statement wrote; keep the instance in step with it.
+    run.seen_count += result.seen
+    run.created_count += result.created
+    run.updated_count += result.updated
+    run.unchanged_count += result.unchanged
+    run.passed_count += passed
+    run.pages = pages
+    run.total_reported = step.total
+    run.next_offset = step.next_offset
+    run.anchor_id = step.anchor
+    run.scan_unstable = run.scan_unstable or step.unstable
+    run.heartbeat_at = now
+    return result
