@@ -37,6 +37,7 @@ PRODUCTION_DEPENDENCIES = {
     "django-stubs-ext",
     "gunicorn",
     "httpx",
+    "msgspec",
     "orjson",
     "prometheus-client",
     "psycopg",

@@ -729,7 +729,9 @@ def _store_again(writes: _Writes) -> _Outcome:
     for delay in STORE_RETRY_DELAYS:
         time.sleep(delay)
         if not db_connection.in_atomic_block:
-            db_connection.close_if_unusable_or_obsolete()  # a broken connection: a new one
+            # Each attempt on a fresh database connection: after a failover or a killed session
+            # the old one can look usable and fail again (this path is rare; a connect is cheap).
+            db_connection.close()
         try:
             with transaction.atomic(durable=True):
                 current = fastdb.lock_connection(conn.pk, skip_locked=False)
