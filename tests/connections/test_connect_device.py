@@ -44,7 +44,13 @@ def world(sandbox: Sandbox) -> Iterator[SandboxWorld]:
 class DeviceCommand:
     """The command as a child process (its own Django, the test database, the sandbox)."""
 
-    def __init__(self, sandbox: Sandbox, world: SandboxWorld, email: str = "bob@example.com"):
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        world: SandboxWorld,
+        email: str = "bob@example.com",
+        extra: list[str] | None = None,
+    ):
         env = {
             **os.environ,
             "DEBUG": "1",
@@ -69,6 +75,7 @@ class DeviceCommand:
                 "acme",
                 "--tenant",
                 world.tenant,
+                *(extra or []),
             ],
             cwd=REPO,
             env=env,
@@ -202,4 +209,57 @@ def test_the_device_command_refuses_someone_outside_the_team(
     assert sandbox.counters(world.device_app.client_id).get(world.device_app.client_id) in (
         None,
         {},
+    )
+
+
+def _connect_as_member(sandbox: Sandbox, world: SandboxWorld) -> Connection:
+    command = DeviceCommand(sandbox, world)
+    sandbox.approve_device(
+        world.tenant, command.user_code(), world.member.email, world.member.password
+    )
+    assert command.finish()[0] == 0
+    return Connection.objects.get()
+
+
+def test_a_reconnect_approved_as_another_account_is_refused_without_consent(
+    sandbox: Sandbox, world: SandboxWorld, members: Team
+) -> None:
+    before = _connect_as_member(sandbox, world)
+
+    command = DeviceCommand(sandbox, world)  # stdin is a pipe: nobody at a terminal to ask
+    sandbox.approve_device(
+        world.tenant, command.user_code(), world.admin.email, world.admin.password
+    )
+    status, _, err = command.finish()
+
+    assert status == 1
+    assert "Nothing was changed: the code was approved as another Bipsync account" in err
+    after = Connection.objects.get()
+    assert after.subject_id == world.member.id
+    assert after.refresh_token == before.refresh_token
+    assert after.events.count() == 1  # connected; no reconnect recorded
+    # The grant approved as the other account was given back at once (RFC 7009).
+    client_id = world.device_app.client_id
+    revocations = sandbox.counters(client_id).get(client_id, {}).get("revocation", {})
+    assert sum(sum(outcomes.values()) for outcomes in revocations.values()) >= 1, revocations
+
+
+def test_a_reconnect_as_another_account_goes_through_with_replace_account(
+    sandbox: Sandbox, world: SandboxWorld, members: Team
+) -> None:
+    _connect_as_member(sandbox, world)
+
+    command = DeviceCommand(sandbox, world, extra=["--replace-account"])
+    sandbox.approve_device(
+        world.tenant, command.user_code(), world.admin.email, world.admin.password
+    )
+    status, out, err = command.finish()
+
+    assert status == 0, err
+    assert "Reconnected" in out
+    connection = Connection.objects.get()
+    assert connection.subject_id == world.admin.id
+    assert (
+        "Before, it acted as"
+        in connection.events.get(kind=ConnectionEvent.Kind.RECONNECTED).message
     )

@@ -6,11 +6,17 @@ It prints the user code and where to enter it (and the address with the code fil
 live countdown while it polls, and ends with the connection stored (kind ``device``; reconnecting
 updates the member's existing one) or a sentence saying why not: denied, expired, cancelled
 (Ctrl-C), or Bipsync unreachable. Exit status 0 only when a connection was stored.
+
+A reconnect approved as another Bipsync account than the one the member's connection acts as would
+change whose research it reads; as on the web, that is never done silently. At a terminal the
+command asks; otherwise it needs ``--replace-account``. Declined, nothing is stored and the new
+grant is revoked at Bipsync.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from typing import Any
 
@@ -21,6 +27,7 @@ from django.utils import timezone
 from accounts.models import Membership, Team, User
 from bipsync_partner.connections import clients
 from bipsync_partner.connections.models import Connection
+from bipsync_partner.connections.revocation import revoke_quietly
 from bipsync_partner.connections.store import Grant, Owner, store_token, target_connection
 from bipsync_partner.oauth import (
     DeviceAuthorization,
@@ -84,6 +91,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--tenant", required=True, help="The Bipsync site: acme for acme.bipsync.com."
         )
+        parser.add_argument(
+            "--replace-account",
+            action="store_true",
+            help=(
+                "Reconnect even when the code is approved as another Bipsync account than the "
+                "connection acts as now (asked at a terminal without it)."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = User.objects.filter(email__iexact=options["email"]).first()
@@ -138,11 +153,22 @@ class Command(BaseCommand):
             raise CommandError(reason.format(seconds=lifetime)) from None
 
         owner = Owner.of(team=team, user=user, tenant=tenant, kind=Connection.Kind.DEVICE)
+        grant = Grant.of(token)
+        target = target_connection(owner)
+        if grant.acts_as_another_subject_than(target) and not self._replace_confirmed(
+            target, grant, options["replace_account"]
+        ):
+            revoke_quietly(tenant, client, token.refresh_token, token.access_token)
+            raise CommandError(
+                "Nothing was changed: the code was approved as another Bipsync account than the "
+                "connection acts as. Run the command again and approve as that account, or pass "
+                "--replace-account to switch accounts."
+            )
         result = store_token(
             owner,
-            Grant.of(token),
+            grant,
             actor=user,
-            target=target_connection(owner),
+            target=target,
             note="Connected from the command line (device grant).",
         )
         conn = result.connection
@@ -153,3 +179,19 @@ class Command(BaseCommand):
                 f"{verb}: {team.slug} / {user} -> {tenant} as {who} (connection {conn.pk})."
             )
         )
+
+    def _replace_confirmed(self, target: Connection | None, grant: Grant, flag: bool) -> bool:
+        """Whether the member agrees to switch the connection to the account that approved."""
+        if flag:
+            return True
+        if target is None or not sys.stdin.isatty():
+            return False
+        before = _identity(target.subject_name, target.subject_id)
+        after = _identity(grant.subject_name, grant.subject)
+        self.stdout.write(f"The connection acts as {before}; the code was approved as {after}.")
+        answer = input("Switch the connection to the new account? [y/N] ")
+        return answer.strip().lower() in {"y", "yes"}
+
+
+def _identity(name: str, subject: str) -> str:
+    return f"{name} ({subject})" if name and name != subject else subject
