@@ -125,6 +125,11 @@ class Connection(EncryptedModel):
     tenant = models.CharField(max_length=63, validators=[tenant_validator])
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    label = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text='What the team calls it ("Research export"); shown beside the kind.',
+    )
 
     subject_id = models.CharField(
         "Bipsync subject", max_length=64, blank=True, help_text="Who the tokens act as."

@@ -21,6 +21,7 @@ from bipsync_partner.connections.kinds import spec
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import clear_notices
 from bipsync_partner.connections.revocation import revoke_quietly
+from bipsync_partner.connections.signals import announce_reconnect
 from bipsync_partner.oauth import Token
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,10 @@ def store_token(
         target = raced
     log.info("Stored new tokens on %r", conn)
     _revoke_replaced(conn, actor, *replaced)
+    if target is not None:
+        # After the commit (at once when there is no outer transaction): a catch-up sync must
+        # find the new tokens.
+        transaction.on_commit(lambda: announce_reconnect(conn, actor))
     return Connected(connection=conn, reconnected=target is not None)
 
 
