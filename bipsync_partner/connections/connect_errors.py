@@ -34,6 +34,12 @@ REFUSALS: dict[str, str] = {
     "access_denied": "Bipsync refused {what}: access was denied.",
     "unsupported_grant_type": "Bipsync does not offer this way of connecting for {what}.",
     "invalid_request": "Bipsync could not read the request for {what}.",
+    # Ours, not Bipsync's: the tenant's metadata failed the checks of docs/bipsync.md,
+    # "Endpoints", so nothing was sent to the endpoints it names.
+    "invalid_metadata": (
+        "The Bipsync site's published details did not pass this app's safety checks, so "
+        "nothing was sent to it."
+    ),
 }
 
 
@@ -65,5 +71,6 @@ def oauth_sentence(exc: OAuthError, what: str) -> str:
     sentence = template.format(what=what, What=what[:1].upper() + what[1:])
     said = plain_description(exc.description)
     if said and said.lower() != sentence.lower():
-        sentence += f" Bipsync said: {said}"
+        said = said[:1].upper() + said[1:]
+        sentence += f" {said}" if exc.error == "invalid_metadata" else f" Bipsync said: {said}"
     return sentence
