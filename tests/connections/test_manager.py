@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from django.utils import timezone
@@ -19,7 +20,7 @@ from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.sync.models import ResearchDocument, SyncRun
 from tests.conftest import signed_in
 from tests.connections.connect_support import api_accepts, configure_partner, connect, new_world
-from tests.support.sandbox import Sandbox, SandboxWorld
+from tests.support.sandbox import Sandbox, SandboxWorld, WorldUser
 
 pytestmark = pytest.mark.django_db
 
@@ -70,6 +71,10 @@ def broken_machine(team: Team, world: SandboxWorld, **fields: object) -> Connect
     }
     values.update(fields)
     return Connection.objects.create(**values)
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
 def row_of(page: str, connection: Connection) -> str:
@@ -397,3 +402,45 @@ def test_after_a_mistake_in_the_connect_form_the_list_keeps_its_reconnect_and_di
     row = row_of(page, connection)
     assert ">Reconnect</button>" in row
     assert ">Disconnect</a>" in row
+
+
+# --- the subject-change confirmation ---------------------------------------------------------
+
+
+def test_the_subject_change_page_shows_both_identities_with_names_ids_and_bipsync_teams(
+    sandbox: Sandbox, world: SandboxWorld, team: Team, alice: User
+) -> None:
+    client = signed_in(alice)
+    connect(client, sandbox, team, world, as_user=world.admin, kind="service_account")
+    original = Connection.objects.get()
+    assert original.bipsync_team_id == world.team_id
+    other = sandbox.create_team(world.tenant, "Macro desk")
+    macro = sandbox.create_user(
+        world.tenant, other["id"], f"macro@{world.tenant}.example", world.admin.password, True
+    )
+
+    response = connect(
+        client,
+        sandbox,
+        team,
+        world,
+        as_user=WorldUser(macro["id"], macro["email"], world.admin.password),
+        kind="service_account",
+    )
+    page = text_of(client.get(response["Location"]).content.decode())
+
+    was, now = page.split("It acted as", 1)[1].split("Bipsync now authorized", 1)
+    assert original.subject_name in was
+    assert original.subject_id in was
+    assert world.team_id in was
+    assert original.bipsync_team_name
+    assert original.bipsync_team_name in was
+    assert "Macro desk" in now
+    assert other["id"] in now
+    assert original.subject_id not in now
+    assert world.team_id not in now
+
+    client.post(response["Location"], {"decision": "confirm"})
+
+    changed = Connection.objects.get()
+    assert (changed.bipsync_team_id, changed.bipsync_team_name) == (other["id"], "Macro desk")
