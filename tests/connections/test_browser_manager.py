@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.sync.models import ResearchDocument
+from bipsync_partner.sync.models import ResearchDocument, SyncRun
 from tests.conftest import PASSWORD
 from tests.connections.connect_support import api_accepts, configure_partner, new_world
 from tests.support.browser import chromium
@@ -142,6 +144,19 @@ def test_the_connections_page_fits_the_screen_without_scrolling_sideways(
         )
 
         machine = Connection.objects.get(kind=Connection.Kind.CLIENT_CREDENTIALS)
+        now = timezone.now()
+        SyncRun.objects.create(
+            connection=machine,
+            status=SyncRun.Status.FAILED,
+            requested_by=alice,
+            trigger=SyncRun.Trigger.MANUAL,
+            started_at=now - timedelta(minutes=3),
+            finished_at=now,
+            seen_count=12345,
+            total_reported=123456,
+            error_message="Bipsync refused the call because this server's IP address is not "
+            "on the tenant's allow-list.",
+        )
         for path in (
             "/teams/acme/connections/",
             "/teams/acme/sync/",
