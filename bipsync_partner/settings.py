@@ -268,6 +268,14 @@ BIPSYNC_TOKEN_SUBJECT_PARAMETER = env_str("BIPSYNC_TOKEN_SUBJECT_PARAMETER", "su
 BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER = env_str(
     "BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER", "subject_name"
 )
+# [choice] The same for the Bipsync team a service-account or team token acts in (its 24-hex id
+# and its name), shown when a reconnect changes whom a connection acts as; empty = do not look.
+BIPSYNC_TOKEN_SUBJECT_TEAM_PARAMETER = env_str(
+    "BIPSYNC_TOKEN_SUBJECT_TEAM_PARAMETER", "subject_team"
+)
+BIPSYNC_TOKEN_SUBJECT_TEAM_NAME_PARAMETER = env_str(
+    "BIPSYNC_TOKEN_SUBJECT_TEAM_NAME_PARAMETER", "subject_team_name"
+)
 
 # Token encryption keys, comma separated, newest first: the first encrypts, all decrypt.
 TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS")

@@ -70,7 +70,8 @@ SANDBOX_REFRESH_REUSE_REVOKES_GRANT = env_bool("SANDBOX_REFRESH_REUSE_REVOKES_GR
 SANDBOX_TOKEN_RESPONSE_INCLUDES_SCOPE = env_bool("SANDBOX_TOKEN_RESPONSE_INCLUDES_SCOPE", False)
 # [choice] Bipsync documents no way to learn whom a token acts as. The token response carries the
 # additional parameters "subject" (24-hex id of the user, service account or team) and
-# "subject_name" (RFC 6749 §5.1 allows additional parameters; clients ignore unknown ones). The
+# "subject_name", and for service-account and team tokens "subject_team" / "subject_team_name"
+# (RFC 6749 §5.1 allows additional parameters; clients ignore unknown ones). The
 # partner app reads them (BIPSYNC_TOKEN_SUBJECT_PARAMETER); switch off to see it cope without.
 SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT = env_bool("SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT", True)
 # [choice] token_type is spelled like Bipsync's example.

@@ -56,6 +56,8 @@ JUNK: dict[str, list[str]] = {
     "connection": ["not-a-uuid", str(uuid.UUID(int=0))],
     "offset": ["-1"],
     "since": ["\x00"],
+    "label": ["\x00", "x" * 5000],
+    "scopes": ["\x00", "team_x rest_api:read"],
 }
 VARIANTS = max(len(values) for values in JUNK.values())
 
@@ -173,6 +175,10 @@ def test_no_page_answers_a_server_error_to_anyone(
     assert answers[
         ("admin", "teams/<slug:team_slug>/connections/<uuid:connection_id>/disconnect/", 302)
     ]
+    # The disconnect confirmation page itself, not only its POST.
+    assert ("admin", "teams/<slug:team_slug>/connections/<uuid:connection_id>/disconnect/") in (
+        reached
+    )
 
 
 def test_no_back_office_page_answers_a_server_error_to_staff(

@@ -69,13 +69,17 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
         "team__slug",
         "user__email",
         "client_id",
+        "label",
     ]
     list_select_related = ["team", "user"]
     date_hierarchy = "created"
     ordering = ["team__name", "tenant", "kind"]
     exclude = SECRET_FIELDS
     fieldsets = [
-        (None, {"fields": ["id", "team", "user", "created_by", "tenant", "kind", "status"]}),
+        (
+            None,
+            {"fields": ["id", "team", "user", "created_by", "tenant", "kind", "status", "label"]},
+        ),
         ("Bipsync identity", {"fields": ["subject_id", "subject_name", "scopes"]}),
         (
             "Tokens (never shown)",
@@ -92,7 +96,14 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
         ),
         (
             "Machine credentials",
-            {"fields": ["client_id", "client_secret_state", "bipsync_team_id"]},
+            {
+                "fields": [
+                    "client_id",
+                    "client_secret_state",
+                    "bipsync_team_id",
+                    "bipsync_team_name",
+                ]
+            },
         ),
         (
             "Failures",
@@ -127,6 +138,7 @@ class ConnectionAdmin(admin.ModelAdmin[Connection]):
         "client_id",
         "client_secret_state",
         "bipsync_team_id",
+        "bipsync_team_name",
         "consecutive_failures",
         "next_retry_at",
         "last_error_code",

@@ -189,7 +189,7 @@ def _authorization_request(
                 f"No Bipsync site called {tenant!r} answered; check the name.",
                 code="unknown_tenant",
             ) from None
-        raise ConnectError(oauth_sentence(exc, "looking up the Bipsync site"), status=502) from None
+        raise ConnectError(oauth_sentence(exc, "the Bipsync site's details"), status=502) from None
 
 
 # --- the callback (§4.1.2 to §4.1.4)-----------------------------------------------------------
@@ -299,8 +299,7 @@ def _exchange_code(record: PendingAuthorizationRecord, answer: CallbackSuccess) 
     except OAuthError as exc:
         log.info("The code exchange failed: %s", exc.error)
         raise ConnectError(
-            oauth_sentence(exc, "to complete the connection")
-            + " Start again from the Connections page.",
+            oauth_sentence(exc, "the connection") + " Start again from the Connections page.",
             status=502 if exc.transient else 400,
             code=exc.error[:64],
         ) from None

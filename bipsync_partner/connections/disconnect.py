@@ -1,5 +1,6 @@
 """Disconnect: wipe the tokens (the connection and its history stay), then revoke them at
-Bipsync when its metadata advertises revocation (RFC 7009)."""
+Bipsync when its metadata advertises revocation (RFC 7009). :func:`what_disconnect_does` says
+so beforehand, on the confirmation page."""
 
 from __future__ import annotations
 
@@ -10,7 +11,28 @@ from bipsync_partner.connections import clients
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import clear_notices
 from bipsync_partner.connections.revocation import revoke_quietly
+from bipsync_partner.connections.signals import disconnect_sentences
 from bipsync_partner.oauth import ClientConfig
+
+
+def what_disconnect_does(connection: Connection) -> list[str]:
+    """What happens if ``connection`` is disconnected, a sentence each: at Bipsync, here, and
+    (from the features built on connections, such as the sync) to what people see."""
+    if connection.kind_spec.own_application:
+        sentences = [
+            "Its access token is revoked at Bipsync and deleted here, with the client secret; "
+            "the team's application itself stays at Bipsync.",
+        ]
+    else:
+        sentences = [
+            "Its tokens are revoked at Bipsync, so this authorization stops working there too, "
+            "and they are deleted here.",
+        ]
+    sentences += disconnect_sentences(connection)
+    sentences.append(
+        "Its history stays on its page; connecting it again continues the same connection."
+    )
+    return sentences
 
 
 def disconnect(connection: Connection, actor: User) -> Connection:

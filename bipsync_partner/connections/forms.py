@@ -8,7 +8,11 @@ from typing import Any
 from django import forms
 
 from bipsync_partner.connections.kinds import CONNECT_CHOICES, Kind
-from bipsync_partner.connections.models import bipsync_id_validator, tenant_validator
+from bipsync_partner.connections.models import (
+    Connection,
+    bipsync_id_validator,
+    tenant_validator,
+)
 from bipsync_partner.oauth import ConfigurationError, normalize_scopes
 
 TENANT_HELP = "The first part of your Bipsync address: acme for acme.bipsync.com."
@@ -37,7 +41,34 @@ class ConnectForm(forms.Form):
     connection = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
 
+LABEL_HELP = "Optional: what the team calls this connection, such as Research export."
+
+
+def _label_field() -> forms.CharField:
+    return forms.CharField(label="Label", max_length=80, required=False, help_text=LABEL_HELP)
+
+
+class ScopesField(forms.CharField):
+    """Space separated scopes; the team scope is Bipsync's business (added for you)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("label", "Scopes")
+        kwargs.setdefault("initial", "rest_api:read")
+        kwargs.setdefault("max_length", 500)
+        kwargs.setdefault("help_text", "Space separated; the team scope is added for you.")
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> list[str]:
+        text = super().clean(value)
+        try:
+            scopes = normalize_scopes(text)
+        except ConfigurationError:
+            raise forms.ValidationError("Scopes are words separated by spaces.") from None
+        return [scope for scope in scopes if not scope.startswith("team_")]
+
+
 class MachineConnectionForm(forms.Form):
+    label = _label_field()
     tenant = TenantField()
     client_id = forms.CharField(label="Client id", max_length=200, strip=True)
     client_secret = forms.CharField(
@@ -47,26 +78,37 @@ class MachineConnectionForm(forms.Form):
         widget=forms.PasswordInput(render_value=False),
         help_text="Stored encrypted; never shown again.",
     )
+    # One sentence per mistake: the pattern says everything the length would, so the field has
+    # no length validators of its own (the widget still stops typing at 24).
     bipsync_team_id = forms.CharField(
         label="Bipsync team id",
-        max_length=24,
-        min_length=24,
         validators=[bipsync_id_validator],
         help_text="24 hexadecimal characters, from your Bipsync team settings.",
+        widget=forms.TextInput(attrs={"maxlength": 24}),
     )
-    scopes = forms.CharField(
-        label="Scopes",
-        initial="rest_api:read",
-        max_length=500,
-        help_text="Space separated; the team scope is added for you.",
-    )
+    scopes = ScopesField()
 
     def clean_bipsync_team_id(self) -> str:
         return str(self.cleaned_data["bipsync_team_id"]).lower()
 
-    def clean_scopes(self) -> list[str]:
-        try:
-            scopes = normalize_scopes(self.cleaned_data["scopes"])
-        except ConfigurationError:
-            raise forms.ValidationError("Scopes are words separated by spaces.") from None
-        return [scope for scope in scopes if not scope.startswith("team_")]
+
+class MachineReconnectForm(forms.Form):
+    """A machine connection's application checked again, with a new client secret or the
+    stored one."""
+
+    client_secret = forms.CharField(
+        label="Client secret",
+        max_length=500,
+        strip=True,
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted; never shown again. Leave empty to try the stored one again.",
+    )
+    scopes = ScopesField()
+
+
+class LabelForm(forms.ModelForm[Connection]):
+    class Meta:
+        model = Connection
+        fields = ["label"]
+        help_texts = {"label": LABEL_HELP}

@@ -125,6 +125,11 @@ class Connection(EncryptedModel):
     tenant = models.CharField(max_length=63, validators=[tenant_validator])
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    label = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text='What the team calls it ("Research export"); shown beside the kind.',
+    )
 
     subject_id = models.CharField(
         "Bipsync subject", max_length=64, blank=True, help_text="Who the tokens act as."
@@ -140,9 +145,12 @@ class Connection(EncryptedModel):
     # Client credentials connections: the customer's own application.
     client_id = models.CharField(max_length=200, blank=True)
     client_secret = EncryptedTextField(null=True, blank=True)
+    # A machine connection's team (the customer's application serves it), or the team a
+    # service account acts in when the token response names it (BIPSYNC_TOKEN_SUBJECT_TEAM_*).
     bipsync_team_id = models.CharField(
         "Bipsync team id", max_length=24, blank=True, validators=[bipsync_id_validator]
     )
+    bipsync_team_name = models.CharField("Bipsync team", max_length=200, blank=True)
 
     version = models.PositiveIntegerField(
         default=0, help_text="Incremented on every change of the tokens."

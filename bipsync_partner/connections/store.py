@@ -8,6 +8,7 @@ as; the grant they replace is revoked at Bipsync after the commit.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -21,9 +22,12 @@ from bipsync_partner.connections.kinds import spec
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import clear_notices
 from bipsync_partner.connections.revocation import revoke_quietly
+from bipsync_partner.connections.signals import announce_reconnect
 from bipsync_partner.oauth import Token
 
 log = logging.getLogger(__name__)
+
+BIPSYNC_ID = re.compile(r"[0-9a-f]{24}")
 
 
 @dataclass(frozen=True)
@@ -49,17 +53,30 @@ class Grant:
     token: Token
     subject: str
     subject_name: str
+    #: The Bipsync team the subject acts in (service accounts, teams), when the server says.
+    subject_team: str = ""
+    subject_team_name: str = ""
 
     @classmethod
     def of(cls, token: Token) -> Grant:
         """Whom the token acts as, from the token response's additional parameters ([choice]:
         Bipsync documents none; the names are settings). Empty strings when the server says
         nothing."""
-        id_parameter = settings.BIPSYNC_TOKEN_SUBJECT_PARAMETER
-        name_parameter = settings.BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER
-        subject = token.extra.get(id_parameter, "")[:64] if id_parameter else ""
-        name = token.extra.get(name_parameter, "")[:200] if name_parameter else ""
-        return cls(token=token, subject=subject, subject_name=name)
+
+        def extra(setting: str, limit: int) -> str:
+            name = getattr(settings, setting)
+            value = token.extra.get(name, "") if name else ""
+            return value[:limit] if isinstance(value, str) else ""
+
+        team = extra("BIPSYNC_TOKEN_SUBJECT_TEAM_PARAMETER", 64)
+        return cls(
+            token=token,
+            subject=extra("BIPSYNC_TOKEN_SUBJECT_PARAMETER", 64),
+            subject_name=extra("BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER", 200),
+            # Kept only when it is a Bipsync id (docs/bipsync.md, "The REST API slice").
+            subject_team=team if BIPSYNC_ID.fullmatch(team) else "",
+            subject_team_name=extra("BIPSYNC_TOKEN_SUBJECT_TEAM_NAME_PARAMETER", 200),
+        )
 
     def acts_as_another_subject_than(self, connection: Connection | None) -> bool:
         """Whether these tokens would change whose research ``connection`` reads (unknown on
@@ -129,6 +146,10 @@ def store_token(
         target = raced
     log.info("Stored new tokens on %r", conn)
     _revoke_replaced(conn, actor, *replaced)
+    if target is not None:
+        # After the commit (at once when there is no outer transaction): a catch-up sync must
+        # find the new tokens.
+        transaction.on_commit(lambda: announce_reconnect(conn, actor))
     return Connected(connection=conn, reconnected=target is not None)
 
 
@@ -185,6 +206,12 @@ def _put_tokens(conn: Connection, grant: Grant, machine: MachineCredentials | No
         conn.client_id = machine.client_id
         conn.client_secret = machine.client_secret
         conn.bipsync_team_id = machine.bipsync_team_id
+    # A machine connection's team is the one its form names; the answer may only name it.
+    if grant.subject_team and (
+        not conn.kind_spec.own_application or grant.subject_team == conn.bipsync_team_id
+    ):
+        conn.bipsync_team_id = grant.subject_team
+        conn.bipsync_team_name = grant.subject_team_name
     conn.set_tokens(
         access_token=token.access_token,
         refresh_token=token.refresh_token,

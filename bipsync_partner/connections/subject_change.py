@@ -35,8 +35,12 @@ def hold(record: PendingAuthorizationRecord, grant: Grant, target: Connection) -
         "scopes": list(token.scopes),
         "subject": grant.subject,
         "subject_name": grant.subject_name,
+        "subject_team": grant.subject_team,
+        "subject_team_name": grant.subject_team_name,
         "previous_subject": target.subject_id,
         "previous_subject_name": target.subject_name,
+        "previous_team": target.bipsync_team_id,
+        "previous_team_name": target.bipsync_team_name,
     }
     record.held_until = timezone.now() + hold_lifetime()
     record.save()
@@ -125,6 +129,8 @@ def confirm_subject_change(record_id: UUID, *, session_key: str | None, user: Us
         token=token,
         subject=details.get("subject", ""),
         subject_name=details.get("subject_name", ""),
+        subject_team=details.get("subject_team", ""),
+        subject_team_name=details.get("subject_team_name", ""),
     )
     return store_token(
         Owner.of(team=record.team, user=user, tenant=record.tenant, kind=record.kind),

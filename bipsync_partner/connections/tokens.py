@@ -844,8 +844,8 @@ def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes)
                 return _Outcome(token=token)
         if is_machine:
             sentence = (
-                f"Bipsync refused the machine connection's credentials ({exc.error}); enter a "
-                "working client id, secret and team id to continue."
+                "Bipsync no longer accepts this machine connection's credentials; reconnect it "
+                "with a working client secret to continue."
             )
         elif locked.consecutive_failures > 0 and locked.last_error_code in REPLY_MAY_BE_LOST:
             sentence = LOST_REPLY_SENTENCE
@@ -861,7 +861,8 @@ def _failed(locked: Connection, exc: OAuthError, now: datetime, writes: _Writes)
         sentence = _transient_sentence(exc, code)
     else:
         sentence = (
-            f"The token refresh was refused ({code}); this looks like a configuration problem "
+            "Bipsync refused the token refresh in a way a reconnect cannot fix; this looks like "
+            "a configuration problem "
             "of the app or the tenant, and the app will try again later."
         )
     locked.consecutive_failures += 1

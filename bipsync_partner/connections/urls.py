@@ -23,4 +23,14 @@ urlpatterns = [
         views.disconnect,
         name="disconnect",
     ),
+    path(
+        "teams/<slug:team_slug>/connections/<uuid:connection_id>/label/",
+        views.label,
+        name="label",
+    ),
+    path(
+        "teams/<slug:team_slug>/connections/<uuid:connection_id>/machine/",
+        views.machine_reconnect,
+        name="machine_reconnect",
+    ),
 ]

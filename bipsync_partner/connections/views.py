@@ -1,5 +1,6 @@
 """Connect pages: the team's connections, one connection's history, Connect Bipsync and its
-callback, disconnect, machine connections.
+callback, labels, disconnect (confirmed on a page first), machine connections and their
+reconnect.
 
 Who sees what: an outsider gets 404 for every team page (``team_view``); admins see and manage
 every connection of the team; members see their own user connections and the team-wide ones'
@@ -27,10 +28,21 @@ from accounts.teams import SESSION_KEY, TeamRequest, team_view
 from bipsync_partner.connections import authorization_code, connect_limits, subject_change
 from bipsync_partner.connections.connect_errors import ConnectError
 from bipsync_partner.connections.disconnect import disconnect as disconnect_connection
-from bipsync_partner.connections.forms import ConnectForm, MachineConnectionForm
+from bipsync_partner.connections.disconnect import what_disconnect_does
+from bipsync_partner.connections.forms import (
+    ConnectForm,
+    LabelForm,
+    MachineConnectionForm,
+    MachineReconnectForm,
+)
 from bipsync_partner.connections.kinds import spec
-from bipsync_partner.connections.machine import add_machine_connection
+from bipsync_partner.connections.machine import (
+    DuplicateMachineConnection,
+    add_machine_connection,
+    reconnect_machine_connection,
+)
 from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.connections.signals import summaries_of
 from bipsync_partner.connections.store import MachineCredentials
 from bipsync_partner.connections.visibility import visible_connections
 
@@ -81,14 +93,16 @@ def _connection_or_404(request: TeamRequest, connection_id: UUID) -> Connection:
     return connection
 
 
-@require_GET
-@team_view()
-def connection_list(request: TeamRequest) -> HttpResponse:
+def _list_page(request: TeamRequest, form: ConnectForm, *, status: int = 200) -> HttpResponse:
+    """The connections list, also when the Connect form comes back with a mistake: the same
+    rows, with their actions, either way."""
     connections = list(
-        _visible(request).select_related("user").order_by("kind", "tenant", "created")
+        _visible(request).select_related("user", "team").order_by("kind", "tenant", "created")
     )
+    summaries = summaries_of(connections)
     for connection in connections:
         connection.may_manage = _may_manage(request, connection)  # type: ignore[attr-defined]
+        connection.sync = summaries.get(connection.pk)  # type: ignore[attr-defined]
     return render(
         request,
         "connections/list.html",
@@ -96,9 +110,16 @@ def connection_list(request: TeamRequest) -> HttpResponse:
             "team": request.team,
             "connections": connections,
             "is_admin": request.membership.is_admin,
-            "form": ConnectForm(),
+            "form": form,
         },
+        status=status,
     )
+
+
+@require_GET
+@team_view()
+def connection_list(request: TeamRequest) -> HttpResponse:
+    return _list_page(request, ConnectForm())
 
 
 @require_GET
@@ -114,8 +135,29 @@ def connection_detail(request: TeamRequest, connection_id: UUID) -> HttpResponse
             "connection": connection,
             "events": events,
             "may_manage": _may_manage(request, connection),
+            "is_admin": request.membership.is_admin,
+            "label_form": LabelForm(instance=connection),
+            "sync": summaries_of([connection]).get(connection.pk),
         },
     )
+
+
+@require_POST
+@team_view(admin=True)
+def label(request: TeamRequest, connection_id: UUID) -> HttpResponse:
+    connection = _connection_or_404(request, connection_id)
+    form = LabelForm(request.POST, instance=connection)
+    if form.is_valid():
+        form.save()
+        messages.success(
+            request,
+            f"The label is now {connection.label}."
+            if connection.label
+            else "The label was removed.",
+        )
+    else:
+        messages.error(request, " ".join(str(e) for e in form.errors["label"]))
+    return redirect("connections:detail", team_slug=request.team.slug, connection_id=connection.pk)
 
 
 def _session_key(request: HttpRequest) -> str:
@@ -133,17 +175,7 @@ def connect_start(request: TeamRequest) -> HttpResponse:
     """ "Connect Bipsync": CSRF-protected POST (Django's middleware), tenant and kind."""
     form = ConnectForm(request.POST)
     if not form.is_valid():
-        return render(
-            request,
-            "connections/list.html",
-            {
-                "team": request.team,
-                "connections": list(_visible(request)),
-                "is_admin": request.membership.is_admin,
-                "form": form,
-            },
-            status=400,
-        )
+        return _list_page(request, form, status=400)
     kind = form.cleaned_data["kind"]
     if spec(kind).admin_only and not request.membership.is_admin:
         raise PermissionDenied("Only team admins can connect the team's service account.")
@@ -233,15 +265,39 @@ def confirm_subject(request: HttpRequest, record_id: UUID) -> HttpResponse:
     )
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @team_view()
 def disconnect(request: TeamRequest, connection_id: UUID) -> HttpResponse:
+    """GET says what disconnecting does (at Bipsync, here, and to the research); POST does it."""
     connection = _connection_or_404(request, connection_id)
     if not _may_manage(request, connection):
         raise PermissionDenied("Only team admins can disconnect the team's connections.")
+    if request.method == "GET":
+        if not connection.is_live:
+            messages.info(request, "This connection is already disconnected.")
+            return redirect(
+                "connections:detail", team_slug=request.team.slug, connection_id=connection.pk
+            )
+        return render(
+            request,
+            "connections/confirm_disconnect.html",
+            {
+                "team": request.team,
+                "connection": connection,
+                "consequences": what_disconnect_does(connection),
+            },
+        )
     connection = disconnect_connection(connection, request.user)
     messages.success(request, f"Disconnected from Bipsync ({connection.tenant}).")
     return redirect("connections:detail", team_slug=request.team.slug, connection_id=connection.pk)
+
+
+def _machine_credentials(data: dict[str, Any]) -> MachineCredentials:
+    return MachineCredentials(
+        client_id=data["client_id"],
+        client_secret=data["client_secret"],
+        bipsync_team_id=data["bipsync_team_id"],
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -250,6 +306,7 @@ def machine_new(request: TeamRequest) -> HttpResponse:
     """A machine connection (client credentials) for the team's own Bipsync application."""
     form = MachineConnectionForm(request.POST or None)
     status = 200
+    existing: Connection | None = None
     if request.method == "POST":
         if form.is_valid():
             data = form.cleaned_data
@@ -258,13 +315,13 @@ def machine_new(request: TeamRequest) -> HttpResponse:
                     team=request.team,
                     actor=request.user,
                     tenant=data["tenant"],
-                    credentials=MachineCredentials(
-                        client_id=data["client_id"],
-                        client_secret=data["client_secret"],
-                        bipsync_team_id=data["bipsync_team_id"],
-                    ),
+                    credentials=_machine_credentials(data),
                     scopes=data["scopes"],
+                    label=data["label"],
                 )
+            except DuplicateMachineConnection as exc:
+                form.add_error(None, exc.message)
+                existing, status = exc.existing, exc.status
             except ConnectError as exc:
                 form.add_error(None, exc.message)
                 status = exc.status
@@ -280,6 +337,48 @@ def machine_new(request: TeamRequest) -> HttpResponse:
     return render(
         request,
         "connections/machine_form.html",
-        {"team": request.team, "form": form},
+        {"team": request.team, "form": form, "existing": existing},
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@team_view(admin=True)
+def machine_reconnect(request: TeamRequest, connection_id: UUID) -> HttpResponse:
+    """Reconnect a machine connection, with a new client secret or the stored one, checked with
+    Bipsync before anything is saved."""
+    connection = _connection_or_404(request, connection_id)
+    if not connection.kind_spec.own_application:
+        raise Http404("Only machine connections are reconnected here.")
+    scopes = " ".join(s for s in connection.scope_list if not s.startswith("team_"))
+    form = MachineReconnectForm(request.POST or None, initial={"scopes": scopes or None})
+    status = 200
+    existing: Connection | None = None
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                reconnect_machine_connection(
+                    connection,
+                    actor=request.user,
+                    client_secret=form.cleaned_data["client_secret"],
+                    scopes=form.cleaned_data["scopes"],
+                )
+            except DuplicateMachineConnection as exc:
+                form.add_error(None, exc.message)
+                existing, status = exc.existing, exc.status
+            except ConnectError as exc:
+                form.add_error(None, exc.message)
+                status = exc.status
+            else:
+                messages.success(request, "Reconnected; Bipsync accepted the credentials.")
+                return redirect(
+                    "connections:detail", team_slug=request.team.slug, connection_id=connection.pk
+                )
+        else:
+            status = 400
+    return render(
+        request,
+        "connections/machine_reconnect.html",
+        {"team": request.team, "connection": connection, "form": form, "existing": existing},
         status=status,
     )

@@ -10,6 +10,7 @@ class SyncConfig(AppConfig):
         # Scrape-time gauges for /metrics (the web process serves it, so they are registered
         # wherever Django starts, not only in workers).
         from bipsync_partner.ops.metrics import LiveGauges
+        from bipsync_partner.sync import connection_hooks  # noqa: F401  (connects the receivers)
         from bipsync_partner.sync.gauges import sync_gauges
 
         if sync_gauges not in LiveGauges.sources:

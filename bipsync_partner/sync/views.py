@@ -34,19 +34,28 @@ from bipsync_partner.sync.models import (
     TeamSyncSettings,
     may_sync,
 )
+from bipsync_partner.sync.status import sync_sentence
 
 RUNS_PER_PAGE = 25
 DOCUMENTS_PER_PAGE = 50
 
 
+def _all_connections(request: TeamRequest) -> QuerySet[Connection]:
+    """What the viewer may see, disconnected connections included (their history is read-only)."""
+    return visible_connections(request.team, request.user, request.membership)
+
+
 def _connections(request: TeamRequest) -> QuerySet[Connection]:
-    return visible_connections(request.team, request.user, request.membership).exclude(
-        status=Connection.Status.DISCONNECTED
-    )
+    return _all_connections(request).exclude(status=Connection.Status.DISCONNECTED)
 
 
-def _connection_or_404(request: TeamRequest, connection_id: UUID) -> Connection:
-    connection = _connections(request).select_related("user").filter(pk=connection_id).first()
+def _connection_or_404(
+    request: TeamRequest, connection_id: UUID, *, disconnected: bool = False
+) -> Connection:
+    """A connection the viewer may see; a disconnected one only where ``disconnected`` (the
+    history page), never for what changes a sync (Sync now, the schedule)."""
+    found = _all_connections(request) if disconnected else _connections(request)
+    connection = found.select_related("user").filter(pk=connection_id).first()
     if connection is None:
         raise Http404("No such connection.")
     return connection
@@ -64,21 +73,30 @@ def overview(request: TeamRequest) -> HttpResponse:
     rows = []
     for connection in _connections(request).select_related("user").order_by("kind", "tenant"):
         schedule = SyncSchedule.objects.filter(connection=connection).first()
+        syncs = may_sync(connection)
         rows.append(
             {
                 "connection": connection,
                 "schedule": schedule,
-                "syncs": may_sync(connection),
+                "syncs": syncs,
+                "sentence": sync_sentence(connection, schedule, syncs=syncs, now=now),
                 "stale": bool(schedule and schedule.is_stale(now)),
                 "last_run": SyncRun.objects.filter(connection=connection).first(),
             }
         )
+    disconnected = (
+        _all_connections(request)
+        .filter(status=Connection.Status.DISCONNECTED, sync_runs__isnull=False)
+        .distinct()
+        .order_by("tenant", "kind")
+    )
     return render(
         request,
         "sync/overview.html",
         {
             "team": request.team,
             "rows": rows,
+            "disconnected": disconnected,
             "is_admin": request.membership.is_admin,
             "settings_form": TeamSyncSettingsForm(instance=_team_settings(request)),
         },
@@ -100,8 +118,9 @@ def team_settings(request: TeamRequest) -> HttpResponse:
 @require_GET
 @team_view()
 def history(request: TeamRequest, connection_id: UUID) -> HttpResponse:
-    connection = _connection_or_404(request, connection_id)
+    connection = _connection_or_404(request, connection_id, disconnected=True)
     schedule = SyncSchedule.objects.filter(connection=connection).first()
+    syncs = may_sync(connection)
     runs = Paginator(SyncRun.objects.filter(connection=connection), RUNS_PER_PAGE)
     page = runs.get_page(request.GET.get("page"))
     current = SyncRun.objects.filter(connection=connection, status__in=SyncRun.UNFINISHED).first()
@@ -113,8 +132,10 @@ def history(request: TeamRequest, connection_id: UUID) -> HttpResponse:
             "connection": connection,
             "schedule": schedule,
             "schedule_form": ScheduleForm.for_schedule(schedule),
-            "stale": bool(schedule and schedule.is_stale()),
-            "syncs": may_sync(connection),
+            "stale": bool(connection.is_live and schedule and schedule.is_stale()),
+            "syncs": syncs,
+            "sentence": sync_sentence(connection, schedule, syncs=syncs),
+            "read_only": not connection.is_live,
             "page": page,
             "current": current,
             "is_admin": request.membership.is_admin,
@@ -127,11 +148,8 @@ def history(request: TeamRequest, connection_id: UUID) -> HttpResponse:
 def sync_now(request: TeamRequest, connection_id: UUID) -> HttpResponse:
     connection = _connection_or_404(request, connection_id)
     if not may_sync(connection):
-        messages.error(
-            request,
-            "This connection does not sync: it is not active, or members' own connections are "
-            "not enabled for syncing in this team.",
-        )
+        schedule = SyncSchedule.objects.filter(connection=connection).first()
+        messages.error(request, sync_sentence(connection, schedule, syncs=False))
         return redirect("sync:history", team_slug=request.team.slug, connection_id=connection.pk)
     requested = scheduling.request_sync(connection, user=request.user)
     if requested.created:
@@ -160,7 +178,7 @@ def schedule(request: TeamRequest, connection_id: UUID) -> HttpResponse:
 @require_GET
 @team_view()
 def progress(request: TeamRequest, run_id: int) -> JsonResponse:
-    run = SyncRun.objects.filter(pk=run_id, connection__in=_connections(request)).first()
+    run = SyncRun.objects.filter(pk=run_id, connection__in=_all_connections(request)).first()
     if run is None:
         raise Http404("No such sync run.")
     response = JsonResponse(run.progress_dict())

@@ -142,15 +142,25 @@ def subject_parameters(principal: Principal) -> dict[str, str]:
 
     Bipsync documents no way for a client to learn this; RFC 6749 §5.1 lets a token response carry
     additional parameters, and clients must ignore unknown ones. ``subject`` is the 24-hex id of
-    the user, the service account or (client credentials) the team; ``subject_name`` its name.
+    the user, the service account or (client credentials) the team; ``subject_name`` its name;
+    ``subject_team`` and ``subject_team_name`` the Bipsync team a service account or team token
+    acts in (a user may belong to several teams, so a user's token names none).
     """
     if principal.kind == PrincipalKind.SERVICE_ACCOUNT and principal.service_account is not None:
+        team = principal.service_account.team
         return {
             "subject": principal.service_account.id,
             "subject_name": principal.service_account.name,
+            "subject_team": team.id,
+            "subject_team_name": team.name,
         }
     if principal.kind == PrincipalKind.TEAM and principal.team is not None:
-        return {"subject": principal.team.id, "subject_name": principal.team.name}
+        return {
+            "subject": principal.team.id,
+            "subject_name": principal.team.name,
+            "subject_team": principal.team.id,
+            "subject_team_name": principal.team.name,
+        }
     if principal.user is not None:
         return {
             "subject": principal.user.id,

@@ -415,7 +415,8 @@ def test_a_machine_connection_with_bad_credentials_shows_the_oauth_error_and_is_
 
     assert response.status_code == 400
     page = response.content.decode()
-    assert "Bipsync refused these credentials (invalid_client" in page
+    assert "Bipsync does not accept these credentials: check the client id and secret." in page
+    assert "invalid_client" not in page  # a sentence for people, not an OAuth error code
     assert "not-the-secret" not in page
     assert not Connection.objects.exists()
 

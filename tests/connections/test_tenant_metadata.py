@@ -147,7 +147,7 @@ def test_connect_refuses_a_tenant_whose_token_endpoint_is_on_another_host(
         )
 
     assert response.status_code == 502  # Bipsync's side is at fault, with a sentence
-    assert "invalid_metadata" in response.content.decode()
+    assert "published details did not pass" in response.content.decode()
     assert not PendingAuthorizationRecord.objects.exists()
     assert elsewhere.requests == []
     assert len(events(tenant.issuer, "refused")) == 1
@@ -224,7 +224,7 @@ def test_an_authorization_endpoint_off_the_tenant_web_host_is_refused(
     )
 
     assert response.status_code != 302
-    assert "invalid_metadata" in response.content.decode()
+    assert "published details did not pass" in response.content.decode()
     assert not PendingAuthorizationRecord.objects.exists()
 
 

@@ -371,9 +371,12 @@ def test_a_machine_connection_with_a_wrong_secret_needs_new_credentials(
     partner_settings: Settings, sandbox_world: SandboxWorld, team: Team
 ) -> None:
     conn = machine_connection(sandbox_world, team, secret="not-the-secret")
-    with pytest.raises(tokens.ReconnectRequired, match="invalid_client"):
+    with pytest.raises(tokens.ReconnectRequired, match="reconnect it with a working client secret"):
         tokens.get_access_token(conn)
-    assert Connection.objects.get(pk=conn.pk).status == Connection.Status.NEEDS_RECONNECT
+    after = Connection.objects.get(pk=conn.pk)
+    assert after.status == Connection.Status.NEEDS_RECONNECT
+    assert after.last_error_code == "invalid_client"
+    assert "invalid_client" not in after.last_error_message  # a sentence for people
 
 
 @pytest.mark.django_db(transaction=True)
