@@ -312,6 +312,7 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
 # so 10,000 connections are two beat entries, not 10,000, and a schedule changed in the UI takes
 # effect at the next sweep without beat reloading anything. Run exactly one beat process.
 # ``expires`` drops a sweep that could not start within its minute: the next one does its work.
+WRITES_SWEEP_INTERVAL_SECONDS = env_int("WRITES_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "refresh-sweep": {
         "task": "connections.sweep_refreshes",
@@ -326,7 +327,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Writes whose retry is due, and ones whose queueing was lost or whose worker died.
     "writes-sweep": {
         "task": "writes.sweep",
-        "schedule": float(env_int("WRITES_SWEEP_INTERVAL_SECONDS", 30, minimum=1)),
+        "schedule": float(WRITES_SWEEP_INTERVAL_SECONDS),
         "options": {"expires": 25},
     },
 }
@@ -411,6 +412,11 @@ WRITES_ATTACHMENT_MAX_BYTES = env_int("WRITES_ATTACHMENT_MAX_BYTES", 1024**3, mi
 WRITES_LEASE_SECONDS = env_int("WRITES_LEASE_SECONDS", 600, minimum=1)
 WRITES_TASK_SOFT_TIME_LIMIT = env_int("WRITES_TASK_SOFT_TIME_LIMIT", 540, minimum=1)
 WRITES_TASK_TIME_LIMIT = env_int("WRITES_TASK_TIME_LIMIT", 570, minimum=1)
+if not WRITES_TASK_SOFT_TIME_LIMIT < WRITES_TASK_TIME_LIMIT < WRITES_LEASE_SECONDS:
+    # A task still running when its lease lapses could send alongside the worker taking over.
+    raise ImproperlyConfiguredEnv(
+        "WRITES_TASK_SOFT_TIME_LIMIT < WRITES_TASK_TIME_LIMIT < WRITES_LEASE_SECONDS must hold."
+    )
 # Retries of a write that failed for a reason that may pass: backoff base and cap, and how many
 # attempts before it is marked failed (with its last error) for a person to look at.
 WRITES_BACKOFF_BASE_MS = env_int("WRITES_BACKOFF_BASE_MS", 2000, minimum=1)

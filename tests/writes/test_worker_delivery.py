@@ -7,8 +7,11 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 from pytest_django.fixtures import Settings
 
@@ -28,12 +31,17 @@ SOURCE = "bipsync-partner"
 def note_faults(sandbox: Sandbox, world: SyncWorld) -> None:
     """Small rates of every fault that matters to writes, on note creation only."""
     prefix = f"/t/{world.tenant}/api/v2/research/note"
-    common = {"target": "api", "tenant": world.tenant, "path_prefix": prefix, "method": "POST"}
-    sandbox.set_fault("lose_response", probability=0.03, **common)  # acted, answer dropped
-    sandbox.set_fault("status_after", status=502, probability=0.03, **common)  # acted, then 5xx
-    sandbox.set_fault("status", status=503, probability=0.02, **common)  # refused before acting
-    sandbox.set_fault("slow", delay_ms=300, probability=0.02, **common)
-    sandbox.set_fault("rate_limit", delay_ms=1000, count=2, **common)
+
+    def fault(kind: str, **options: Any) -> None:
+        sandbox.set_fault(
+            kind, target="api", tenant=world.tenant, path_prefix=prefix, method="POST", **options
+        )
+
+    fault("lose_response", probability=0.03)  # acted, answer dropped
+    fault("status_after", status=502, probability=0.03)  # acted, then a server error
+    fault("status", status=503, probability=0.02)  # refused before acting
+    fault("slow", delay_ms=300, probability=0.02)
+    fault("rate_limit", delay_ms=1000, count=2)
 
 
 def test_a_thousand_notes_arrive_exactly_once_through_dropped_answers_and_server_errors(
@@ -122,9 +130,6 @@ def test_a_worker_killed_holding_writes_loses_and_duplicates_nothing(
 def test_writes_of_one_external_id_arrive_in_order_and_attachments_after_their_note(
     writes_worker: Worker, partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
 ) -> None:
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
-
     service_account(team, world)
     prefix = f"/t/{world.tenant}/api/v2/research/note"
     for method in ("POST", "PUT"):
