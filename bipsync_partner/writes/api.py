@@ -105,14 +105,14 @@ def create_note(
                 "author": author,
             },
         )
-        for facts in measured:
+        for index, facts in enumerate(measured):
             _new(
                 team,
                 connection,
                 kind=Write.Kind.ATTACHMENT,
                 external_source=source,
                 # Unique per attachment write, so a look-up after a lost answer finds this one.
-                external_value=f"{value}#{note.pk}:{facts.name}"[:255],
+                external_value=f"{value}#{note.pk}.{index}"[:255],
                 ordering_key=key,
                 depends_on=note,
                 payload={

@@ -16,6 +16,7 @@ from django.db import transaction
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team
+from bipsync_partner.connections.models import Connection
 from bipsync_partner.writes import api
 from bipsync_partner.writes.models import Write
 from tests.support.sandbox import Sandbox
@@ -47,7 +48,7 @@ def note_faults(sandbox: Sandbox, world: SyncWorld) -> None:
 def test_a_thousand_notes_arrive_exactly_once_through_dropped_answers_and_server_errors(
     writes_worker: Worker, partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
 ) -> None:
-    service_account(team, world)
+    connection = service_account(team, world)
     note_faults(sandbox, world)
     author = world.world.admin.id
     ids = [f"bulk-{n:04d}" for n in range(1000)]
@@ -56,13 +57,24 @@ def test_a_thousand_notes_arrive_exactly_once_through_dropped_answers_and_server
     with transaction.atomic():
         for external_id in ids:
             api.create_note(team, external_id=external_id, title=external_id, author=author)
+    # Bipsync rotates: the access token dies mid-run, and the workers refresh it through the
+    # token service (one refresh, every worker then using the rotated token).
+    client_id = world.world.service_app.client_id
+    wait_for(
+        lambda: Write.objects.filter(team=team, status=Write.Status.DELIVERED).count() >= 300,
+        timeout=300,
+        what="300 notes delivered",
+    )
+    sandbox.expire_tokens(client_id)
     seconds = deliver_all(team, timeout=600)
     log.warning("1,000 notes delivered in %.1f s", time.monotonic() - started)
 
     assert statuses(team) == {Write.Status.DELIVERED: 1000}, writes_worker.log_tail()
     assert sandbox.note_counts(world.tenant, SOURCE) == dict.fromkeys(ids, 1)
-    client_id = world.world.service_app.client_id
     route = "POST /v2/research/note"
+    assert sandbox.token_requests(client_id) >= 1
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.ACTIVE
     # The faults did strike: answers lost after the note was made, 5xx after it was made.
     assert sandbox.api_requests(client_id, route, "fault_lose_response") > 0
     assert sandbox.api_requests(client_id, route, "fault_after_502") > 0
