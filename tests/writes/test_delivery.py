@@ -4,14 +4,17 @@ sandbox over real HTTP: what is refused, what fails for good, and what updates i
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team
-from bipsync_partner.writes import api, delivery
+from bipsync_partner.coordination import TenantGate
+from bipsync_partner.writes import api, delivery, queueing
 from bipsync_partner.writes.models import Write
 from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld
@@ -238,3 +241,68 @@ def test_an_upsert_of_an_unknown_id_without_a_type_fails_with_bipsyncs_sentence(
     write.refresh_from_db()
     assert "give documentType to create one" in write.error
     assert sandbox.ingest_counts(world.tenant, "crm") == {}
+
+
+def test_a_403_is_final_and_says_the_address_is_not_allow_listed(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    service_account(team, world)
+    sandbox.set_allowlist(world.tenant, ["10.99.0.0/16"])
+    write = api.create_note(team, external_id="blocked", title="T", author=world.world.admin.id)
+    try:
+        assert delivery.deliver(write.pk) == "failed"
+    finally:
+        sandbox.set_allowlist(world.tenant, [])
+
+    write.refresh_from_db()
+    assert write.error_code == "ip_not_allow_listed"
+    assert "not allow-listed" in write.error
+
+
+def test_a_429_holds_back_every_write_to_the_tenant(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    partner.SYNC_MAX_INLINE_WAIT_SECONDS = 1
+    service_account(team, world)
+    sandbox.set_fault(
+        "rate_limit",
+        target="api",
+        tenant=world.tenant,
+        method="POST",
+        delay_ms=20000,
+        count=1,
+    )
+    author = world.world.admin.id
+    first = api.create_note(team, external_id="limited-1", title="T", author=author)
+    second = api.create_note(team, external_id="limited-2", title="T", author=author)
+
+    assert delivery.deliver(first.pk) == "retry"
+    # Another write (another worker) to the same tenant does not even try.
+    assert delivery.deliver(second.pk) == "retry"
+
+    assert TenantGate(world.tenant).remaining() > 15
+    client_id = world.world.service_app.client_id
+    assert sandbox.api_requests(client_id, "POST /v2/research/note", outcome=None) == 1
+    for write in (first, second):
+        write.refresh_from_db()
+        assert write.status == Write.Status.QUEUED
+        assert write.error_code == "rate_limited"
+        assert (write.next_attempt_at - timezone.now()).total_seconds() > 15
+
+
+def test_the_sweep_queues_a_due_write_whose_queueing_was_lost_once(
+    partner: Settings, world: SyncWorld, team: Team
+) -> None:
+    # Two writes of one external id (no worker runs here: their queued tasks are never taken).
+    api.create_note(team, external_id="lost-queue", title="T", author="x" * 24)
+    api.create_note(team, external_id="lost-queue", title="T2", author="x" * 24)
+    waiting = api.create_note(team, external_id="not-due", title="T", author="x" * 24)
+    Write.objects.filter(pk=waiting.pk).update(
+        next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+
+    first = queueing.sweep()
+    second = queueing.sweep()
+
+    # Only the head of its ordering key, and only once while its task waits.
+    assert (first.queued, second.queued) == (1, 0)
