@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bipsync_partner.connections.models import Connection
+from bipsync_partner.ops import metrics
 from bipsync_partner.sync.api import ApiError, BipsyncApi
 from bipsync_partner.sync.client import api_for
 from bipsync_partner.writes import files, queueing, senders
@@ -52,6 +53,12 @@ def deliver(write_id: int) -> str:
         held = claim(write_id)
     except NotClaimed as not_claimed:
         return not_claimed.reason
+    outcome = _attempt(held)
+    metrics.inc("bipsync_writes", kind=held.write.kind, outcome=outcome)
+    return outcome
+
+
+def _attempt(held: Claim) -> str:
     try:
         bipsync_id = _send(held)
     except Terminal as terminal:

@@ -9,7 +9,9 @@ from datetime import timedelta
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.test import Client
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team
@@ -23,6 +25,18 @@ from tests.writes.conftest import service_account
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SOURCE = "bipsync-partner"
+
+
+def writes_counted(kind: str, outcome: str) -> float:
+    body = Client().get("/metrics").content.decode()
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == "bipsync_writes_total" and sample.labels == {
+                "kind": kind,
+                "outcome": outcome,
+            }:
+                return float(sample.value)
+    return 0.0
 
 
 def test_a_connection_without_the_write_scope_is_refused_with_a_sentence(
@@ -63,6 +77,8 @@ def test_a_validation_error_is_final_and_keeps_bipsyncs_sentence(
         author=world.world.admin.id,
         fields={"noSuchField": "x"},
     )
+    partner.METRICS_BEARER_TOKEN = None
+    before = writes_counted("note", "failed")
 
     assert delivery.deliver(write.pk) == "failed"
     # A second run (the task delivered twice) changes nothing.
@@ -71,6 +87,7 @@ def test_a_validation_error_is_final_and_keeps_bipsyncs_sentence(
     write.refresh_from_db()
     assert (write.status, write.attempts, write.error_code) == (Write.Status.FAILED, 1, "http_400")
     assert "noSuchField is not a field of" in write.error
+    assert writes_counted("note", "failed") == before + 1
     assert write.error.startswith("Bipsync refused POST /v2/research/note with HTTP 400")
     assert sandbox.note_counts(world.tenant, SOURCE) == {}
 
