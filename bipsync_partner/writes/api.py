@@ -29,6 +29,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import Team
 from bipsync_partner.connections.models import Connection
@@ -162,3 +164,51 @@ def upsert(
             ordering_key=f"ingest:{source}:{value}",
             payload={"document_type": document_type, "properties": properties},
         )
+
+
+def cancel(write: Write) -> bool:
+    """Cancel a write that has not started; False when it is being sent or has ended. The next
+    write of its ordering key may then go (an attachment of a cancelled note fails)."""
+    with transaction.atomic():
+        cancelled = Write.objects.filter(pk=write.pk, status=Write.Status.QUEUED).update(
+            status=Write.Status.CANCELLED, finished_at=timezone.now(), updated=timezone.now()
+        )
+        if cancelled:
+            queueing.after_final(write)
+    write.refresh_from_db()
+    return bool(cancelled)
+
+
+def send_again(write: Write) -> None:
+    """Queue a failed write again (after its cause was fixed: a reconnect, a new scope). It
+    keeps what it knew (a note it may have created is looked up first). Refused when a later
+    write of the same external id exists, which sending this one now would overwrite."""
+    if write.status != Write.Status.FAILED:
+        raise WriteRefused("Only a failed write can be sent again.")
+    newer = (
+        Write.objects.filter(
+            team_id=write.team_id, ordering_key=write.ordering_key, id__gt=write.id
+        )
+        .exclude(depends_on=write)
+        .exists()
+    )
+    if newer:
+        raise WriteRefused(
+            "A later write of the same external id exists; sending this one again would undo it."
+        )
+    with transaction.atomic():
+        # Its attachments, failed because it did, go again after it.
+        again = Write.objects.filter(
+            Q(pk=write.pk) | Q(depends_on=write), status=Write.Status.FAILED
+        )
+        for row in again.select_for_update():
+            Write.objects.filter(pk=row.pk).update(
+                status=Write.Status.QUEUED,
+                next_attempt_at=timezone.now(),
+                uncertain=row.uncertain or row.attempts > 0,
+                attempts=0,
+                finished_at=None,
+                updated=timezone.now(),
+            )
+        queueing.enqueue(write.pk)
+    write.refresh_from_db()

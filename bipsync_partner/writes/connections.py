@@ -14,10 +14,14 @@ WRITE_SCOPE = "rest_api:write"
 
 
 class WriteRefusal(Exception):
-    def __init__(self, code: str, sentence: str) -> None:
+    """The connection cannot write. ``final`` False: it may once someone reconnects it, so the
+    write waits (with backoff) instead of failing."""
+
+    def __init__(self, code: str, sentence: str, *, final: bool = True) -> None:
         super().__init__(sentence)
         self.code = code
         self.sentence = sentence
+        self.final = final
 
 
 def team_service_account(team_id: int) -> Connection:
@@ -48,7 +52,9 @@ def check_can_write(connection: Connection) -> None:
         )
     if connection.status == Connection.Status.NEEDS_RECONNECT:
         raise WriteRefusal(
-            "needs_reconnect", "The connection needs reconnecting before it can write."
+            "needs_reconnect",
+            "The connection needs reconnecting before it can write; the write waits for it.",
+            final=False,
         )
     if WRITE_SCOPE not in connection.scope_list:
         raise WriteRefusal(

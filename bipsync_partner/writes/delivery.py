@@ -22,7 +22,13 @@ from django.utils import timezone
 
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.ops import metrics
-from bipsync_partner.sync.api import ApiError, BipsyncApi
+from bipsync_partner.sync.api import (
+    ApiError,
+    BipsyncApi,
+    InsufficientScope,
+    NotAuthorized,
+    TokenUnavailable,
+)
 from bipsync_partner.sync.client import api_for
 from bipsync_partner.writes import files, queueing, senders
 from bipsync_partner.writes.claims import Claim, NotClaimed, claim
@@ -64,7 +70,12 @@ def _attempt(held: Claim) -> str:
     except Terminal as terminal:
         return _fail(held, terminal.code, terminal.sentence)
     except ApiError as error:
-        if error.transient:
+        # A grant that must be reconnected (or refused even after a refresh) is a person's
+        # job, not the write's fault: the write waits for it, up to its attempts.
+        if error.transient or (
+            isinstance(error, TokenUnavailable | NotAuthorized)
+            and not isinstance(error, InsufficientScope)
+        ):
             return _retry(held, error.code, error.sentence, error.retry_after)
         return _fail(held, error.code, error.sentence)
     except files.FileProblem as problem:
@@ -84,6 +95,8 @@ def _send(held: Claim) -> str:
     try:
         connection = writing_connection(write)
     except WriteRefusal as refusal:
+        if not refusal.final:
+            raise ApiError(refusal.sentence, code=refusal.code, transient=True) from None
         raise Terminal(refusal.code, refusal.sentence) from None
     if write.connection_id != connection.pk:
         held.update(connection=connection)

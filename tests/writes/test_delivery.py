@@ -323,3 +323,41 @@ def test_the_sweep_queues_a_due_write_whose_queueing_was_lost_once(
 
     # Only the head of its ordering key, and only once while its task waits.
     assert (first.queued, second.queued) == (1, 0)
+
+
+def test_a_refused_write_goes_again_once_the_connection_can_write(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    connection = service_account(team, world, scope="rest_api:read")
+    write = api.create_note(team, external_id="later", title="T", author=world.world.admin.id)
+    delivery.deliver(write.pk)
+    # Reconnected with the write scope.
+    connection.delete()
+    fresh = service_account(team, world)
+    write.refresh_from_db()
+
+    api.send_again(write)
+    assert delivery.deliver(write.pk) == "delivered"
+
+    write.refresh_from_db()
+    assert (write.status, write.connection_id) == (Write.Status.DELIVERED, fresh.pk)
+    assert sandbox.note_counts(world.tenant, SOURCE) == {"later": 1}
+
+
+def test_a_cancelled_write_is_never_sent_and_lets_the_next_one_go(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    service_account(team, world)
+    author = world.world.admin.id
+    first = api.create_note(team, external_id="c", title="Cancelled", author=author)
+    second = api.create_note(team, external_id="c", title="Kept", author=author)
+
+    assert api.cancel(first) is True
+    assert delivery.deliver(first.pk) == "final"
+    assert delivery.deliver(second.pk) == "delivered"
+    assert api.cancel(second) is False
+
+    [note] = sandbox.notes_by_external_id(world.tenant, SOURCE, "c")
+    assert note["history"] == [{"created": "Kept"}]
+    with pytest.raises(api.WriteRefused, match="Only a failed write"):
+        api.send_again(second)
