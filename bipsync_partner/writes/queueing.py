@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from bipsync_partner.coordination import OnceKeys
@@ -61,19 +62,20 @@ def _markers() -> OnceKeys:
 def sweep() -> SweepResult:
     """Queue the due writes that lead their ordering key (retries, lost queueing, dead workers)."""
     now = timezone.now()
-    # The first pending write of each key: later ones wait for it anyway.
+    # The first pending write of each key (later ones wait for it anyway), when it is due: a
+    # queued one whose next attempt has come, or one whose worker's lease ran out.
     heads = (
         Write.objects.filter(status__in=Write.PENDING)
         .order_by("team_id", "ordering_key", "id")
         .distinct("team_id", "ordering_key")
-        .values("id", "status", "next_attempt_at", "lease_until")
+        .values("id")
     )
-    due = [
-        row
-        for row in heads[: settings.WRITES_SWEEP_BATCH]
-        if row["next_attempt_at"] <= now
-        and (row["status"] == Write.Status.QUEUED or (row["lease_until"] or now) <= now)
-    ]
+    due = list(
+        Write.objects.filter(id__in=heads, next_attempt_at__lte=now)
+        .filter(Q(status=Write.Status.QUEUED) | Q(lease_until__lte=now))
+        .order_by("next_attempt_at")
+        .values("id", "status")[: settings.WRITES_SWEEP_BATCH]
+    )
     markers = _markers()
     claimed = markers.claim_many([markers.name(row["id"]) for row in due])
     queued = 0
