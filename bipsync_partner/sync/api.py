@@ -506,7 +506,8 @@ class BipsyncApi:
         with self.http.stream(
             method,
             url,
-            params=dict(params or {}),
+            # None, not {}: an empty mapping would strip the query of a signed upload address.
+            params=dict(params) if params else None,
             content=content,
             headers=sent_headers,
             auth=BearerAuth(token) if token else None,

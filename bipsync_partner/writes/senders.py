@@ -171,6 +171,11 @@ def _upload(api: BipsyncApi, claim: Claim, metadata: dict[str, Any]) -> None:
     # The token goes only to the tenant's own API host; any other address (a storage service's
     # signed URL) must carry its own authorization.
     same_host = (target.scheme, target.netloc) == (api_host.scheme, api_host.netloc)
+    if not same_host and target.scheme != "https":
+        raise ApiError(
+            "Bipsync gave an upload address that is not https; the file was not sent.",
+            code="insecure_upload_address",
+        )
     api.send(
         settings.BIPSYNC_ATTACHMENT_UPLOAD_METHOD,
         target.path,
