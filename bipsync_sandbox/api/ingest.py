@@ -50,6 +50,8 @@ def _properties(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
 def ingest(
     request: HttpRequest, tenant: Tenant, principal: Principal, source: str, value: str
 ) -> HttpResponse:
+    if len(source) > 200 or len(value) > 500:
+        raise bad_request("An external id's source is at most 200 characters, its value 500.")
     document_type, properties = _properties(views._json_body(request))
     with transaction.atomic():
         with connection.cursor() as cursor:

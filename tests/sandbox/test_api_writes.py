@@ -114,6 +114,8 @@ def test_an_upsert_updates_the_one_match_creates_only_with_a_type_and_refuses_am
     assert updated.status_code == 200
     assert updated.json()["id"] == created.json()["id"]
     assert ambiguous.status_code == 409
+    too_long = api.post(f"/v3/ingest/{SOURCE}/{'x' * 501}", {"documentType": "project"})
+    assert too_long.status_code == 400
     assert sandbox.ingest_counts(world.tenant, SOURCE) == {"acme": 1, "twice": 2}
     [record] = sandbox.ingest_records(world.tenant, SOURCE, "acme")
     assert (record["name"], record["ticker"], record["writes"]) == ("Acme", "ACME", 2)
