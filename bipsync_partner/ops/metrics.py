@@ -35,6 +35,11 @@ COUNTERS = {
     "bipsync_metadata_events": ("Tenant metadata (RFC 8414) events, by kind.", ("event",)),
     "bipsync_tenant_breaker": ("Tenants' token-endpoint circuit breakers, by event.", ("event",)),
     "bipsync_grant_incidents": ("Bursts of refused grants, by event.", ("event",)),
+    # delivered, failed (final), retry (a passing failure; outcome_unknown ones are looked up).
+    "bipsync_writes": (
+        "Delivery attempts of writes to Bipsync, by kind and outcome.",
+        ("kind", "outcome"),
+    ),
 }
 HISTOGRAMS = {
     "bipsync_token_refresh_duration_seconds": "Time taken by a token refresh at Bipsync.",
@@ -127,7 +132,7 @@ def queue_depths() -> Iterable[Metric]:
         "bipsync_celery_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"]
     )
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
-    for queue in ("default", "refresh", "sync"):
+    for queue in ("default", "refresh", "sync", "writes"):
         family.add_metric([queue], float(client.llen(queue)))
     yield family
 

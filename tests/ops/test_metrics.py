@@ -44,7 +44,7 @@ def test_it_records_refresh_latency_in_buckets(db: None, client: Client) -> None
 
 def test_it_reports_queue_depths(db: None, client: Client) -> None:
     text = scrape(client)
-    for queue in ("default", "refresh", "sync"):
+    for queue in ("default", "refresh", "sync", "writes"):
         assert f'bipsync_celery_queue_depth{{queue="{queue}"}}' in text
 
 

@@ -46,7 +46,8 @@ The partner's side has an address of the session's own too: ``sandbox.partner_ur
     sandbox.set_fault(kind, *, target="token", status=None, delay_ms=0, when="before", count=None, tenant=None,
                       client_id=None, grant_type=None, path_prefix=None, alter=None, keep=None) -> dict
                       # kind: status | slow | close | lose_response | rate_limit | alter_response (alter)
-                      #       | empty_page | short_page | end_early (keep)
+                      #       | empty_page | short_page | end_early (keep) | status_after (commit, then status)
+                      # also probability=0..1 (share of matching requests), method="POST"
     sandbox.clear_faults(*, client_id=None, target=None)
     sandbox.counters(client_id=None) -> dict  # {client_id: {endpoint: {grant_type: {outcome: n}}}}
     sandbox.token_requests(client_id, grant_type="refresh_token", outcome="ok") -> int
@@ -58,6 +59,10 @@ The partner's side has an address of the session's own too: ``sandbox.partner_ur
     sandbox.mutate_research(tenant, team_id, fraction, *, seed=None, share_with=()) -> dict  # edited, deleted, created, seconds
     sandbox.set_api_rate_limit(requests, window=1) -> dict / sandbox.reset_api_settings()   # REST per-token rate limit
     sandbox.api_requests(client_id, route="GET /v1/research", outcome="ok") -> int   # REST calls counted (outcome None: all)
+    sandbox.note_counts(tenant, source) -> {value: notes}          # notes per external id (2+ = written twice)
+    sandbox.notes_by_external_id(tenant, source, value) -> list    # id, title, content, history, attachments (size, sha256)
+    sandbox.ingest_counts(tenant, source) -> {value: records} / sandbox.ingest_records(tenant, source, value) -> list
+    sandbox.seed_ingest_record(tenant, source, value, document_type, properties=None) -> dict   # even a duplicate
     with sandbox.sign_in(tenant, email, password) as browser: ...  # httpx.Client signed in to the pages
     sandbox.authorize(authorize_url, email, password, approve=True, *, team_id=None) -> str   # the redirect Location
     sandbox.approve_device(tenant, user_code, email, password, approve=True, *, team_id=None) -> None

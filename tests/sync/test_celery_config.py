@@ -1,4 +1,4 @@
-"""Celery in production shape: queues, time limits, late acks, and beat's two sweeps."""
+"""Celery in production shape: queues, time limits, late acks, and beat's three sweeps."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from django.conf import settings
 from bipsync_partner.celery import app
 from bipsync_partner.connections.tasks import refresh_batch_task, sweep_refreshes_task
 from bipsync_partner.sync.tasks import run_sync_task, sweep_due_syncs_task
+from bipsync_partner.writes.tasks import deliver_write_task, sweep_writes_task
 
 
 def queue_of(task_name: str) -> str:
@@ -19,22 +20,39 @@ def test_refreshes_and_syncs_have_their_own_queues() -> None:
     assert queue_of(sweep_refreshes_task.name) == "refresh"
     assert queue_of(run_sync_task.name) == "sync"
     assert queue_of(sweep_due_syncs_task.name) == "default"
+    assert queue_of(deliver_write_task.name) == "writes"
+    assert queue_of(sweep_writes_task.name) == "writes"
 
 
 def test_tasks_ack_late_and_have_time_limits_below_the_visibility_timeout() -> None:
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     assert isinstance(visibility, int)
-    for task in (refresh_batch_task, sweep_refreshes_task, run_sync_task, sweep_due_syncs_task):
+    for task in (
+        refresh_batch_task,
+        sweep_refreshes_task,
+        run_sync_task,
+        sweep_due_syncs_task,
+        deliver_write_task,
+        sweep_writes_task,
+    ):
         assert task.acks_late or settings.CELERY_TASK_ACKS_LATE
         assert task.time_limit is not None
         assert task.soft_time_limit is not None
         assert task.soft_time_limit < task.time_limit < visibility
 
 
-def test_beat_fires_the_two_minute_ly_sweeps_and_nothing_per_connection() -> None:
+def test_beat_fires_three_sweeps_and_nothing_per_connection() -> None:
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert {entry["task"] for entry in schedule.values()} == {
         sweep_refreshes_task.name,
         sweep_due_syncs_task.name,
+        sweep_writes_task.name,
     }
-    assert all(entry["schedule"] == 60.0 for entry in schedule.values())
+    by_task = {entry["task"]: entry["schedule"] for entry in schedule.values()}
+    assert by_task[sweep_refreshes_task.name] == by_task[sweep_due_syncs_task.name] == 60.0
+    assert by_task[sweep_writes_task.name] == float(settings.WRITES_SWEEP_INTERVAL_SECONDS)
+
+
+def test_a_live_workers_claim_on_a_write_never_lapses_before_its_task_is_stopped() -> None:
+    assert deliver_write_task.time_limit is not None
+    assert deliver_write_task.time_limit < settings.WRITES_LEASE_SECONDS
