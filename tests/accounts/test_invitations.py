@@ -57,7 +57,8 @@ def test_an_admin_invites_by_email_and_only_the_hash_of_the_token_is_stored(
     invitation = Invitation.objects.get()
     assert invitation.email == "dora@example.com"
     assert invitation.token_hash == token_hash(token) != token
-    assert token not in str(invitation) and token not in repr(invitation)
+    assert token not in str(invitation)
+    assert token not in repr(invitation)
     page = signed_in(alice).get("/teams/acme/members/")
     assert b"dora@example.com" in page.content
     assert token.encode() not in page.content
@@ -135,7 +136,8 @@ def test_an_invitation_for_an_existing_account_adds_the_membership_once_that_use
     assert response["Location"] == "/teams/acme/"
     assert client.session["_auth_user_id"] == str(charlie.pk)
     membership = charlie.membership_in(Team.objects.get(slug="acme"))
-    assert membership is not None and membership.role == Membership.Role.MEMBER
+    assert membership is not None
+    assert membership.role == Membership.Role.MEMBER
     assert charlie.membership_in(Team.objects.get(slug="globex")) is not None  # kept
 
 

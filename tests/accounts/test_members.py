@@ -45,7 +45,8 @@ def test_the_members_page_lists_members_with_their_roles_and_an_invite_form(
     page = signed_in(alice).get("/teams/acme/members/")
     assert page.status_code == 200
     body = page.content.decode()
-    assert "bob@example.com" in body and "alice@example.com" in body
+    assert "bob@example.com" in body
+    assert "alice@example.com" in body
     assert "Send invitation" in body
     assert "No invitations waiting." in body
 
@@ -106,7 +107,8 @@ def test_removing_a_member_lists_their_own_connections_first_then_disconnects_th
     for conn in (bobs, bobs_device):
         conn.refresh_from_db()
         assert conn.status == Connection.Status.DISCONNECTED
-        assert not conn.has_access_token and not conn.has_refresh_token
+        assert not conn.has_access_token
+        assert not conn.has_refresh_token
         assert conn.events.filter(kind=ConnectionEvent.Kind.DISCONNECTED, actor=alice).exists()
     alices.refresh_from_db()
     assert alices.status == Connection.Status.ACTIVE
@@ -170,7 +172,8 @@ def test_an_admin_cannot_reach_another_teams_memberships_through_their_own_team(
         client.post(f"/teams/globex/members/{membership(team, alice).pk}/remove/").status_code
         == 404
     )
-    assert charlies.is_admin and membership(team, alice).is_admin
+    assert charlies.is_admin
+    assert membership(team, alice).is_admin
 
 
 @pytest.mark.django_db(transaction=True)
