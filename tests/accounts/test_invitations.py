@@ -33,7 +33,7 @@ def invite(admin: User, email: str, role: str = "member", team: str = "acme") ->
     assert len(mail.outbox) == outbox + 1
     message = mail.outbox[-1]
     assert message.to == [email.lower()]
-    found = re.search(r"https?://\S+/invitations/\?token=\S+", message.body)
+    found = re.search(r"https?://\S+/invitations/\?token=\S+", str(message.body))
     assert found, message.body
     return found.group(0)
 
