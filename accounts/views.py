@@ -199,13 +199,15 @@ def remove_member(request: TeamRequest, membership_id: int) -> HttpResponse:
 
 def private_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """The invitation page's address carries its token: no cache keeps the answer
-    (RFC 9111 §5.2.2.5) and no ``Referer`` names the address to what the page loads."""
+    (RFC 9111 §5.2.2.5), and a ``Referer`` from it names the origin only, never the address.
+    ``strict-origin`` rather than ``no-referrer``: with no referrer the browser sends
+    ``Origin: null`` on the page's own form, and CSRF protection rightly refuses that."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         add_never_cache_headers(response)
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "strict-origin"
         return response
 
     return wrapper

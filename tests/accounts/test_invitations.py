@@ -80,7 +80,7 @@ def test_a_new_person_sets_a_password_through_the_link_and_lands_in_the_team(
     assert page.status_code == 200
     assert b"Choose a password" in page.content
     assert "no-store" in page["Cache-Control"]
-    assert page["Referrer-Policy"] == "no-referrer"
+    assert page["Referrer-Policy"] == "strict-origin"
 
     response = client.post(
         "/invitations/",
