@@ -129,15 +129,19 @@ def _refuse_unless_pending(invitation: Invitation) -> None:
         )
 
 
-def accept(invitation: Invitation, user: User) -> Membership:
-    """Use the invitation for ``user`` (whose email it must be); once only, even when the link is
-    opened twice at the same moment."""
+def refuse_unless_invitee(invitation: Invitation, user: User) -> None:
     if user.email.lower() != invitation.email.lower():
         raise InvitationError(
             f"This invitation is for {invitation.email}, and you are signed in as {user.email}. "
             "Sign out, then open the link again.",
             status=403,
         )
+
+
+def accept(invitation: Invitation, user: User) -> Membership:
+    """Use the invitation for ``user`` (whose email it must be); once only, even when the link is
+    opened twice at the same moment."""
+    refuse_unless_invitee(invitation, user)
     now = timezone.now()
     with transaction.atomic():
         claimed = Invitation.objects.pending(now).filter(pk=invitation.pk)

@@ -238,8 +238,7 @@ def _invitation_step(request: HttpRequest, found: Invitation, token: str) -> Htt
     has_account = User.objects.filter(email__iexact=found.email).exists()
     context: dict[str, Any] = {"invitation": found, "token": token, "user_matches": False}
     if user is not None:
-        if user.email.lower() != found.email.lower():
-            invitations.accept(found, user)  # raises the "signed in as someone else" sentence
+        invitations.refuse_unless_invitee(found, user)
         context["user_matches"] = True
         if request.method == "POST":
             invitations.accept(found, user)

@@ -153,6 +153,7 @@ def test_a_signed_in_invitee_joins_with_one_click(alice: User, charlie: User) ->
 
 def test_an_invitation_opened_by_someone_else_signed_in_is_refused(alice: User, bob: User) -> None:
     link = invite(alice, "dora@example.com")
+    assert signed_in(bob).get(path_of(link)).status_code == 403
     response = signed_in(bob).post("/invitations/", {"token": token_of(link)})
     assert response.status_code == 403
     assert b"This invitation is for dora@example.com" in response.content
