@@ -67,8 +67,9 @@ def sync_inline(conn: Connection) -> SyncRun:
     return requested.run
 
 
-def furnish(sandbox: Sandbox, world: SyncWorld, team: Team, alice: User, bob: User) -> None:
-    """Connections in every state, research synced, a failed sync, a pending invitation."""
+def furnish(sandbox: Sandbox, world: SyncWorld, team: Team, alice: User, bob: User) -> str:
+    """Connections in every state, research synced, a failed sync, a pending invitation (its
+    link returned: the invitee's page is reached from an email, not from a team page)."""
     sandbox.generate_research(world.tenant, world.team_id, 120, seed=7)
     synced = machine_connection(team, world)
     run = sync_inline(synced)
@@ -97,7 +98,8 @@ def furnish(sandbox: Sandbox, world: SyncWorld, team: Team, alice: User, bob: Us
         last_error_message="Bipsync refused the refresh token (invalid_grant).",
         access_expires_at=timezone.now() - timedelta(hours=1),
     )
-    invite(team, "someone.with.a.very.long.address@research.example.com", "member", alice)
+    sent = invite(team, "someone.with.a.very.long.address@research.example.com", "member", alice)
+    return sent.link
 
 
 def same_origin_links(page: Page, origin: str) -> list[str]:
@@ -169,9 +171,9 @@ def test_every_team_page_fits_a_phone_and_a_desktop_without_scrolling_sideways(
 ) -> None:
     for name, value in partner_settings_for(sandbox, world.world).items():
         setattr(settings, name, value)
-    furnish(sandbox, world, team, alice, bob)
     origin = live_server.url.replace("localhost", "127.0.0.1")
     settings.SITE_URL = origin
+    invitation_link = furnish(sandbox, world, team, alice, bob)
 
     contexts = {
         width: browser.new_context(viewport={"width": width, "height": 900}) for width in WIDTHS
@@ -188,6 +190,21 @@ def test_every_team_page_fits_a_phone_and_a_desktop_without_scrolling_sideways(
         visited, problems = crawl(contexts, f"{origin}/teams/acme/", origin)
     finally:
         for context in contexts.values():
+            context.close()
+    # The invitee's page, as the invitee sees it: signed out.
+    anonymous = {
+        width: browser.new_context(viewport={"width": width, "height": 900}) for width in WIDTHS
+    }
+    try:
+        for width, context in anonymous.items():
+            page = context.new_page()
+            page.goto(invitation_link)
+            scroll, inner = overflow(page)
+            if scroll > inner:
+                problems.append(f"the invitation page scrolls sideways at {width} px")
+        visited.append("/invitations/?token=… (signed out)")
+    finally:
+        for context in anonymous.values():
             context.close()
 
     listing = "\n  ".join(visited)
