@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.http import HttpRequest
 
-from accounts.models import Membership, Team, User
+from accounts.models import Invitation, Membership, Team, User
 
 
 class MembershipInline(admin.TabularInline[Membership, Team]):
@@ -32,3 +33,28 @@ class TeamAdmin(admin.ModelAdmin[Team]):
     list_display = ["name", "slug", "created"]
     search_fields = ["name", "slug"]
     inlines = [MembershipInline]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin[Invitation]):
+    """Read-only: invitations are made on the team's Members page, which mails the link. The
+    stored hash of the link's token is not shown either."""
+
+    list_display = ["email", "team", "role", "invited_by", "created", "expires_at", "accepted_at"]
+    list_filter = ["role"]
+    search_fields = ["email", "team__name"]
+    fields = (
+        "team",
+        "email",
+        "role",
+        "invited_by",
+        "created",
+        "expires_at",
+        "accepted_at",
+        "accepted_by",
+        "revoked_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -1,13 +1,29 @@
-"""Users sign in by email; they belong to teams through memberships that carry a role."""
+"""Users sign in by email; they belong to teams through memberships that carry a role.
+
+A team always keeps one admin: :meth:`Team.set_role` and :meth:`Team.remove_member` lock the
+team's admin memberships before they look, so that two admins demoting each other at once cannot
+leave the team without one.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.text import slugify
+
+
+class LastAdminError(Exception):
+    """The change would leave a team without an admin."""
+
+    def __init__(self, team: Team) -> None:
+        self.team = team
+        super().__init__(
+            f"{team} needs at least one admin: make someone else an admin first, then try again."
+        )
 
 
 class UserManager(BaseUserManager["User"]):
@@ -96,6 +112,51 @@ class Team(models.Model):
         )
         return membership
 
+    def join(self, user: User, role: str = "member") -> Membership:
+        """Add ``user`` with ``role``, or keep the role they already have (an invitation never
+        demotes an admin)."""
+        membership, _ = Membership.objects.get_or_create(
+            team=self, user=user, defaults={"role": role}
+        )
+        return membership
+
+    def set_role(self, membership: Membership, role: str) -> Membership:
+        """Change a member's role; :class:`LastAdminError` when it would demote the last admin."""
+        with transaction.atomic():
+            locked = self._lock_for_admin_change(membership)
+            if locked.is_admin and role != Membership.Role.ADMIN:
+                self._keep_an_admin(locked)
+            locked.role = role
+            locked.save(update_fields=["role"])
+        return locked
+
+    def remove_member(self, membership: Membership) -> None:
+        """Delete a membership; :class:`LastAdminError` when it is the last admin's."""
+        with transaction.atomic():
+            locked = self._lock_for_admin_change(membership)
+            if locked.is_admin:
+                self._keep_an_admin(locked)
+            locked.delete()
+
+    def _lock_for_admin_change(self, membership: Membership) -> Membership:
+        # Every admin row and the one being changed, in one order, so that concurrent changes
+        # queue behind each other instead of each seeing the other admin still there.
+        rows = list(
+            Membership.objects.select_for_update()
+            .filter(team=self)
+            .filter(models.Q(role=Membership.Role.ADMIN) | models.Q(pk=membership.pk))
+            .order_by("pk")
+        )
+        for row in rows:
+            if row.pk == membership.pk:
+                return row
+        raise Membership.DoesNotExist("The membership is no longer there.")
+
+    def _keep_an_admin(self, leaving: Membership) -> None:
+        others = Membership.objects.filter(team=self, role=Membership.Role.ADMIN)
+        if not others.exclude(pk=leaving.pk).exists():
+            raise LastAdminError(self)
+
 
 class Membership(models.Model):
     class Role(models.TextChoices):
@@ -119,3 +180,67 @@ class Membership(models.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == self.Role.ADMIN
+
+
+class InvitationQuerySet(models.QuerySet["Invitation"]):
+    def open(self) -> InvitationQuerySet:
+        """Neither accepted nor revoked (expired ones included: they still block a duplicate)."""
+        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True)
+
+    def pending(self, now: datetime) -> InvitationQuerySet:
+        return self.open().filter(expires_at__gt=now)
+
+
+class Invitation(models.Model):
+    """An invitation by email to join a team with a role, usable once until it expires.
+
+    The link carries a random token; only its SHA-256 is stored (``token_hash``), so neither the
+    database, the admin nor this object's ``str`` can give the link away. The token has 256 bits
+    of entropy, so a plain hash is enough (a slow password hash protects guessable secrets).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(
+        max_length=10, choices=Membership.Role.choices, default=Membership.Role.MEMBER
+    )
+    invited_by = models.ForeignKey(User, models.SET_NULL, null=True, blank=True, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, models.SET_NULL, null=True, blank=True, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[InvitationQuerySet] = InvitationQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "email"],
+                condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="one_open_invitation_per_team_email",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Invitation of {self.email} to {self.team} ({self.role})"
+
+    def __repr__(self) -> str:
+        return f"<Invitation {self.pk} team={self.team_id} state={self.state(timezone.now())}>"
+
+    def state(self, now: datetime) -> str:
+        if self.accepted_at is not None:
+            return self.State.ACCEPTED
+        if self.revoked_at is not None:
+            return self.State.REVOKED
+        if self.expires_at <= now:
+            return self.State.EXPIRED
+        return self.State.PENDING

@@ -14,10 +14,14 @@ from typing import Concatenate, ParamSpec, TypeVar
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 
 from accounts.models import Membership, Team, User
 
 SESSION_KEY = "current_team_id"
+#: The URL name of the page a team starts from. The project's URLconf names it (the overview
+#: shows connections and syncs, which accounts knows nothing of); accounts only links to it.
+TEAM_HOME = "team_home"
 
 P = ParamSpec("P")
 R = TypeVar("R", bound=HttpResponse)
@@ -73,3 +77,7 @@ def current_team(request: HttpRequest) -> Team | None:
     chosen = memberships.filter(team_id=team_id).first() if team_id else None
     chosen = chosen or memberships.first()
     return chosen.team if chosen else None
+
+
+def team_home_url(team: Team) -> str:
+    return reverse(TEAM_HOME, kwargs={"team_slug": team.slug})

@@ -122,6 +122,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# How long a team invitation link works (seconds; a week by default). Each link works once.
+TEAM_INVITE_MAX_AGE_SECONDS = env_int("TEAM_INVITE_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60)
 
 # --- Security ---------------------------------------------------------------------------------------
 SESSION_COOKIE_NAME = "bipsync_partner_session"

@@ -22,7 +22,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from pytest_django.fixtures import Settings
 
-from accounts.models import Team, User
+from accounts.models import Membership, Team, User
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.sync.models import SyncRun
 from tests.connections.connect_support import configure_partner, new_world
@@ -58,6 +58,13 @@ JUNK: dict[str, list[str]] = {
     "since": ["\x00"],
     "label": ["\x00", "x" * 5000],
     "scopes": ["\x00", "team_x rest_api:read"],
+    "token": ["\x00", "x" * 5000],
+    "email": ["\x00@example.com", "not an email"],
+    "role": ["owner"],
+    "password": ["\x00"],
+    "password1": ["x"],
+    "password2": ["\x00"],
+    "name": ["x" * 5000],
 }
 VARIANTS = max(len(values) for values in JUNK.values())
 
@@ -103,12 +110,26 @@ def params_for(
         "connection_id": [mine.pk, theirs.pk, uuid.uuid4()],
         "record_id": [uuid.uuid4()],
         "run_id": [run.pk, 2**31 - 1],
+        # The team's only admin: removing or demoting it is refused, so the crawl's posts leave
+        # the named people in place for the pages after it.
+        "membership_id": [_first_admin_membership("acme"), 2**31 - 1],
+        "invitation_id": [2**31 - 1],
     }
     names = list(pattern.pattern.converters)
     return [
         dict(zip(names, values, strict=True))
         for values in itertools.product(*(choices[name] for name in names))
     ]
+
+
+def _first_admin_membership(team_slug: str) -> int:
+    found = (
+        Membership.objects.filter(team__slug=team_slug, role=Membership.Role.ADMIN)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return found or 2**31 - 2
 
 
 def fill(route: str, kwargs: dict[str, Any]) -> str:

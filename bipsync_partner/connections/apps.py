@@ -7,7 +7,11 @@ class ConnectionsConfig(AppConfig):
     verbose_name = "Bipsync connections"
 
     def ready(self) -> None:
-        from bipsync_partner.connections import checks, crypto  # noqa: F401  (registers checks)
+        from bipsync_partner.connections import (  # noqa: F401  (registers checks)
+            checks,
+            crypto,
+            departures,
+        )
         from bipsync_partner.connections.gauges import connection_gauges
         from bipsync_partner.ops.metrics import LiveGauges
 
