@@ -51,15 +51,21 @@ def private_answer(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     """Answers of the connect flow are never stored by a cache and never name their address to
     the next site: the callback's address carries the authorization ``code`` and ``state``, and
     the connect answer sends the browser to Bipsync. ``no-store`` keeps them out of shared and
-    browser caches (RFC 9111 §5.2.2.5); ``no-referrer`` keeps the callback's query out of the
-    ``Referer`` of whatever the page loads or links to, our own static files included."""
+    browser caches (RFC 9111 §5.2.2.5).
+
+    A redirect carries ``no-referrer``: nothing of the address goes to Bipsync or back to us. A
+    page (a refusal, the form again, the confirmation of a held reconnect) carries
+    ``strict-origin``, which names only the origin, never the path or query: its own forms must
+    work, and under ``no-referrer`` a browser sends ``Origin: null`` with a form's POST (the
+    Fetch standard, "serializing a request origin"), which Django's CSRF check refuses."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         add_never_cache_headers(response)
         # Set here, not by SecurityMiddleware's site-wide same-origin, which only fills it in.
-        response.headers["Referrer-Policy"] = "no-referrer"
+        redirect_answer = 300 <= response.status_code < 400
+        response.headers["Referrer-Policy"] = "no-referrer" if redirect_answer else "strict-origin"
         return response
 
     return wrapper
