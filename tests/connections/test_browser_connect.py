@@ -147,6 +147,7 @@ def test_a_held_reconnect_is_confirmed_in_a_real_browser(
         second.close()
 
     connection = Connection.objects.get()
-    assert connection.subject_id and connection.subject_id != before
+    assert connection.subject_id
+    assert connection.subject_id != before
     reconnect = connection.events.get(kind=ConnectionEvent.Kind.RECONNECTED)
     assert "confirmed the change of Bipsync subject" in reconnect.message
