@@ -374,6 +374,11 @@ SYNC_CONFIRM_DELETIONS_PERCENT = env_int("SYNC_CONFIRM_DELETIONS_PERCENT", 20, m
 # Workers log through Django's LOGGING (JSON, ids, redaction) instead of Celery's own setup.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# --- Research browser (bipsync_partner/sync/browse.py) ----------------------------------------------
+# Matching documents are counted exactly up to this many; above it the page says "about …" from
+# PostgreSQL's estimate, and only this many rows are numbered pages (beyond: Older/Last links).
+RESEARCH_EXACT_COUNT_LIMIT = env_int("RESEARCH_EXACT_COUNT_LIMIT", 10000, minimum=1)
+
 # --- Logging and metrics ----------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # JSON lines for log shippers in production; readable lines in development.

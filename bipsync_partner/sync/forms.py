@@ -51,9 +51,33 @@ class ScheduleForm(forms.Form):
 
 
 class ResearchFilterForm(forms.Form):
-    q = forms.CharField(required=False, max_length=200, label="Title contains")
-    content_type = forms.ChoiceField(required=False, label="Content type")
-    author = forms.ChoiceField(required=False, label="Author")
+    """The research browser's filters. Every error is a sentence that names no value it was
+    given (a 20,000-character search is not echoed back), and any error means no results."""
+
+    #: Trigram matching needs three characters: a shorter "contains" can use no index and would
+    #: read every document of the team (https://www.postgresql.org/docs/current/pgtrgm.html).
+    MIN_SEARCH = 3
+    MAX_SEARCH = 200
+
+    q = forms.CharField(
+        required=False,
+        max_length=MAX_SEARCH,
+        label="Title contains",
+        error_messages={
+            "max_length": f"Search for at most {MAX_SEARCH} characters.",
+            "null_characters_not_allowed": "The search cannot contain a NUL character.",
+        },
+    )
+    content_type = forms.ChoiceField(
+        required=False,
+        label="Content type",
+        error_messages={"invalid_choice": "That is not a content type of the research you see."},
+    )
+    author = forms.ChoiceField(
+        required=False,
+        label="Author",
+        error_messages={"invalid_choice": "That is not an author of the research you see."},
+    )
 
     def __init__(
         self,
@@ -69,3 +93,9 @@ class ResearchFilterForm(forms.Form):
         author_field = self.fields["author"]
         assert isinstance(author_field, forms.ChoiceField)
         author_field.choices = [("", "Anyone"), *authors]
+
+    def clean_q(self) -> str:
+        q = str(self.cleaned_data.get("q") or "")
+        if q and len(q) < self.MIN_SEARCH:
+            raise forms.ValidationError(f"Search for at least {self.MIN_SEARCH} characters.")
+        return q

@@ -14,9 +14,10 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import ExpressionWrapper, F, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Upper
 from django.utils import timezone
 
 from bipsync_partner.connections.kinds import PERSONAL, SYNCED_BY_DEFAULT
@@ -355,6 +356,47 @@ class SyncedField(SyncedRow):
         return self.name or self.api_identifier or self.bipsync_id
 
 
+_LIVE = models.Q(deleted_at__isnull=True)
+
+#: The research browser's indexes (bipsync_partner/sync/browse.py), all on live rows only: its
+#: order (newest first, the primary key breaking ties) alone and after each filter, the loose
+#: scan of authors and their names, and the trigram index that "title contains" uses
+#: (``icontains`` is ``UPPER(title) LIKE …`` on PostgreSQL, hence the expression).
+BROWSER_INDEXES = [
+    models.Index(
+        "team",
+        F("bipsync_modified").desc(),
+        F("id").desc(),
+        condition=_LIVE,
+        name="research_recent",
+    ),
+    models.Index(
+        "team",
+        "content_type_bid",
+        F("bipsync_modified").desc(),
+        F("id").desc(),
+        condition=_LIVE,
+        name="research_by_type",
+    ),
+    models.Index(
+        "team",
+        "author_bid",
+        F("bipsync_modified").desc(),
+        F("id").desc(),
+        condition=_LIVE,
+        name="research_by_author",
+    ),
+    models.Index(
+        fields=["team", "author_bid", "author_name"],
+        condition=_LIVE & ~models.Q(author_name=""),
+        name="research_author_names",
+    ),
+    GinIndex(
+        OpClass(Upper("title"), name="gin_trgm_ops"), condition=_LIVE, name="research_title_trgm"
+    ),
+]
+
+
 class ResearchDocument(SyncedRow):
     """A research document (note or file) as Bipsync's ``GET /v1/research`` lists it."""
 
@@ -392,6 +434,7 @@ class ResearchDocument(SyncedRow):
             ),
             # No (connection, deleted_at) index: the unique (connection, bipsync_id) one serves
             # "this connection's rows".
+            *BROWSER_INDEXES,
         ]
 
     def __str__(self) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -24,7 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.teams import TeamRequest, team_view
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.visibility import research_visible_to, visible_connections
-from bipsync_partner.sync import scheduling
+from bipsync_partner.sync import browse, scheduling
 from bipsync_partner.sync.forms import ResearchFilterForm, ScheduleForm, TeamSyncSettingsForm
 from bipsync_partner.sync.models import (
     ResearchDocument,
@@ -188,12 +189,7 @@ def _author_labels(request: TeamRequest, documents: QuerySet[ResearchDocument]) 
     ``subject_name``. So: the name sent with a document, else a connected subject's name, else
     the id. Two authors with one name keep apart by the end of their ids.
     """
-    names = dict(
-        documents.exclude(author_bid="")
-        .order_by("author_bid")
-        .values_list("author_bid")
-        .annotate(name=Max("author_name"))[:500]
-    )
+    names = dict(browse.author_names(documents, 500))
     unnamed = [bid for bid, name in names.items() if not name]
     subjects = dict(
         Connection.objects.filter(team=request.team, subject_id__in=unnamed)
@@ -220,16 +216,39 @@ def research(request: TeamRequest) -> HttpResponse:
     form = ResearchFilterForm(
         request.GET or None, content_types=content_types, authors=list(authors.items())
     )
-    if form.is_valid():
-        data: dict[str, Any] = form.cleaned_data
-        if data.get("q"):
-            documents = documents.filter(title__icontains=data["q"])
-        if data.get("content_type"):
-            documents = documents.filter(content_type_bid=data["content_type"])
-        if data.get("author"):
-            documents = documents.filter(author_bid=data["author"])
-    page = Paginator(
-        documents.order_by("-bipsync_modified", "bipsync_id").only(
+    page: browse.Page | None = None
+    page_error = ""
+    if not form.is_bound or form.is_valid():
+        data: dict[str, Any] = form.cleaned_data if form.is_bound else {}
+        try:
+            page = _research_page(request, browse.filtered(documents, data))
+        except browse.PageError as exc:
+            page_error = str(exc)
+    if page is not None:
+        for doc in page.documents:
+            doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid
+    query = request.GET.copy()
+    for name in ("page", "after", "before"):
+        query.pop(name, None)
+    return render(
+        request,
+        "sync/research.html",
+        {
+            "team": request.team,
+            "form": form,
+            "page": page,
+            "page_error": page_error,
+            "links": _page_links(page, query.urlencode()) if page else {},
+            "content_types": content_types,
+        },
+        # Bad filters show their sentence and no documents: never the unfiltered list.
+        status=200 if page is not None else 400,
+    )
+
+
+def _research_page(request: TeamRequest, documents: QuerySet[ResearchDocument]) -> browse.Page:
+    return browse.page(
+        documents.only(
             "title",
             "bipsync_id",
             "content_type_bid",
@@ -238,20 +257,19 @@ def research(request: TeamRequest) -> HttpResponse:
             "bipsync_modified",
             "tenant",
         ),
-        DOCUMENTS_PER_PAGE,
-    ).get_page(request.GET.get("page"))
-    for doc in page.object_list:
-        doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
-        request,
-        "sync/research.html",
-        {
-            "team": request.team,
-            "form": form,
-            "page": page,
-            "content_types": content_types,
-            "query": query.urlencode(),
-        },
+        number=request.GET.get("page"),
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+        per_page=DOCUMENTS_PER_PAGE,
+        limit=browse.exact_count_limit(),
     )
+
+
+def _page_links(page: browse.Page, query: str) -> dict[str, str]:
+    """The pager's links: the filters' query string plus each link's page parameters."""
+    links: dict[str, str] = {}
+    for name in ("first", "previous", "next", "last"):
+        params = getattr(page, name)
+        if params is not None:
+            links[name] = "?" + "&".join(p for p in (query, urlencode(params)) if p)
+    return links

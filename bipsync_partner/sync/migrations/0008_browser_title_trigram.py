@@ -1,0 +1,74 @@
+"""The research browser's indexes: pg_trgm for "title contains", and its order and filters.
+
+Built with CREATE INDEX CONCURRENTLY, so that a deployment onto a team with a million documents
+does not hold up the sync's writes while they build (hence ``atomic = False``).
+"""
+
+import django.contrib.postgres.indexes
+import django.db.models.functions.text
+from django.contrib.postgres.operations import AddIndexConcurrently, TrigramExtension
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    atomic = False
+
+    dependencies = [
+        ("sync", "0006_sync_scan_completeness"),
+    ]
+
+    operations = [
+        TrigramExtension(),
+        AddIndexConcurrently(
+            model_name="researchdocument",
+            index=models.Index(
+                models.F("team"),
+                models.OrderBy(models.F("bipsync_modified"), descending=True),
+                models.OrderBy(models.F("id"), descending=True),
+                condition=models.Q(("deleted_at__isnull", True)),
+                name="research_recent",
+            ),
+        ),
+        AddIndexConcurrently(
+            model_name="researchdocument",
+            index=models.Index(
+                models.F("team"),
+                models.F("content_type_bid"),
+                models.OrderBy(models.F("bipsync_modified"), descending=True),
+                models.OrderBy(models.F("id"), descending=True),
+                condition=models.Q(("deleted_at__isnull", True)),
+                name="research_by_type",
+            ),
+        ),
+        AddIndexConcurrently(
+            model_name="researchdocument",
+            index=models.Index(
+                models.F("team"),
+                models.F("author_bid"),
+                models.OrderBy(models.F("bipsync_modified"), descending=True),
+                models.OrderBy(models.F("id"), descending=True),
+                condition=models.Q(("deleted_at__isnull", True)),
+                name="research_by_author",
+            ),
+        ),
+        AddIndexConcurrently(
+            model_name="researchdocument",
+            index=models.Index(
+                condition=models.Q(
+                    ("deleted_at__isnull", True), models.Q(("author_name", ""), _negated=True)
+                ),
+                fields=["team", "author_bid", "author_name"],
+                name="research_author_names",
+            ),
+        ),
+        AddIndexConcurrently(
+            model_name="researchdocument",
+            index=django.contrib.postgres.indexes.GinIndex(
+                django.contrib.postgres.indexes.OpClass(
+                    django.db.models.functions.text.Upper("title"), name="gin_trgm_ops"
+                ),
+                condition=models.Q(("deleted_at__isnull", True)),
+                name="research_title_trgm",
+            ),
+        ),
+    ]
