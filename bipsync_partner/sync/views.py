@@ -16,7 +16,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.teams import TeamRequest, team_view
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.visibility import research_visible_to, visible_connections
+from bipsync_partner.connections.visibility import research_sources, visible_connections
 from bipsync_partner.sync import browse, scheduling
 from bipsync_partner.sync.forms import ResearchFilterForm, ScheduleForm, TeamSyncSettingsForm
 from bipsync_partner.sync.models import (
@@ -35,6 +35,7 @@ from bipsync_partner.sync.models import (
     TeamSyncSettings,
     may_sync,
 )
+from bipsync_partner.sync.visibility import research_visible_to
 
 RUNS_PER_PAGE = 25
 DOCUMENTS_PER_PAGE = 50
@@ -169,15 +170,25 @@ def progress(request: TeamRequest, run_id: int) -> JsonResponse:
     return response
 
 
-def _readable(request: TeamRequest) -> Q:
-    """Synced rows the viewer may read: those of the team's team-wide connections, and of the
-    viewer's own; one rule for documents and for the filter's choices, so that the filter never
-    names a content type or author that only someone else's connection brought."""
-    return Q(deleted_at__isnull=True) & research_visible_to(request.team, request.user)
-
-
 def _research(request: TeamRequest) -> QuerySet[ResearchDocument]:
-    return ResearchDocument.objects.filter(_readable(request))
+    """The team's live documents the viewer may read (one row per document)."""
+    return ResearchDocument.objects.filter(
+        research_visible_to(request.team, request.user), deleted_at__isnull=True
+    )
+
+
+def _content_types(request: TeamRequest) -> dict[str, str]:
+    """Content type id -> name, from the connections whose research the viewer may read, so
+    that the filter never names a content type only someone else's connection brought (the
+    lists are one per connection: the same type read by two connections is one choice)."""
+    return {
+        ct.bipsync_id: str(ct)
+        for ct in SyncedContentType.objects.filter(
+            team=request.team,
+            connection__in=research_sources(request.team, request.user),
+            deleted_at__isnull=True,
+        ).order_by("display_name")
+    }
 
 
 def _author_labels(request: TeamRequest, documents: QuerySet[ResearchDocument]) -> dict[str, str]:
@@ -208,10 +219,7 @@ def _author_labels(request: TeamRequest, documents: QuerySet[ResearchDocument]) 
 @team_view()
 def research(request: TeamRequest) -> HttpResponse:
     documents = _research(request)
-    content_types = {
-        ct.bipsync_id: str(ct)
-        for ct in SyncedContentType.objects.filter(_readable(request)).order_by("display_name")
-    }
+    content_types = _content_types(request)
     authors = _author_labels(request, documents)
     form = ResearchFilterForm(
         request.GET or None, content_types=content_types, authors=list(authors.items())
@@ -226,7 +234,8 @@ def research(request: TeamRequest) -> HttpResponse:
             page_error = str(exc)
     if page is not None:
         for doc in page.documents:
-            doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid
+            # What the template shows as the author (not a model field).
+            doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid  # type: ignore[attr-defined]
     query = request.GET.copy()
     for name in ("page", "after", "before"):
         query.pop(name, None)

@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("sync", "0006_sync_scan_completeness"),
+        ("sync", "0007_research_one_row_per_document"),
     ]
 
     operations = [
