@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Lookup, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from bipsync_partner.sync.models import ResearchDocument
@@ -38,16 +38,30 @@ REVERSED = (F("bipsync_modified").asc(nulls_last=True), F("pk").asc())
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class ContainsText(Lookup[str]):
+    """``column ILIKE '%text%'``: "contains, ignoring case" in the form the trigram index on
+    the plain column serves (https://www.postgresql.org/docs/current/pgtrgm.html#PGTRGM-INDEX).
+    Django's ``icontains`` compares ``UPPER(column)``, which that index cannot answer."""
+
+    lookup_name = "contains_text"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} ILIKE {rhs}", [*lhs_params, *rhs_params]
+
+
+def title_contains(text: str) -> ContainsText:
+    """A filter on titles containing ``text``; ``%``, ``_`` and ``\\`` in it are plain characters."""
+    return ContainsText(F("title"), f"%{connection.ops.prep_for_like_query(text)}%")
+
+
 def filtered(
     documents: QuerySet[ResearchDocument], data: dict[str, Any]
 ) -> QuerySet[ResearchDocument]:
-    """The documents that match a valid filter form's data.
-
-    ``icontains`` is ``UPPER(title) LIKE UPPER('%…%')`` on PostgreSQL, which the trigram index
-    on ``UPPER(title)`` serves (https://www.postgresql.org/docs/current/pgtrgm.html#PGTRGM-INDEX).
-    """
+    """The documents that match a valid filter form's data."""
     if data.get("q"):
-        documents = documents.filter(title__icontains=data["q"])
+        documents = documents.filter(title_contains(data["q"]))
     if data.get("content_type"):
         documents = documents.filter(content_type_bid=data["content_type"])
     if data.get("author"):
@@ -150,7 +164,7 @@ class Cursor:
 class Page:
     """One page of documents and the links around it (query parameters, or None)."""
 
-    documents: list[ResearchDocument]
+    object_list: list[ResearchDocument]
     count: Count
     number: int | None
     numbered_pages: int

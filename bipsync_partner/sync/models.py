@@ -22,10 +22,10 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import ExpressionWrapper, F, Value
-from django.db.models.functions import Coalesce, Upper
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bipsync_partner.connections.kinds import PERSONAL, SYNCED_BY_DEFAULT
@@ -376,8 +376,8 @@ _LIVE = models.Q(deleted_at__isnull=True)
 
 #: The research browser's indexes (bipsync_partner/sync/browse.py), all on live rows only: its
 #: order (newest first, the primary key breaking ties) alone and after each filter, the loose
-#: scan of authors and their names, and the trigram index that "title contains" uses
-#: (``icontains`` is ``UPPER(title) LIKE …`` on PostgreSQL, hence the expression).
+#: scan of authors and their names, and the trigram index that "title contains" uses (the
+#: browser searches with ``title ILIKE …``, which the index serves).
 BROWSER_INDEXES = [
     models.Index(
         "team",
@@ -408,7 +408,7 @@ BROWSER_INDEXES = [
         name="research_author_names",
     ),
     GinIndex(
-        OpClass(Upper("title"), name="gin_trgm_ops"), condition=_LIVE, name="research_title_trgm"
+        fields=["title"], opclasses=["gin_trgm_ops"], condition=_LIVE, name="research_title_trgm"
     ),
 ]
 

@@ -233,7 +233,7 @@ def research(request: TeamRequest) -> HttpResponse:
         except browse.PageError as exc:
             page_error = str(exc)
     if page is not None:
-        for doc in page.documents:
+        for doc in page.object_list:
             # What the template shows as the author (not a model field).
             doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid  # type: ignore[attr-defined]
     query = request.GET.copy()

@@ -5,7 +5,6 @@ does not hold up the sync's writes while they build (hence ``atomic = False``).
 """
 
 import django.contrib.postgres.indexes
-import django.db.models.functions.text
 from django.contrib.postgres.operations import AddIndexConcurrently, TrigramExtension
 from django.db import migrations, models
 
@@ -64,10 +63,9 @@ class Migration(migrations.Migration):
         AddIndexConcurrently(
             model_name="researchdocument",
             index=django.contrib.postgres.indexes.GinIndex(
-                django.contrib.postgres.indexes.OpClass(
-                    django.db.models.functions.text.Upper("title"), name="gin_trgm_ops"
-                ),
                 condition=models.Q(("deleted_at__isnull", True)),
+                fields=["title"],
+                opclasses=["gin_trgm_ops"],
                 name="research_title_trgm",
             ),
         ),
