@@ -257,15 +257,7 @@ def research(request: TeamRequest) -> HttpResponse:
 
 def _research_page(request: TeamRequest, documents: QuerySet[ResearchDocument]) -> browse.Page:
     return browse.page(
-        documents.only(
-            "title",
-            "bipsync_id",
-            "content_type_bid",
-            "author_bid",
-            "author_name",
-            "bipsync_modified",
-            "tenant",
-        ),
+        documents,
         number=request.GET.get("page"),
         after=request.GET.get("after"),
         before=request.GET.get("before"),

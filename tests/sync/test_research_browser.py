@@ -121,8 +121,13 @@ def test_search_and_filters_give_exactly_the_matching_documents(
     # LIKE's wildcards in a search are plain characters.
     assert found(q="0% a") == ["100% acme_ish"]
     assert found(q="e_i") == ["100% acme_ish"]
-    response = client.get(url(team), {"q": "acme"})
-    assert "4 documents." in response.content.decode()
+    response = client.get(url(team), {"q": "acme", "content_type": MEETING})
+    text = response.content.decode()
+    assert "1 document." in text
+    # The filter keeps what was chosen, and offers the rest.
+    assert f'<option value="{MEETING}" selected>Meeting</option>' in text
+    assert f'<option value="{NOTE}">Note</option>' in text
+    assert 'value="acme"' in text
 
 
 INVALID = [
@@ -285,7 +290,11 @@ def test_title_search_is_answered_from_the_trigram_index(
     with CaptureQueriesContext(db) as captured:
         response = client.get(url(team), {"q": "zeppelin"})
     assert titles(response) == ["Quarterly zeppelin review"] * 3
-    searches = [q["sql"] for q in captured.captured_queries if "LIKE" in q["sql"]]
+    searches = [
+        q["sql"]
+        for q in captured.captured_queries
+        if "LIKE" in q["sql"] and not q["sql"].startswith("EXPLAIN")
+    ]
     assert searches, "the view ran the title search"
     with db.cursor() as cursor:
         # A test table is small enough to read whole, which a planner rightly prefers; at a
@@ -293,6 +302,25 @@ def test_title_search_is_answered_from_the_trigram_index(
         # index the planner would take.
         cursor.execute("SET LOCAL enable_seqscan = off")
         for sql in searches:  # the count and the page, exactly as the view ran them
+            assert sql.startswith("SELECT")
             cursor.execute(f"EXPLAIN {sql}")
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert "research_title_trgm" in plan, plan
+
+
+def test_past_twenty_numbered_pages_the_browser_goes_on_by_older_and_last(
+    team: Team, bob: User, machine: Connection
+) -> None:
+    documents(machine, range(1, 1101))  # 22 pages, counted exactly
+    client = signed_in(bob)
+    twentieth = client.get(url(team), {"page": "20"})
+    assert twentieth.context["page"].label == "Page 20 of 22"
+    assert "after=" in twentieth.context["links"]["next"]
+    beyond = client.get(url(team) + twentieth.context["links"]["next"])
+    assert titles(beyond) == [f"Document {n}" for n in range(1001, 1051)]
+    past = client.get(url(team), {"page": "21"})
+    assert past.status_code == 400
+    assert "Pages are numbered up to 20" in html.unescape(past.content.decode())
+    last = client.get(url(team), {"page": "last"})
+    assert titles(last) == [f"Document {n}" for n in range(1051, 1101)]
+    assert client.get(url(team), {"page": "23"}).status_code == 400
