@@ -193,9 +193,9 @@ def test_a_list_changing_during_the_scan_never_causes_a_false_deletion(
     )
     assert not marked & present.keys()
     live = set(
-        ResearchDocument.objects.seen_by(conn).filter(deleted_at__isnull=True).values_list(
-            "bipsync_id", flat=True
-        )
+        ResearchDocument.objects.seen_by(conn)
+        .filter(deleted_at__isnull=True)
+        .values_list("bipsync_id", flat=True)
     )
     assert present.keys() <= live  # nothing skipped: every document is there
     run_to_end(following := new_run(conn))
@@ -283,9 +283,7 @@ def test_a_first_scan_that_meets_documents_again_updates_them_instead_of_failing
     run_to_end(run, deadline=time.monotonic())  # its first page: 100 documents stored
     assert run.first_scan
     first_page = list(bipsync_documents(world).values())[:100]
-    stored = set(
-        ResearchDocument.objects.seen_by(conn).values_list("bipsync_id", flat=True)
-    )
+    stored = set(ResearchDocument.objects.seen_by(conn).values_list("bipsync_id", flat=True))
     assert {item["id"] for item in first_page} == stored
     # The list moved under the scan and took its anchor away: the next page read holds
     # documents the scan already stored (scan() then hands over the whole page), one edited.

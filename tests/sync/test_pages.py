@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import Membership, Team, User
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.sync.models import (
+    DocumentSighting,
     ResearchDocument,
     SyncedContentType,
     SyncRun,
@@ -197,11 +198,9 @@ def test_the_team_setting_lets_members_own_connections_sync(team: Team, alice: U
 
 
 def _document(conn: Connection, n: int, **fields: object) -> ResearchDocument:
+    """Document ``n`` of the connection's tenant, seen by the connection (a live one)."""
     values: dict[str, object] = {
-        "connection": conn,
-        "team": conn.team,
-        "tenant": conn.tenant,
-        "bipsync_id": f"{n:024x}",
+        "source_connection": conn,
         "title": f"Document {n}",
         "content_type_bid": "a" * 24,
         "author_bid": "b" * 24,
@@ -209,7 +208,12 @@ def _document(conn: Connection, n: int, **fields: object) -> ResearchDocument:
         "bipsync_modified": timezone.now() - timedelta(minutes=n),
     }
     values.update(fields)
-    return ResearchDocument.objects.create(**values)
+    doc, _ = ResearchDocument.objects.get_or_create(
+        team=conn.team, tenant=conn.tenant, bipsync_id=f"{n:024x}", defaults=values
+    )
+    if doc.deleted_at is None:
+        DocumentSighting.objects.create(document=doc, connection=conn)
+    return doc
 
 
 def test_members_browse_research_by_title_content_type_and_author(

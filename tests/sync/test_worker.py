@@ -131,7 +131,7 @@ def test_a_run_killed_midway_resumes_and_ends_like_an_uninterrupted_one(
     assert_mirrors(world, conn.pk)
 
     def table(connection_id: uuid.UUID) -> dict[str, tuple[str, str]]:
-        rows = ResearchDocument.objects.filter(connection_id=connection_id, deleted_at=None)
+        rows = ResearchDocument.objects.seen_by(connection_id).filter(deleted_at=None)
         return {
             bid: (title, digest)
             for bid, title, digest in rows.values_list("bipsync_id", "title", "content_hash")
