@@ -186,6 +186,9 @@ OPERATOR_EMAILS = env_list("OPERATOR_EMAILS")
 # (docs/bipsync.md, "Tenants and hosts").
 BIPSYNC_API_BASE_TEMPLATE = env_str("BIPSYNC_API_BASE_TEMPLATE", "https://{tenant}-api.bipsync.com")
 BIPSYNC_WEB_BASE_TEMPLATE = env_str("BIPSYNC_WEB_BASE_TEMPLATE", "https://{tenant}.bipsync.com")
+# Where a document opens in Bipsync's web app, after the tenant's web host; ``{id}`` is the
+# document's id. Bipsync does not document the path (docs/bipsync.md, settings table).
+BIPSYNC_DOCUMENT_URL_PATH = env_str("BIPSYNC_DOCUMENT_URL_PATH", "/research/{id}")
 # Plain http is accepted only for loopback hosts and only when this is on (the local sandbox).
 BIPSYNC_ALLOW_INSECURE_LOOPBACK = env_bool("BIPSYNC_ALLOW_INSECURE_LOOPBACK", DEBUG)
 # The partner's confidential application for the user authorization-code flow.
@@ -297,6 +300,7 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "connections.sweep_refreshes": {"queue": "refresh"},
     "sync.run_sync": {"queue": "sync"},
     "sync.sweep_due_syncs": {"queue": "default"},
+    "sync.forget_connection": {"queue": "default"},
 }
 # The schedule lives here, in code, not in the database (django-celery-beat): beat only fires two
 # fixed, minute-ly sweeps that are part of the product's correctness, reviewed and versioned with

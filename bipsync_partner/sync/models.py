@@ -413,6 +413,16 @@ BROWSER_INDEXES = [
 ]
 
 
+class ResearchDocumentQuerySet(models.QuerySet["ResearchDocument"]):
+    def seen_by(self, connection: Connection | uuid.UUID | str) -> ResearchDocumentQuerySet:
+        """The documents the connection sees (has a sighting of)."""
+        connection_id = connection.pk if isinstance(connection, Connection) else connection
+        seen = DocumentSighting.objects.filter(
+            document=models.OuterRef("pk"), connection_id=connection_id
+        )
+        return self.filter(models.Exists(seen))
+
+
 class ResearchDocument(models.Model):
     """A research document (note or file) as Bipsync's ``GET /v1/research`` lists it: one row per
     document per tenant of a team, whichever of the team's connections read it.
@@ -463,6 +473,8 @@ class ResearchDocument(models.Model):
     )
     bipsync_created = models.DateTimeField(null=True, blank=True)
     bipsync_modified = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[ResearchDocumentQuerySet] = ResearchDocumentQuerySet.as_manager()  # type: ignore[assignment]
 
     class Meta:
         ordering = ["-bipsync_modified", "bipsync_id"]

@@ -28,13 +28,16 @@ from bipsync_partner.connections.visibility import research_sources, visible_con
 from bipsync_partner.sync import browse, scheduling
 from bipsync_partner.sync.forms import ResearchFilterForm, ScheduleForm, TeamSyncSettingsForm
 from bipsync_partner.sync.models import (
+    DocumentSighting,
     ResearchDocument,
     SyncedContentType,
+    SyncedField,
     SyncRun,
     SyncSchedule,
     TeamSyncSettings,
     may_sync,
 )
+from bipsync_partner.sync.research import bipsync_url, staleness
 from bipsync_partner.sync.visibility import research_visible_to
 
 RUNS_PER_PAGE = 25
@@ -233,9 +236,13 @@ def research(request: TeamRequest) -> HttpResponse:
         except browse.PageError as exc:
             page_error = str(exc)
     if page is not None:
+        sources = list(research_sources(request.team, request.user).select_related("user"))
+        stale = staleness(list(page.object_list), sources)
         for doc in page.object_list:
             # What the template shows as the author (not a model field).
             doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid  # type: ignore[attr-defined]
+            doc.bipsync_url = bipsync_url(doc)  # type: ignore[attr-defined]
+            doc.stale = stale.get(doc.pk)  # type: ignore[attr-defined]
     query = request.GET.copy()
     for name in ("page", "after", "before"):
         query.pop(name, None)
@@ -274,3 +281,51 @@ def _page_links(page: browse.Page, query: str) -> dict[str, str]:
         if params is not None:
             links[name] = "?" + "&".join(p for p in (query, urlencode(params)) if p)
     return links
+
+
+HISTORY_SHOWN = 100
+
+
+@require_GET
+@team_view()
+def document(request: TeamRequest, document_id: int) -> HttpResponse:
+    """One document: its fields, author, the connections it is seen through, the changes syncs
+    saw, and its link to Bipsync. A document the viewer may not read is a 404, as one that does
+    not exist (another team's, or another member's private one)."""
+    doc = ResearchDocument.objects.filter(
+        research_visible_to(request.team, request.user), pk=document_id
+    ).first()
+    if doc is None:
+        raise Http404("No such document.")
+    sources = list(research_sources(request.team, request.user).select_related("user"))
+    seen_through = [
+        c for c in sources if DocumentSighting.objects.filter(document=doc, connection=c).exists()
+    ]
+    names = {
+        f.api_identifier: f.name
+        for f in SyncedField.objects.filter(
+            team=request.team, tenant=doc.tenant, connection__in=sources
+        ).exclude(api_identifier="")
+    }
+    fields = [(names.get(key) or key, value) for key, value in sorted(doc.lookup_fields.items())]
+    labels = {str(c.pk): str(c) for c in sources}
+    history = [
+        (change, labels.get(str(change.connection_id), "a connection you cannot see"))
+        for change in doc.changes.all()[:HISTORY_SHOWN]
+    ]
+    authors = _author_labels(request, ResearchDocument.objects.filter(pk=doc.pk))
+    return render(
+        request,
+        "sync/document.html",
+        {
+            "team": request.team,
+            "doc": doc,
+            "content_type": _content_types(request).get(doc.content_type_bid, ""),
+            "author": authors.get(doc.author_bid) or doc.author_name or doc.author_bid,
+            "fields": fields,
+            "history": history,
+            "seen_through": seen_through,
+            "stale": staleness([doc], sources).get(doc.pk),
+            "bipsync_url": bipsync_url(doc),
+        },
+    )

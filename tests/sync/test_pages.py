@@ -198,11 +198,9 @@ def test_the_team_setting_lets_members_own_connections_sync(team: Team, alice: U
 
 
 def _document(conn: Connection, n: int, **fields: object) -> ResearchDocument:
+    """Document ``n`` of the connection's tenant, seen by the connection (a live one)."""
     values: dict[str, object] = {
         "source_connection": conn,
-        "team": conn.team,
-        "tenant": conn.tenant,
-        "bipsync_id": f"{n:024x}",
         "title": f"Document {n}",
         "content_type_bid": "a" * 24,
         "author_bid": "b" * 24,
@@ -210,9 +208,12 @@ def _document(conn: Connection, n: int, **fields: object) -> ResearchDocument:
         "bipsync_modified": timezone.now() - timedelta(minutes=n),
     }
     values.update(fields)
-    document = ResearchDocument.objects.create(**values)
-    DocumentSighting.objects.create(document=document, connection=conn)
-    return document
+    doc, _ = ResearchDocument.objects.get_or_create(
+        team=conn.team, tenant=conn.tenant, bipsync_id=f"{n:024x}", defaults=values
+    )
+    if doc.deleted_at is None:
+        DocumentSighting.objects.create(document=doc, connection=conn)
+    return doc
 
 
 def test_members_browse_research_by_title_content_type_and_author(
