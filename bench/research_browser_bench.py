@@ -119,9 +119,13 @@ def setup_django(db_name: str) -> None:
             "LOG_LEVEL": "WARNING",
         }
     )
+    import warnings
+
     import django
     from django.core.management import call_command
 
+    # Static files are not collected for the bench (see below); whitenoise says so once.
+    warnings.filterwarnings("ignore", message="No directory at")
     django.setup()
     from django.conf import settings
 
