@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -110,7 +111,7 @@ def two_views(
         scopes=" ".join(world.world.service_app.scopes),
         access_token=issued["access_token"],
         refresh_token=issued["refresh_token"],
-        access_expires_at=timezone.now() + timezone.timedelta(seconds=issued["expires_in"]),
+        access_expires_at=timezone.now() + timedelta(seconds=issued["expires_in"]),
     )
     bobs = user_connection(world, team, bob)
     views = TwoViews(
@@ -262,7 +263,7 @@ def test_an_older_view_from_a_second_connection_does_not_undo_a_newer_edit(
     # Bipsync's list is read by each connection at its own moment: a page read by one
     # connection before an edit can be stored after the other connection stored the edit.
     # The two views are given as pages here, as the sandbox serves one current state to both.
-    later = (doc.bipsync_modified + timezone.timedelta(minutes=5)).isoformat()
+    later = (doc.bipsync_modified + timedelta(minutes=5)).isoformat()
     newer = {**item, "title": "Edited title", "modified": later}
     service_run = scheduling.request_sync(two_views.service, publish=lambda *_: None).run
     written = engine.store_page(service_run, _page_of(service_run, [newer]))
