@@ -291,16 +291,24 @@ def page_statement(model: SyncedModel, *, upsert: bool, record_ids: bool) -> str
 @functools.cache
 def known_statement(model: SyncedModel) -> str:
     """Stored hash, deletedness and whether the connection sees it, of the page's ids
-    (``team``, ``tenant``, ``connection``, ``ids`` comma-joined)."""
+    (``team``, ``tenant``, ``connection``, ``ids`` comma-joined).
+
+    The sighting is asked per row (a scalar subquery in the select list, at most one row by the
+    primary key: a probe of it, document then connection), not joined nor as ``EXISTS`` (which
+    Postgres may hash): while a connection's first scan fills
+    its sightings the statistics still say it has none, and a join then read all of the
+    connection's sightings for every page (quadratic: a second connection's first sync of
+    30,000 documents took 61 s instead of 8)."""
     bid, digest, deleted = (
         _column(model, name) for name in ("bipsync_id", "content_hash", "deleted_at")
     )
     sighting = _table(DocumentSighting)
     document, conn = (_column(DocumentSighting, name) for name in ("document", "connection"))
     return (
-        f"SELECT d.{bid}, d.{digest}, d.{deleted} IS NOT NULL, s.{document} IS NOT NULL "
-        f"FROM {_table(model)} AS d LEFT JOIN {sighting} AS s "
-        f"ON s.{document} = d.id AND s.{conn} = %(connection)s "
+        f"SELECT d.{bid}, d.{digest}, d.{deleted} IS NOT NULL, "
+        f"(SELECT s.{document} FROM {sighting} AS s "
+        f"WHERE s.{document} = d.id AND s.{conn} = %(connection)s) IS NOT NULL "
+        f"FROM {_table(model)} AS d "
         f"WHERE {_same_document(model, 'd')} "
         f"AND d.{bid} = ANY(string_to_array(%(ids)s, ','))"
     )
