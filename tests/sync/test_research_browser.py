@@ -324,3 +324,21 @@ def test_past_twenty_numbered_pages_the_browser_goes_on_by_older_and_last(
     last = client.get(url(team), {"page": "last"})
     assert titles(last) == [f"Document {n}" for n in range(1051, 1101)]
     assert client.get(url(team), {"page": "23"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ({"after": "~9999999999999999999"}, 200),  # past a bigint: nothing is older
+        ({"before": "-99999999999999999~1"}, 400),  # before the year 1
+        ({"after": "1700000000000000~1", "before": "1~1"}, 200),  # "after" wins
+    ],
+)
+def test_a_page_link_out_of_any_range_is_a_sentence_or_a_page_never_a_500(
+    team: Team, bob: User, machine: Connection, query: dict[str, str], status: int
+) -> None:
+    documents(machine, range(1, 3))
+    response = signed_in(bob).get(url(team), query)
+    assert response.status_code == status
+    if status == 400:
+        assert "This page link is not valid" in html.unescape(response.content.decode())
