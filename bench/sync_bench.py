@@ -8,7 +8,9 @@
   Target >= 0.8.
 - ``sync``: a full sync of 100,000 documents by the engine against a bare loop fetching the same
   pages (100 per page, one pager, as one sync reads). Target >= 0.7. Then an unchanged re-sync:
-  rows written, counted by xmin (target 0). Then peak memory of a 100,000- and a 10,000-document
+  rows written, counted by xmin (target 0). Then a second connection of the same team and tenant
+  syncs it for the first time: document rows written (target 0: it finds every document stored and
+  writes one sighting each) and its rate against raw paging. Then peak memory of a 100,000- and a 10,000-document
   sync, each in a fresh process: peak RSS (ru_maxrss) and Python's traced peak (tracemalloc).
   Target ratio <= 1.2.
 
