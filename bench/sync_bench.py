@@ -8,7 +8,9 @@
   Target >= 0.8.
 - ``sync``: a full sync of 100,000 documents by the engine against a bare loop fetching the same
   pages (100 per page, one pager, as one sync reads). Target >= 0.7. Then an unchanged re-sync:
-  rows written, counted by xmin (target 0). Then peak memory of a 100,000- and a 10,000-document
+  rows written, counted by xmin (target 0). Then a second connection of the same team and tenant
+  syncs it for the first time: document rows written (target 0: it finds every document stored and
+  writes one sighting each) and its rate against raw paging. Then peak memory of a 100,000- and a 10,000-document
   sync, each in a fresh process: peak RSS (ru_maxrss) and Python's traced peak (tracemalloc).
   Target ratio <= 1.2.
 
@@ -507,11 +509,16 @@ def raw_paging_rate(world: SandboxWorld, token: str) -> dict[str, Any]:
     }
 
 
-def make_connection(team_name: str, world: SandboxWorld, app: dict[str, Any]) -> Any:
+def make_connection(
+    team_name: str, world: SandboxWorld, app: dict[str, Any], team: Any = None
+) -> Any:
+    """A machine connection of a new team (or of ``team``: a second connection of its tenant)."""
     from accounts.models import Team
     from bipsync_partner.connections.models import Connection
 
-    team = Team.objects.create(name=team_name, slug=f"{team_name.lower()}-{uuid.uuid4().hex[:6]}")
+    if team is None:
+        slug = f"{team_name.lower()}-{uuid.uuid4().hex[:6]}"
+        team = Team.objects.create(name=team_name, slug=slug)
     return Connection.objects.create(
         team=team,
         tenant=world.tenant,
@@ -537,14 +544,30 @@ def run_sync(connection_id: Any) -> Any:
 
 
 def xmins(connection_id: Any) -> dict[str, str]:
+    """The xmin of each document of the connection's team and tenant (keyed by id) and of each
+    of the connection's sightings (keyed ``<id>/seen``): it changes exactly when a row is
+    written."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT bipsync_id, xmin::text FROM sync_researchdocument WHERE connection_id = %s",
-            [connection_id],
+            "SELECT d.bipsync_id, d.xmin::text FROM sync_researchdocument AS d "
+            "JOIN connections_connection AS c ON c.team_id = d.team_id AND c.tenant = d.tenant "
+            "WHERE c.id = %s "
+            "UNION ALL "
+            "SELECT d.bipsync_id || '/seen', s.xmin::text FROM sync_documentsighting AS s "
+            "JOIN sync_researchdocument AS d ON d.id = s.document_id WHERE s.connection_id = %s",
+            [connection_id, connection_id],
         )
         return dict(cursor.fetchall())
+
+
+def written_rows(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
+    """Rows written between two :func:`xmins` (new, changed or gone), documents and sightings
+    apart."""
+    keys = {k for k, x in after.items() if before.get(k) != x} | (before.keys() - after.keys())
+    sightings = sum(1 for k in keys if k.endswith("/seen"))
+    return {"documents": len(keys) - sightings, "sightings": sightings}
 
 
 def _status_kb(field: str) -> int:
@@ -609,7 +632,7 @@ def load() -> float:
 def bench_sync(
     sandbox: Sandbox, world: SandboxWorld, args: argparse.Namespace, env: dict[str, str]
 ) -> dict[str, Any]:
-    from bipsync_partner.sync.models import ResearchDocument
+    from bipsync_partner.sync.models import DocumentSighting, ResearchDocument
 
     sandbox.set_api_rate_limit(0)  # measure paging, not the sandbox's per-token limit
     say(f"generating {args.docs} documents")
@@ -653,11 +676,28 @@ def bench_sync(
     before = xmins(conn.pk)
     again = bracketed(lambda: run_sync(conn.pk))
     after = xmins(conn.pk)
-    written = sum(1 for bid, x in after.items() if before.get(bid) != x)
-    written += len(before.keys() - after.keys())
-    unchanged = {**again, "rows_written": written, "target": "0 rows written"}
+    written = written_rows(before, after)
+    unchanged = {
+        **again,
+        "rows_written": written["documents"] + written["sightings"],
+        "target": "0 rows written",
+    }
     say(f"unchanged re-sync: {unchanged}")
-    assert ResearchDocument.objects.filter(connection=conn).count() == args.docs
+    assert ResearchDocument.objects.seen_by(conn).count() == args.docs
+
+    # A second connection of the same team and tenant: it finds every document stored, so it
+    # writes its sightings and no document row.
+    second = make_connection("Second", world, app, team=conn.team)
+    documents_before = xmins(conn.pk)
+    first_of_second = bracketed(lambda: run_sync(second.pk))
+    documents_written = written_rows(documents_before, xmins(conn.pk))["documents"]
+    second_sync = {
+        **first_of_second,
+        "document_rows_written": documents_written,
+        "sightings_written": DocumentSighting.objects.filter(connection=second).count(),
+        "target": "0 document rows, one sighting per document",
+    }
+    say(f"second connection's first sync: {second_sync}")
 
     # Memory: a second tenant with a tenth of the documents, each sync in a fresh process.
     small_world = make_world(sandbox)
@@ -677,7 +717,12 @@ def bench_sync(
     }
     say(f"memory: {memory}")
     small_world.http.close()
-    return {"full_sync": full, "unchanged_resync": unchanged, "memory": memory}
+    return {
+        "full_sync": full,
+        "unchanged_resync": unchanged,
+        "second_connection": second_sync,
+        "memory": memory,
+    }
 
 
 def main() -> None:

@@ -191,6 +191,9 @@ OPERATOR_EMAILS = env_list("OPERATOR_EMAILS")
 # (docs/bipsync.md, "Tenants and hosts").
 BIPSYNC_API_BASE_TEMPLATE = env_str("BIPSYNC_API_BASE_TEMPLATE", "https://{tenant}-api.bipsync.com")
 BIPSYNC_WEB_BASE_TEMPLATE = env_str("BIPSYNC_WEB_BASE_TEMPLATE", "https://{tenant}.bipsync.com")
+# Where a document opens in Bipsync's web app, after the tenant's web host; ``{id}`` is the
+# document's id. Bipsync does not document the path (docs/bipsync.md, settings table).
+BIPSYNC_DOCUMENT_URL_PATH = env_str("BIPSYNC_DOCUMENT_URL_PATH", "/research/{id}")
 # Plain http is accepted only for loopback hosts and only when this is on (the local sandbox).
 BIPSYNC_ALLOW_INSECURE_LOOPBACK = env_bool("BIPSYNC_ALLOW_INSECURE_LOOPBACK", DEBUG)
 # The partner's confidential application for the user authorization-code flow.
@@ -314,6 +317,7 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     # or a refresh (run a worker on "writes"; the Procfile's worker takes every queue).
     "writes.deliver": {"queue": "writes"},
     "writes.sweep": {"queue": "writes"},
+    "sync.forget_connection": {"queue": "default"},
 }
 # The schedule lives here, in code, not in the database (django-celery-beat): beat only fires two
 # fixed, minute-ly sweeps that are part of the product's correctness, reviewed and versioned with
@@ -434,6 +438,10 @@ WRITES_BACKOFF_CAP_MS = env_int("WRITES_BACKOFF_CAP_MS", 600000, minimum=1)
 WRITES_MAX_ATTEMPTS = env_int("WRITES_MAX_ATTEMPTS", 25, minimum=1)
 # Due writes queued per sweep.
 WRITES_SWEEP_BATCH = env_int("WRITES_SWEEP_BATCH", 2000, minimum=1)
+# --- Research browser (bipsync_partner/sync/browse.py) ----------------------------------------------
+# Matching documents are counted exactly up to this many; above it the page says "about …" from
+# PostgreSQL's estimate, and only this many rows are numbered pages (beyond: Older/Last links).
+RESEARCH_EXACT_COUNT_LIMIT = env_int("RESEARCH_EXACT_COUNT_LIMIT", 10000, minimum=1)
 
 # --- Logging and metrics ----------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

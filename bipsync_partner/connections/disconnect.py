@@ -11,7 +11,7 @@ from bipsync_partner.connections import clients
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import clear_notices
 from bipsync_partner.connections.revocation import revoke_quietly
-from bipsync_partner.connections.signals import disconnect_sentences
+from bipsync_partner.connections.signals import connection_disconnected, disconnect_sentences
 from bipsync_partner.oauth import ClientConfig
 
 
@@ -50,6 +50,9 @@ def disconnect(connection: Connection, actor: User) -> Connection:
         except clients.ClientNotConfigured:
             client = None
         _wipe(conn, actor)
+        transaction.on_commit(
+            lambda: connection_disconnected.send(sender=Connection, connection=conn)
+        )
     if client is None:
         conn.record(
             ConnectionEvent.Kind.REVOCATION_FAILED,

@@ -17,6 +17,10 @@ None). The sync queues a catch-up run.
 
 ``sync_summaries`` is sent by the connections list; receivers get ``connections`` (a list) and
 return ``{connection id: SyncSummary}``. :func:`summaries_of` collects them.
+
+``connection_disconnected`` is sent (after the disconnect is committed) when a connection is
+disconnected; receivers get ``connection``. The sync listens to it: the customer withdrew the
+access, so what only that connection could see is removed.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ connection_needs_reconnect = Signal()
 connection_reconnected = Signal()
 disconnect_consequences = Signal()
 sync_summaries = Signal()
+connection_disconnected = Signal()
 
 
 @dataclass(frozen=True)

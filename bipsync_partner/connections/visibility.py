@@ -1,15 +1,17 @@
-"""Who may see which connection of a team, and the research synced through it.
+"""Who may see which connection of a team, and whose research.
 
 One rule for both apps: the connections pages and the notices banner list connections with
-:func:`visible_connections`; the sync pages and the research browser filter synced rows with
-:func:`research_visible_to`.
+:func:`visible_connections`; the sync pages and the research browser filter documents with
+``bipsync_partner.sync.visibility.research_visible_to``, built on :func:`research_sources`.
 
 - Connections: admins see every connection of the team; members their own personal connections
   and the team-wide ones (service account, machine).
 - Research: what a member's own connection reads is what Bipsync shows *that person* (private
   notes included), so it is shown to that person only, admins included; research of the
-  team-wide connections is for every member. Only connections that still work count: the
-  research of a disconnected or broken connection is kept but not shown.
+  team-wide connections is for every member. A connection that needs reconnecting (or is
+  retrying) still counts: what it brought stays shown, marked stale, until it is reconnected
+  or disconnected. A disconnected connection does not count (the customer withdrew access; a
+  disconnect removes what only it could see).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from accounts.models import Membership, Team, User
 from bipsync_partner.connections.kinds import TEAM_WIDE
 from bipsync_partner.connections.models import Connection
 
-#: Connections whose research is shown (working, or retrying on their own).
-SHOWN_STATUSES = (Connection.Status.ACTIVE, Connection.Status.FAILING)
+#: Connections that read Bipsync now (working, or retrying on their own); the research of the
+#: others is shown as stale.
+USABLE_STATUSES = (Connection.Status.ACTIVE, Connection.Status.FAILING)
 
 
 def visible_connections(
@@ -35,9 +38,16 @@ def visible_connections(
     return qs.filter(models.Q(user=user) | models.Q(user__isnull=True))
 
 
-def research_visible_to(team: Team, user: User) -> models.Q:
-    """A filter on synced rows (anything with ``team`` and ``connection``) that ``user`` may
-    read: those of the team's team-wide connections, and of the user's own."""
-    team_wide = models.Q(connection__kind__in=TEAM_WIDE)
-    mine = models.Q(connection__user=user)
-    return models.Q(team=team, connection__status__in=SHOWN_STATUSES) & (team_wide | mine)
+def research_sources(team: Team, user: User) -> models.QuerySet[Connection]:
+    """The connections whose research ``user`` may read in ``team``: the team-wide ones and the
+    user's own, disconnected ones excepted (needing a reconnect does not hide them)."""
+    return (
+        Connection.objects.filter(team=team)
+        .filter(models.Q(kind__in=TEAM_WIDE) | models.Q(user=user))
+        .exclude(status=Connection.Status.DISCONNECTED)
+    )
+
+
+def is_usable(connection: Connection) -> bool:
+    """Whether the connection reads Bipsync now; else what it brought is stale."""
+    return connection.status in USABLE_STATUSES

@@ -126,7 +126,7 @@ class ResearchDocumentAdmin(ReadOnlyAdmin):
         "bipsync_modified",
         "deleted_at",
     ]
-    list_filter = [DeletedFilter, "team", "tenant", "connection__kind"]
+    list_filter = [DeletedFilter, "team", "tenant"]
     search_fields = ["title", "=bipsync_id", "=author_bid"]
     list_select_related = ["team"]
     show_full_result_count = False  # COUNT(*) over a large table on every page is wasteful

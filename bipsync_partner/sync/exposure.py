@@ -1,19 +1,57 @@
-"""How much of the synced research a connection alone makes visible: the figure the disconnect
-confirmation shows ("what research disappears")."""
+"""What a connection alone exposes, and its removal when the connection is disconnected.
+
+A disconnect means the customer withdrew this access: the documents that only this connection
+could see go (with their history), and the connection's sightings of documents other
+connections also see. The connections app announces the disconnect with
+:data:`~bipsync_partner.connections.signals.connection_disconnected` (it knows nothing of the
+sync); :mod:`bipsync_partner.sync.receivers` queues :func:`forget_connection` for it.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
+
+from django.db import connection as db
+from django.db import models, transaction
+
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.sync.models import ResearchDocument
+from bipsync_partner.sync.engine.sql import forget_statement
+from bipsync_partner.sync.models import DocumentSighting, ResearchDocument
+
+log = logging.getLogger(__name__)
 
 
 def documents_only_visible_through(connection: Connection) -> int:
-    """The documents people would no longer see once ``connection`` stops counting.
+    """How many documents only ``connection`` sees: no other connection of the team that is
+    not disconnected has a sighting of them. They disappear when it is disconnected."""
+    others = (
+        DocumentSighting.objects.filter(document=models.OuterRef("document"))
+        .exclude(connection=connection)
+        .exclude(connection__status=Connection.Status.DISCONNECTED)
+    )
+    return (
+        DocumentSighting.objects.filter(connection=connection)
+        .exclude(models.Exists(others))
+        .count()
+    )
 
-    Research is stored per connection (one copy of a document for each connection that read
-    it), and the research browser shows a connection's copies only while it works
-    (:mod:`bipsync_partner.connections.visibility`). So every live (not deleted) document this
-    connection synced disappears from the browser with it, even when another connection holds a
-    copy of its own.
-    """
-    return ResearchDocument.objects.filter(connection=connection, deleted_at__isnull=True).count()
+
+def forget_connection(connection_id: uuid.UUID | str) -> int:
+    """Remove a disconnected connection's sightings and the documents only it saw; how many
+    documents went. Does nothing for a connection that is not disconnected (it was reconnected
+    before the task ran), so it is safe to run twice or late."""
+    with transaction.atomic():
+        conn = (
+            Connection.objects.select_for_update()
+            .filter(pk=connection_id, status=Connection.Status.DISCONNECTED)
+            .first()
+        )
+        if conn is None:
+            return 0
+        with db.cursor() as cursor:
+            cursor.execute(forget_statement(ResearchDocument), {"connection": conn.pk})
+            row = cursor.fetchone()
+    removed = int(row[0]) if row else 0
+    log.info("Disconnected connection %s: %d documents only it saw were removed", conn.pk, removed)
+    return removed

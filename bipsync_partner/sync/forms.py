@@ -6,7 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.forms.utils import flatatt
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from bipsync_partner.sync.models import SyncSchedule, TeamSyncSettings
 
@@ -50,10 +53,65 @@ class ScheduleForm(forms.Form):
         schedule.save(update_fields=["enabled", "interval_seconds", "next_due_at"])
 
 
+class ChoicesSelect(forms.Select):
+    """A ``<select>`` rendered in one pass. Django renders each option through a template of
+    its own, which for a team's few hundred authors cost more than all of the research page's
+    queries together (bench/README.md, "Research browser")."""
+
+    def render(
+        self,
+        name: str,
+        value: Any,
+        attrs: dict[str, Any] | None = None,
+        renderer: Any = None,
+    ) -> SafeString:
+        chosen = {str(v) for v in self.format_value(value)}
+        options = format_html_join(
+            "",
+            '<option value="{}"{}>{}</option>',
+            (
+                (key, mark_safe(" selected") if str(key) in chosen else "", label)
+                for key, label in self.choices
+            ),
+        )
+        return format_html(
+            '<select name="{}"{}>{}</select>',
+            name,
+            flatatt(self.build_attrs(self.attrs, attrs)),
+            options,
+        )
+
+
 class ResearchFilterForm(forms.Form):
-    q = forms.CharField(required=False, max_length=200, label="Title contains")
-    content_type = forms.ChoiceField(required=False, label="Content type")
-    author = forms.ChoiceField(required=False, label="Author")
+    """The research browser's filters. Every error is a sentence that names no value it was
+    given (a 20,000-character search is not echoed back), and any error means no results."""
+
+    #: Trigram matching needs three characters: a shorter "contains" can use no index and would
+    #: read every document of the team (https://www.postgresql.org/docs/current/pgtrgm.html).
+    MIN_SEARCH = 3
+    MAX_SEARCH = 200
+
+    q = forms.CharField(
+        required=False,
+        max_length=MAX_SEARCH,
+        label="Title contains",
+        error_messages={
+            "max_length": f"Search for at most {MAX_SEARCH} characters.",
+            "null_characters_not_allowed": "The search cannot contain a NUL character.",
+        },
+    )
+    content_type = forms.ChoiceField(
+        required=False,
+        widget=ChoicesSelect,
+        label="Content type",
+        error_messages={"invalid_choice": "That is not a content type of the research you see."},
+    )
+    author = forms.ChoiceField(
+        required=False,
+        widget=ChoicesSelect,
+        label="Author",
+        error_messages={"invalid_choice": "That is not an author of the research you see."},
+    )
 
     def __init__(
         self,
@@ -69,3 +127,9 @@ class ResearchFilterForm(forms.Form):
         author_field = self.fields["author"]
         assert isinstance(author_field, forms.ChoiceField)
         author_field.choices = [("", "Anyone"), *authors]
+
+    def clean_q(self) -> str:
+        q = str(self.cleaned_data.get("q") or "")
+        if q and len(q) < self.MIN_SEARCH:
+            raise forms.ValidationError(f"Search for at least {self.MIN_SEARCH} characters.")
+        return q

@@ -1,9 +1,17 @@
 """What a research sync stores: schedules, runs with their checkpoints, and the synced tables.
 
-Synced rows belong to the connection that read them (and carry its team and tenant for
-filtering): two connections to one tenant may see different documents (a user connection sees
-what that person can see; a service account what is shared with the partner app), so each keeps
-its own copy and its own deletion marks.
+A team's research is one row per Bipsync document per tenant (:class:`ResearchDocument`),
+whichever and however many of the team's connections read it. Two connections to one tenant may
+see different documents (a user connection sees what that person can see; a service account what
+is shared with the partner app), so *which* connections see a document is recorded beside it,
+one :class:`DocumentSighting` per (document, connection): visibility follows the sightings
+(:mod:`bipsync_partner.sync.visibility`), a connection's deletion detection removes its own
+sightings, and a document is marked deleted when no connection sees it any more.
+
+Content types and fields stay one row per connection (:class:`SyncedContentType`,
+:class:`SyncedField`): they are lists of tens of rows, read whole at the start of every run and
+compared whole, and they are only ever shown as the filter's choices (deduplicated by id there).
+Folding them per tenant would need the same sighting machinery for a few hundred rows a team.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import ExpressionWrapper, F, Value
 from django.db.models.functions import Coalesce
@@ -182,7 +191,15 @@ class SyncRun(models.Model):
     #: scan's ids are not recorded (no ScanPage rows), nor are stored hashes looked up.
     first_scan = models.BooleanField(
         default=False,
-        help_text="The connection had no synced documents when the run began.",
+        help_text="The connection saw no synced documents when the run began.",
+    )
+    #: Decided with ``first_scan``: the team had no document of the tenant at all (no other
+    #: connection had synced it), so the scan's rows are all new: no stored hashes to look up,
+    #: and a page is a plain insert. A second connection's first scan of a synced tenant looks
+    #: the documents up and writes only its sightings.
+    tenant_was_empty = models.BooleanField(
+        default=False,
+        help_text="The team had no synced documents of this tenant when the run began.",
     )
 
     #: Listing items the scan went past without reading them as documents (no valid id, or
@@ -355,19 +372,97 @@ class SyncedField(SyncedRow):
         return self.name or self.api_identifier or self.bipsync_id
 
 
-class ResearchDocument(SyncedRow):
-    """A research document (note or file) as Bipsync's ``GET /v1/research`` lists it."""
+_LIVE = models.Q(deleted_at__isnull=True)
+
+#: The research browser's indexes (bipsync_partner/sync/browse.py), all on live rows only: its
+#: order (newest first, the primary key breaking ties) alone and after each filter, the loose
+#: scan of authors and their names, and the trigram index that "title contains" uses (the
+#: browser searches with ``title ILIKE …``, which the index serves).
+BROWSER_INDEXES = [
+    models.Index(
+        "team",
+        F("bipsync_modified").desc(),
+        F("id").desc(),
+        condition=_LIVE,
+        name="research_recent",
+    ),
+    models.Index(
+        "team",
+        "content_type_bid",
+        F("bipsync_modified").desc(),
+        F("id").desc(),
+        condition=_LIVE,
+        name="research_by_type",
+    ),
+    models.Index(
+        "team",
+        "author_bid",
+        F("bipsync_modified").desc(),
+        F("id").desc(),
+        condition=_LIVE,
+        name="research_by_author",
+    ),
+    models.Index(
+        fields=["team", "author_bid", "author_name"],
+        condition=_LIVE & ~models.Q(author_name=""),
+        name="research_author_names",
+    ),
+    GinIndex(
+        fields=["title"], opclasses=["gin_trgm_ops"], condition=_LIVE, name="research_title_trgm"
+    ),
+]
+
+
+class ResearchDocumentQuerySet(models.QuerySet["ResearchDocument"]):
+    def seen_by(self, connection: Connection | uuid.UUID | str) -> ResearchDocumentQuerySet:
+        """The documents the connection sees (has a sighting of)."""
+        connection_id = connection.pk if isinstance(connection, Connection) else connection
+        seen = DocumentSighting.objects.filter(
+            document=models.OuterRef("pk"), connection_id=connection_id
+        )
+        return self.filter(models.Exists(seen))
+
+
+class ResearchDocument(models.Model):
+    """A research document (note or file) as Bipsync's ``GET /v1/research`` lists it: one row per
+    document per tenant of a team, whichever of the team's connections read it.
+
+    The row holds the newest view any connection brought: a connection's view replaces it only
+    when Bipsync's ``modified`` is later, or when it is the view of the connection that wrote
+    the row (its own document changed without a new ``modified``), or when the row was marked
+    deleted (the document came back). An older view from another connection never overwrites a
+    newer one.
+    """
 
     # Every index costs each of a first sync's 100,000 inserts, so none that another serves: the
-    # unique (connection, bipsync_id) one leads with the connection, research_browse with the
-    # team (Django's cascades delete by either column through them).
-    connection = models.ForeignKey(Connection, models.CASCADE, related_name="+", db_index=False)
-    # The team is the connection's, copied for the browser's filter: the connection's own
-    # foreign keys already tie every row to an existing team, so the database does not check it
-    # a second time. Postgres checks a foreign key row by row; this one cost a fifth of each
-    # page's insert (1 of 5 ms per 100 rows). Django still cascades a team's deletion to it.
+    # unique (team, tenant, bipsync_id) one leads with the team and serves the team's cascade,
+    # research_browse the browser.
+    #
+    # The team is the connection's, and the database does not check it (Postgres checks a
+    # foreign key row by row; this one cost a fifth of each page's insert, 1 of 5 ms per 100
+    # rows): connections only ever write rows of their own team. Django still cascades a team's
+    # deletion to it.
     team = models.ForeignKey(
         "accounts.Team", models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    tenant = models.CharField(max_length=63)
+    bipsync_id = models.CharField("Bipsync id", max_length=24)
+    #: The connection whose view the row holds (compared with the writer of a view of the same
+    #: ``modified``); a plain id, not checked nor cascaded, as it is never followed.
+    source_connection = models.ForeignKey(
+        Connection,
+        models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        null=True,
+        blank=True,
+    )
+    content_hash = models.CharField(max_length=64)
+    first_synced_at = models.DateTimeField(default=timezone.now)
+    changed_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when no connection of the team sees it any more."
     )
     title = models.TextField(blank=True)
     content_type_bid = models.CharField("content type", max_length=64, blank=True)
@@ -379,20 +474,74 @@ class ResearchDocument(SyncedRow):
     bipsync_created = models.DateTimeField(null=True, blank=True)
     bipsync_modified = models.DateTimeField(null=True, blank=True)
 
+    objects: ClassVar[ResearchDocumentQuerySet] = ResearchDocumentQuerySet.as_manager()  # type: ignore[assignment]
+
     class Meta:
         ordering = ["-bipsync_modified", "bipsync_id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["connection", "bipsync_id"], name="one_document_per_connection"
+                fields=["team", "tenant", "bipsync_id"], name="one_document_per_tenant"
             )
         ]
         indexes = [
             models.Index(
                 fields=["team", "deleted_at", "-bipsync_modified"], name="research_browse"
             ),
-            # No (connection, deleted_at) index: the unique (connection, bipsync_id) one serves
-            # "this connection's rows".
+            *BROWSER_INDEXES,
         ]
 
     def __str__(self) -> str:
         return self.title or self.bipsync_id
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class DocumentSighting(models.Model):
+    """A connection sees a document: what makes the document visible, and to whom.
+
+    Written once, when a connection first sees the document (a re-sync that sees it again
+    writes nothing; the ids each scan saw are in :class:`ScanPage`), and deleted when a complete
+    scan of that connection no longer sees it, or when the connection is disconnected.
+
+    The primary key (document, connection) is the index the visibility rule probes ("does one
+    of these connections see this document"); the second index serves "this connection's
+    sightings" (deletion detection, disconnect).
+    """
+
+    pk = models.CompositePrimaryKey("document", "connection")
+    document = models.ForeignKey(
+        ResearchDocument, models.CASCADE, related_name="sightings", db_index=False
+    )
+    connection = models.ForeignKey(Connection, models.CASCADE, related_name="+", db_index=False)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["connection", "document"], name="sighting_by_connection")]
+
+    def __str__(self) -> str:
+        return f"Document {self.document_id} seen by connection {self.connection_id}"
+
+
+class DocumentChange(models.Model):
+    """A change a sync saw in a document: what changed (before and after), when, and through
+    which connection. Written by the page statement when it updates a row (never for a row it
+    inserts or leaves alone), and when a document is marked deleted."""
+
+    document = models.ForeignKey(
+        ResearchDocument, models.CASCADE, related_name="changes", db_index=False
+    )
+    connection = models.ForeignKey(
+        Connection, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    seen_at = models.DateTimeField(default=timezone.now)
+    #: ``{"title": [before, after], "fields": {key: [before, after]}, "deleted": true, ...}``
+    changes = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-seen_at", "-id"]
+        indexes = [models.Index(fields=["document", "-seen_at"], name="document_history")]
+
+    def __str__(self) -> str:
+        return f"Change of document {self.document_id} at {self.seen_at:%Y-%m-%d %H:%M}"

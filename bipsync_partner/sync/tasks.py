@@ -2,6 +2,9 @@
 
 - ``sync.run_sync(run_id)``: work on one run (queue ``sync``). A second delivery of the same
   message finds the run finished, or its connection's lock taken, and does nothing.
+- ``sync.forget_connection(connection_id)``: after a disconnect, remove the connection's
+  sightings and the documents only it saw (queue ``default``); does nothing for a connection
+  that is no longer disconnected, or a second time.
 - ``sync.sweep_due_syncs()``: beat's minute-ly sweep (queue ``default``): runs for due schedules,
   and runs that lost their worker continue from their checkpoint.
 
@@ -20,6 +23,7 @@ from django.conf import settings
 from bipsync_partner.ops.context import bound
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.client import api_for
+from bipsync_partner.sync.exposure import forget_connection
 from bipsync_partner.sync.models import SyncRun
 
 log = logging.getLogger(__name__)
@@ -70,3 +74,15 @@ def sweep_due_syncs_task() -> str:
         f"{result.schedules_created} schedules created, {result.runs_created} runs queued, "
         f"{result.resumed} resumed"
     )
+
+
+@shared_task(
+    name="sync.forget_connection",
+    ignore_result=True,
+    acks_late=True,
+    soft_time_limit=300,
+    time_limit=330,
+)
+def forget_connection_task(connection_id: str) -> int:
+    with bound(connection=connection_id):
+        return forget_connection(connection_id)

@@ -22,4 +22,5 @@ urlpatterns = [
         name="progress",
     ),
     path("teams/<slug:team_slug>/research/", views.research, name="research"),
+    path("teams/<slug:team_slug>/research/<int:document_id>/", views.document, name="document"),
 ]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Max, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -23,18 +24,22 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.teams import TeamRequest, team_view
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.connections.visibility import research_visible_to, visible_connections
-from bipsync_partner.sync import scheduling
+from bipsync_partner.connections.visibility import research_sources, visible_connections
+from bipsync_partner.sync import browse, scheduling
 from bipsync_partner.sync.forms import ResearchFilterForm, ScheduleForm, TeamSyncSettingsForm
 from bipsync_partner.sync.models import (
+    DocumentSighting,
     ResearchDocument,
     SyncedContentType,
+    SyncedField,
     SyncRun,
     SyncSchedule,
     TeamSyncSettings,
     may_sync,
 )
+from bipsync_partner.sync.research import bipsync_url, staleness
 from bipsync_partner.sync.status import sync_sentence
+from bipsync_partner.sync.visibility import research_visible_to
 
 RUNS_PER_PAGE = 25
 DOCUMENTS_PER_PAGE = 50
@@ -186,15 +191,25 @@ def progress(request: TeamRequest, run_id: int) -> JsonResponse:
     return response
 
 
-def _readable(request: TeamRequest) -> Q:
-    """Synced rows the viewer may read: those of the team's team-wide connections, and of the
-    viewer's own; one rule for documents and for the filter's choices, so that the filter never
-    names a content type or author that only someone else's connection brought."""
-    return Q(deleted_at__isnull=True) & research_visible_to(request.team, request.user)
-
-
 def _research(request: TeamRequest) -> QuerySet[ResearchDocument]:
-    return ResearchDocument.objects.filter(_readable(request))
+    """The team's live documents the viewer may read (one row per document)."""
+    return ResearchDocument.objects.filter(
+        research_visible_to(request.team, request.user), deleted_at__isnull=True
+    )
+
+
+def _content_types(request: TeamRequest) -> dict[str, str]:
+    """Content type id -> name, from the connections whose research the viewer may read, so
+    that the filter never names a content type only someone else's connection brought (the
+    lists are one per connection: the same type read by two connections is one choice)."""
+    return {
+        ct.bipsync_id: str(ct)
+        for ct in SyncedContentType.objects.filter(
+            team=request.team,
+            connection__in=research_sources(request.team, request.user),
+            deleted_at__isnull=True,
+        ).order_by("display_name")
+    }
 
 
 def _author_labels(request: TeamRequest, documents: QuerySet[ResearchDocument]) -> dict[str, str]:
@@ -206,12 +221,7 @@ def _author_labels(request: TeamRequest, documents: QuerySet[ResearchDocument]) 
     ``subject_name``. So: the name sent with a document, else a connected subject's name, else
     the id. Two authors with one name keep apart by the end of their ids.
     """
-    names = dict(
-        documents.exclude(author_bid="")
-        .order_by("author_bid")
-        .values_list("author_bid")
-        .annotate(name=Max("author_name"))[:500]
-    )
+    names = dict(browse.author_names(documents, 500))
     unnamed = [bid for bid, name in names.items() if not name]
     subjects = dict(
         Connection.objects.filter(team=request.team, subject_id__in=unnamed)
@@ -230,38 +240,30 @@ def _author_labels(request: TeamRequest, documents: QuerySet[ResearchDocument]) 
 @team_view()
 def research(request: TeamRequest) -> HttpResponse:
     documents = _research(request)
-    content_types = {
-        ct.bipsync_id: str(ct)
-        for ct in SyncedContentType.objects.filter(_readable(request)).order_by("display_name")
-    }
+    content_types = _content_types(request)
     authors = _author_labels(request, documents)
     form = ResearchFilterForm(
         request.GET or None, content_types=content_types, authors=list(authors.items())
     )
-    if form.is_valid():
-        data: dict[str, Any] = form.cleaned_data
-        if data.get("q"):
-            documents = documents.filter(title__icontains=data["q"])
-        if data.get("content_type"):
-            documents = documents.filter(content_type_bid=data["content_type"])
-        if data.get("author"):
-            documents = documents.filter(author_bid=data["author"])
-    page = Paginator(
-        documents.order_by("-bipsync_modified", "bipsync_id").only(
-            "title",
-            "bipsync_id",
-            "content_type_bid",
-            "author_bid",
-            "author_name",
-            "bipsync_modified",
-            "tenant",
-        ),
-        DOCUMENTS_PER_PAGE,
-    ).get_page(request.GET.get("page"))
-    for doc in page.object_list:
-        doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid
+    page: browse.Page | None = None
+    page_error = ""
+    if not form.is_bound or form.is_valid():
+        data: dict[str, Any] = form.cleaned_data if form.is_bound else {}
+        try:
+            page = _research_page(request, browse.filtered(documents, data))
+        except browse.PageError as exc:
+            page_error = str(exc)
+    if page is not None:
+        sources = list(research_sources(request.team, request.user).select_related("user"))
+        stale = staleness(list(page.object_list), sources)
+        for doc in page.object_list:
+            # What the template shows as the author (not a model field).
+            doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid  # type: ignore[attr-defined]
+            doc.bipsync_url = bipsync_url(doc)  # type: ignore[attr-defined]
+            doc.stale = stale.get(doc.pk)  # type: ignore[attr-defined]
     query = request.GET.copy()
-    query.pop("page", None)
+    for name in ("page", "after", "before"):
+        query.pop(name, None)
     return render(
         request,
         "sync/research.html",
@@ -269,7 +271,79 @@ def research(request: TeamRequest) -> HttpResponse:
             "team": request.team,
             "form": form,
             "page": page,
+            "page_error": page_error,
+            "links": _page_links(page, query.urlencode()) if page else {},
             "content_types": content_types,
-            "query": query.urlencode(),
+        },
+        # Bad filters show their sentence and no documents: never the unfiltered list.
+        status=200 if page is not None else 400,
+    )
+
+
+def _research_page(request: TeamRequest, documents: QuerySet[ResearchDocument]) -> browse.Page:
+    return browse.page(
+        documents,
+        number=request.GET.get("page"),
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+        per_page=DOCUMENTS_PER_PAGE,
+        limit=browse.exact_count_limit(),
+    )
+
+
+def _page_links(page: browse.Page, query: str) -> dict[str, str]:
+    """The pager's links: the filters' query string plus each link's page parameters."""
+    links: dict[str, str] = {}
+    for name in ("first", "previous", "next", "last"):
+        params = getattr(page, name)
+        if params is not None:
+            links[name] = "?" + "&".join(p for p in (query, urlencode(params)) if p)
+    return links
+
+
+HISTORY_SHOWN = 100
+
+
+@require_GET
+@team_view()
+def document(request: TeamRequest, document_id: int) -> HttpResponse:
+    """One document: its fields, author, the connections it is seen through, the changes syncs
+    saw, and its link to Bipsync. A document the viewer may not read is a 404, as one that does
+    not exist (another team's, or another member's private one)."""
+    doc = ResearchDocument.objects.filter(
+        research_visible_to(request.team, request.user), pk=document_id
+    ).first()
+    if doc is None:
+        raise Http404("No such document.")
+    sources = list(research_sources(request.team, request.user).select_related("user"))
+    seen_through = [
+        c for c in sources if DocumentSighting.objects.filter(document=doc, connection=c).exists()
+    ]
+    names = {
+        f.api_identifier: f.name
+        for f in SyncedField.objects.filter(
+            team=request.team, tenant=doc.tenant, connection__in=sources
+        ).exclude(api_identifier="")
+    }
+    fields = [(names.get(key) or key, value) for key, value in sorted(doc.lookup_fields.items())]
+    labels = {str(c.pk): str(c) for c in sources}
+    history = [
+        (change, labels.get(str(change.connection_id), "a connection you cannot see"))
+        for change in doc.changes.all()[:HISTORY_SHOWN]
+    ]
+    authors = _author_labels(request, ResearchDocument.objects.filter(pk=doc.pk))
+    return render(
+        request,
+        "sync/document.html",
+        {
+            "team": request.team,
+            "doc": doc,
+            "content_type": _content_types(request).get(doc.content_type_bid, ""),
+            "author": authors.get(doc.author_bid) or doc.author_name or doc.author_bid,
+            "fields": fields,
+            "history": history,
+            "seen_through": seen_through,
+            "stale": staleness([doc], sources).get(doc.pk),
+            "bipsync_url": bipsync_url(doc),
         },
     )

@@ -19,13 +19,15 @@ from django.utils import timezone
 from accounts.teams import TeamRequest
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.pending import PendingAuthorizationRecord, digest
-from bipsync_partner.connections.visibility import research_visible_to, visible_connections
+from bipsync_partner.connections.visibility import visible_connections
 from bipsync_partner.sync.models import (
+    DocumentSighting,
     ResearchDocument,
     SyncRun,
     SyncSchedule,
     syncable_connections,
 )
+from bipsync_partner.sync.visibility import research_visible_to
 
 #: Sort order of the problems; the lower, the sooner it is shown.
 SEVERITY = {
@@ -97,7 +99,7 @@ def overview(request: TeamRequest) -> Overview:
     syncing = set(syncable_connections(team.pk).filter(pk__in=ids).values_list("pk", flat=True))
     schedules = {s.connection_id: s for s in SyncSchedule.objects.filter(connection_id__in=ids)}
     documents = dict(
-        ResearchDocument.objects.filter(connection_id__in=ids, deleted_at__isnull=True)
+        DocumentSighting.objects.filter(connection_id__in=ids, document__deleted_at__isnull=True)
         .values_list("connection_id")
         .annotate(n=Count("pk"))
         .order_by()

@@ -21,7 +21,7 @@ from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.sync.models import ResearchDocument, SyncRun
+from bipsync_partner.sync.models import DocumentSighting, ResearchDocument, SyncRun
 from tests.conftest import PASSWORD
 from tests.connections.connect_support import api_accepts, configure_partner, new_world
 from tests.support.browser import chromium
@@ -74,9 +74,13 @@ def test_a_team_admin_disconnects_after_reading_what_will_happen(
         add_machine(page, site_url, world, "Research export")
         connection = Connection.objects.get()
         for n in range(2):
-            ResearchDocument.objects.create(
-                connection=connection, team=team, tenant=world.tenant, bipsync_id=f"{n:024x}"
+            seen = ResearchDocument.objects.create(
+                source_connection=connection,
+                team=team,
+                tenant=world.tenant,
+                bipsync_id=f"{n:024x}",
             )
+            DocumentSighting.objects.create(document=seen, connection=connection)
         access = connection.access_token
         assert access is not None
 

@@ -17,7 +17,7 @@ from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.sync.models import ResearchDocument, SyncRun
+from bipsync_partner.sync.models import DocumentSighting, ResearchDocument, SyncRun
 from tests.conftest import signed_in
 from tests.connections.connect_support import api_accepts, configure_partner, connect, new_world
 from tests.support.sandbox import Sandbox, SandboxWorld, WorldUser
@@ -329,11 +329,15 @@ def test_disconnect_asks_first_and_says_what_happens_at_bipsync_and_to_the_resea
     connect(client, sandbox, team, world, as_user=world.admin, kind="service_account")
     connection = Connection.objects.get()
     for n in range(3):
-        ResearchDocument.objects.create(
-            connection=connection, team=team, tenant=connection.tenant, bipsync_id=f"{n:024x}"
+        seen = ResearchDocument.objects.create(
+            source_connection=connection,
+            team=team,
+            tenant=connection.tenant,
+            bipsync_id=f"{n:024x}",
         )
+        DocumentSighting.objects.create(document=seen, connection=connection)
     ResearchDocument.objects.create(
-        connection=connection,
+        source_connection=connection,
         team=team,
         tenant=connection.tenant,
         bipsync_id="f" * 24,

@@ -49,20 +49,25 @@ def bipsync_documents(world: SyncWorld) -> dict[str, dict[str, Any]]:
 
 
 def stored_documents(connection_id: uuid.UUID) -> dict[str, ResearchDocument]:
+    """The live documents the connection sees."""
     return {
         doc.bipsync_id: doc
-        for doc in ResearchDocument.objects.filter(
-            connection_id=connection_id, deleted_at__isnull=True
-        )
+        for doc in ResearchDocument.objects.seen_by(connection_id).filter(deleted_at__isnull=True)
     }
 
 
 def row_versions(connection_id: uuid.UUID) -> dict[str, str]:
-    """Each stored document's xmin: it changes exactly when the row is written."""
+    """Each stored document of the connection's team and tenant, and each of the connection's
+    sightings (keyed ``<id>/seen``), with its xmin: it changes exactly when the row is written."""
     with db.cursor() as cursor:
         cursor.execute(
-            "SELECT bipsync_id, xmin::text FROM sync_researchdocument WHERE connection_id = %s",
-            [connection_id],
+            "SELECT d.bipsync_id, d.xmin::text FROM sync_researchdocument AS d "
+            "JOIN connections_connection AS c ON c.team_id = d.team_id AND c.tenant = d.tenant "
+            "WHERE c.id = %s "
+            "UNION ALL "
+            "SELECT d.bipsync_id || '/seen', s.xmin::text FROM sync_documentsighting AS s "
+            "JOIN sync_researchdocument AS d ON d.id = s.document_id WHERE s.connection_id = %s",
+            [connection_id, connection_id],
         )
         return dict(cursor.fetchall())
 

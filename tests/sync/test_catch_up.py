@@ -12,7 +12,7 @@ from pytest_django.fixtures import Settings
 from accounts.models import Team, User
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.sync.connection_hooks import CATCH_UP_NOTE
-from bipsync_partner.sync.models import ResearchDocument, SyncRun, SyncSchedule
+from bipsync_partner.sync.models import DocumentSighting, SyncRun, SyncSchedule
 from tests.conftest import signed_in
 from tests.connections.connect_support import configure_partner, connect
 from tests.support.sandbox import Sandbox
@@ -64,7 +64,8 @@ def test_reconnecting_a_machine_connection_syncs_at_once_and_the_old_error_goes(
     assert CATCH_UP_NOTE in run.notes
     assert run.requested_by == alice
     assert finished(run).status == SyncRun.Status.SUCCEEDED, run.error_message
-    assert ResearchDocument.objects.filter(connection=broken, deleted_at__isnull=True).count() == 40
+    seen = DocumentSighting.objects.filter(connection=broken, document__deleted_at__isnull=True)
+    assert seen.count() == 40
     page = client.get(f"/teams/{team.slug}/connections/{broken.pk}/").content.decode()
     assert '<span class="status active">Active</span>' in page
     assert "Bipsync refused the machine connection" not in page

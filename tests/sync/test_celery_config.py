@@ -6,7 +6,7 @@ from django.conf import settings
 
 from bipsync_partner.celery import app
 from bipsync_partner.connections.tasks import refresh_batch_task, sweep_refreshes_task
-from bipsync_partner.sync.tasks import run_sync_task, sweep_due_syncs_task
+from bipsync_partner.sync.tasks import forget_connection_task, run_sync_task, sweep_due_syncs_task
 from bipsync_partner.writes.tasks import deliver_write_task, sweep_writes_task
 
 
@@ -22,6 +22,7 @@ def test_refreshes_and_syncs_have_their_own_queues() -> None:
     assert queue_of(sweep_due_syncs_task.name) == "default"
     assert queue_of(deliver_write_task.name) == "writes"
     assert queue_of(sweep_writes_task.name) == "writes"
+    assert queue_of(forget_connection_task.name) == "default"
 
 
 def test_tasks_ack_late_and_have_time_limits_below_the_visibility_timeout() -> None:
@@ -34,6 +35,7 @@ def test_tasks_ack_late_and_have_time_limits_below_the_visibility_timeout() -> N
         sweep_due_syncs_task,
         deliver_write_task,
         sweep_writes_task,
+        forget_connection_task,
     ):
         assert task.acks_late or settings.CELERY_TASK_ACKS_LATE
         assert task.time_limit is not None

@@ -15,6 +15,7 @@ from bipsync_partner.connections.models import Connection
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.client import api_for
 from bipsync_partner.sync.models import (
+    DocumentSighting,
     ResearchDocument,
     ScanPage,
     SyncedContentType,
@@ -128,13 +129,14 @@ def test_a_resync_after_mutation_reflects_every_edit_creation_and_deletion(
     )
     assert run.unchanged_count == len(after) - len(created) - len(edited)
     assert_mirrors(world, conn.pk)
-    gone = ResearchDocument.objects.filter(connection=conn, bipsync_id__in=deleted)
+    gone = ResearchDocument.objects.filter(team_id=team.pk, bipsync_id__in=deleted)
     assert all(doc.deleted_at is not None for doc in gone)
+    assert not gone.filter(sightings__isnull=False).exists()
     assert gone.count() == len(deleted)
-    # Only the edited, created and deleted rows were written.
+    # Only the edited, created and deleted rows were written, and the new documents' sightings.
     now_versions = row_versions(conn.pk)
     written = {bid for bid, xmin in now_versions.items() if before_versions.get(bid) != xmin}
-    assert written == edited | created | deleted
+    assert written == edited | created | deleted | {f"{bid}/seen" for bid in created}
 
 
 def test_a_run_stopped_between_pages_resumes_at_its_checkpoint_with_the_same_scan(
@@ -150,7 +152,7 @@ def test_a_run_stopped_between_pages_resumes_at_its_checkpoint_with_the_same_sca
     assert first.action == engine.CONTINUE
     assert run.status == SyncRun.Status.QUEUED
     assert (run.next_offset, run.pages, run.scan_id) == (100, 1, scan_id)
-    assert ResearchDocument.objects.filter(connection=conn).count() == 100
+    assert ResearchDocument.objects.seen_by(conn).count() == 100
     # The connection had nothing stored: a first scan, which records no ids (nothing to delete).
     assert run.first_scan
     assert not ScanPage.objects.filter(run=run).exists()
@@ -185,15 +187,15 @@ def test_a_list_changing_during_the_scan_never_causes_a_false_deletion(
     assert run.status == SyncRun.Status.SUCCEEDED
     present = bipsync_documents(world)
     marked = set(
-        ResearchDocument.objects.filter(connection=conn, deleted_at__isnull=False).values_list(
+        ResearchDocument.objects.filter(team_id=team.pk, deleted_at__isnull=False).values_list(
             "bipsync_id", flat=True
         )
     )
     assert not marked & present.keys()
     live = set(
-        ResearchDocument.objects.filter(connection=conn, deleted_at__isnull=True).values_list(
-            "bipsync_id", flat=True
-        )
+        ResearchDocument.objects.seen_by(conn)
+        .filter(deleted_at__isnull=True)
+        .values_list("bipsync_id", flat=True)
     )
     assert present.keys() <= live  # nothing skipped: every document is there
     run_to_end(following := new_run(conn))
@@ -267,9 +269,9 @@ def test_deleting_a_team_deletes_its_connections_synced_research(
     team.delete()
 
     # The team column has no database constraint of its own (the connection's keys cover it):
-    # Django's cascade must still remove every row, by the connection and by the team.
+    # Django's cascade must still remove every row, and the sightings with the connection.
     assert not ResearchDocument.objects.filter(team_id=team_id).exists()
-    assert not ResearchDocument.objects.filter(connection_id=conn.pk).exists()
+    assert not DocumentSighting.objects.filter(connection_id=conn.pk).exists()
 
 
 def test_a_first_scan_that_meets_documents_again_updates_them_instead_of_failing(
@@ -281,9 +283,7 @@ def test_a_first_scan_that_meets_documents_again_updates_them_instead_of_failing
     run_to_end(run, deadline=time.monotonic())  # its first page: 100 documents stored
     assert run.first_scan
     first_page = list(bipsync_documents(world).values())[:100]
-    stored = set(
-        ResearchDocument.objects.filter(connection=conn).values_list("bipsync_id", flat=True)
-    )
+    stored = set(ResearchDocument.objects.seen_by(conn).values_list("bipsync_id", flat=True))
     assert {item["id"] for item in first_page} == stored
     # The list moved under the scan and took its anchor away: the next page read holds
     # documents the scan already stored (scan() then hands over the whole page), one edited.
@@ -300,8 +300,8 @@ def test_a_first_scan_that_meets_documents_again_updates_them_instead_of_failing
     result = engine.store_page(run, again)
 
     assert (result.seen, result.created, result.updated) == (50, 0, 50)
-    assert ResearchDocument.objects.filter(connection=conn).count() == 100
-    changed = ResearchDocument.objects.get(connection=conn, bipsync_id=edited["id"])
+    assert ResearchDocument.objects.seen_by(conn).count() == 100
+    changed = ResearchDocument.objects.get(team_id=team.pk, bipsync_id=edited["id"])
     assert changed.title == "Edited while the scan ran"
     run.refresh_from_db()
     assert (run.pages, run.seen_count, run.created_count, run.updated_count) == (2, 150, 100, 50)
@@ -329,5 +329,5 @@ def test_a_run_that_changed_many_rows_refreshes_the_statistics_of_the_filtered_c
                 "SELECT attname FROM pg_stats WHERE tablename = 'sync_researchdocument'"
             )
         }
-    assert {"connection_id", "team_id", "bipsync_id", "title"} <= analysed
+    assert {"tenant", "team_id", "bipsync_id", "title"} <= analysed
     assert "lookup_fields" not in analysed  # left to autovacuum: half the cost

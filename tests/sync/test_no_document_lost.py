@@ -57,7 +57,7 @@ def synced(sandbox: Sandbox, world: SyncWorld, team: Team, count: int, seed: int
 
 
 def live(conn: Connection) -> int:
-    return ResearchDocument.objects.filter(connection=conn, deleted_at__isnull=True).count()
+    return ResearchDocument.objects.seen_by(conn).filter(deleted_at__isnull=True).count()
 
 
 def research_fault(
@@ -282,7 +282,7 @@ def test_an_item_that_does_not_fit_the_schema_is_not_written_and_its_stored_copy
     assert engine.finish(run)
 
     run.refresh_from_db()
-    stored = ResearchDocument.objects.get(connection=conn, bipsync_id=kept["id"])
+    stored = ResearchDocument.objects.seen_by(conn).get(bipsync_id=kept["id"])
     assert stored.title == kept["title"]  # not overwritten
     assert stored.deleted_at is None  # it was in the list
     assert run.passed_count == 1

@@ -87,7 +87,7 @@ def test_the_worker_syncs_thousands_of_documents_then_exactly_what_changed(
     assert second.unchanged_count == len(after) - len(created) - len(edited)
     assert_mirrors(world, conn.pk)
     changed_rows = {bid for bid, xmin in row_versions(conn.pk).items() if versions.get(bid) != xmin}
-    assert changed_rows == edited | created | deleted
+    assert changed_rows == edited | created | deleted | {f"{bid}/seen" for bid in created}
 
 
 def test_a_run_killed_midway_resumes_and_ends_like_an_uninterrupted_one(
@@ -131,7 +131,7 @@ def test_a_run_killed_midway_resumes_and_ends_like_an_uninterrupted_one(
     assert_mirrors(world, conn.pk)
 
     def table(connection_id: uuid.UUID) -> dict[str, tuple[str, str]]:
-        rows = ResearchDocument.objects.filter(connection_id=connection_id, deleted_at=None)
+        rows = ResearchDocument.objects.seen_by(connection_id).filter(deleted_at=None)
         return {
             bid: (title, digest)
             for bid, title, digest in rows.values_list("bipsync_id", "title", "content_hash")

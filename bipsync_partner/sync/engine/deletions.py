@@ -1,4 +1,6 @@
-"""Deletion detection: what a demonstrably complete scan did not see is marked deleted."""
+"""Deletion detection, per connection: a demonstrably complete scan that no longer sees a document
+removes the connection's sighting of it; the document is marked deleted when no connection of
+the team sees it any more."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from django.utils import timezone
 
 from bipsync_partner.sync.api import ApiError
 from bipsync_partner.sync.engine.sql import mark_deleted_statement
-from bipsync_partner.sync.models import ResearchDocument, SyncRun
+from bipsync_partner.sync.models import DocumentSighting, ResearchDocument, SyncRun
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,15 @@ def _seen_ids(run: SyncRun) -> int:
 
 
 def mark_deleted(run: SyncRun, now: datetime) -> int:
-    """Rows of the connection that the run's scans did not see are marked deleted; how many.
-    Needs :func:`_seen_ids` first, in the same transaction."""
+    """The connection's sightings of documents the run's scans did not see are removed (and the
+    documents no other connection sees marked deleted); how many sightings went. Needs
+    :func:`_seen_ids` first, in the same transaction."""
     with connection.cursor() as cursor:
         cursor.execute(
             mark_deleted_statement(ResearchDocument), {"now": now, "connection": run.connection_id}
         )
-        return int(cursor.rowcount)
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 class EmptyListing(ApiError):
@@ -126,7 +130,7 @@ def decide_deletions(run: SyncRun, now: datetime) -> int | None:
         )
         return 0
     if run.first_scan:
-        # Every stored row of the connection was written by this scan, so seen by it.
+        # Every sighting of the connection was written by this scan, so seen by it.
         return 0
     seen = _seen_ids(run)
     total = run.total_reported or 0
@@ -137,9 +141,7 @@ def decide_deletions(run: SyncRun, now: datetime) -> int | None:
         )
         return 0
     if seen == 0 and not run.confirming_deletions:
-        stored = ResearchDocument.objects.filter(
-            connection_id=run.connection_id, deleted_at__isnull=True
-        ).count()
+        stored = DocumentSighting.objects.filter(connection_id=run.connection_id).count()
         if stored and not _previous_run_found_the_list_empty(run):
             raise EmptyListing(stored)
         if stored:
@@ -147,7 +149,7 @@ def decide_deletions(run: SyncRun, now: datetime) -> int | None:
             return mark_deleted(run, now)
     savepoint = transaction.savepoint()
     missing = mark_deleted(run, now)
-    stored = seen + missing  # every id a scan saw is stored, live
+    stored = seen + missing  # every id a scan saw is a sighting of the connection
     limit = settings.SYNC_CONFIRM_DELETIONS_PERCENT
     if not run.confirming_deletions and missing * 100 > limit * stored:
         transaction.savepoint_rollback(savepoint)

@@ -26,6 +26,8 @@ class PageResult:
     created: int
     updated: int
     unchanged: int
+    #: Documents the connection saw for the first time (its new sightings).
+    sighted: int = 0
 
 
 def store_page(run: SyncRun, step: Step) -> PageResult:
@@ -33,9 +35,13 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
 
     Unchanged items (the common case of an hourly re-sync) cost a hash and nothing else: no row
     building, no date parsing, no write. Two statements per page: the stored hashes of the
-    page's ids, then :func:`~bipsync_partner.sync.engine.sql.page_statement` with the rows that
-    differ. A first scan (:attr:`SyncRun.first_scan`) skips the lookup, as every stored row is
-    one it wrote, and records no ids, as it has nothing to mark deleted.
+    page's ids (and whether this connection already sees them), then
+    :func:`~bipsync_partner.sync.engine.sql.page_statement` with the rows that differ and the
+    documents the connection sees for the first time. A document another connection stored
+    unchanged costs only its sighting. The first scan of a tenant
+    (:attr:`SyncRun.tenant_was_empty`) skips the lookup, as every stored row is one it wrote; a
+    connection's first scan (:attr:`SyncRun.first_scan`) records no ids, as it has no sighting
+    to remove.
     """
     now = timezone.now()
     items: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -48,18 +54,28 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
             continue
         # The same id twice on one page (the list shifted under us) counts once.
         items[bid] = (content_hash(item), item)
-    known: dict[str, tuple[str, bool]] = {}
+    known: dict[str, tuple[str, bool, bool]] = {}
     connection.ensure_connection()
-    if not run.first_scan and items:
+    conn = run.connection
+    if not run.tenant_was_empty and items:
         with psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(
                 known_statement(ResearchDocument),
-                {"connection": run.connection_id, "ids": ",".join(items)},
+                {
+                    "team": conn.team_id,
+                    "tenant": conn.tenant,
+                    "connection": run.connection_id,
+                    "ids": ",".join(items),
+                },
             )
-            known = {bid: (digest, gone) for bid, digest, gone in cursor.fetchall()}
+            known = {bid: (digest, gone, sighted) for bid, digest, gone, sighted in cursor}
     rows = []
+    sight = []
     for bid, (digest, item) in items.items():
-        if known.get(bid) == (digest, False):
+        stored = known.get(bid)
+        if stored is None or not stored[2]:
+            sight.append(bid)  # the connection sees it for the first time
+        if stored is not None and stored[:2] == (digest, False):
             continue  # unchanged: it fitted the schema when it was stored, so it still does
         parsed = parse(ResearchItem, item, near=step.offset)
         if parsed is not None:  # seen (a stored copy stays live), but not written
@@ -68,22 +84,24 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
     # Server-side binding: the parameters travel beside the statement, so the ~60 KB JSON of a
     # page is not escaped into a literal on the client (Django's cursors bind client-side).
     # Django's connection is in autocommit here, so the statement commits on its own.
-    # A first scan inserts without ON CONFLICT: nothing of the connection is stored but what the
-    # scan itself wrote, so a conflict means it met a document a second time (the list moved
-    # under it and took the anchor away). A plain insert skips the upsert's speculative
-    # insertion (a tenth of the page's database time); on a conflict the page's statement fails
-    # whole, and the page is written again as an upsert.
+    # The first scan of a tenant inserts without ON CONFLICT: nothing of the tenant is stored but
+    # what the scan itself wrote, so a conflict means it met a document a second time (the list
+    # moved under it and took the anchor away), or another connection's sync of the tenant
+    # stored it meanwhile. A plain insert skips the upsert's speculative insertion (a tenth of
+    # the page's database time); on a conflict the page's statement fails whole, and the page is
+    # written again as an upsert.
     record_ids = not run.first_scan
-    plain_insert = run.first_scan and connection.get_autocommit()
+    plain_insert = run.tenant_was_empty and connection.get_autocommit()
     # (Outside autocommit a failed statement would abort the caller's transaction: no second
     # try there, so the first is the upsert.)
     statement = page_statement(ResearchDocument, upsert=not plain_insert, record_ids=record_ids)
     with psycopg.Cursor(connection.connection) as cursor:
         params = {
             "connection": run.connection_id,
-            "team": run.connection.team_id,
-            "tenant": run.connection.tenant,
+            "team": conn.team_id,
+            "tenant": conn.tenant,
             "rows": json_text(rows),
+            "sight": ",".join(sight),
             "now": now,
             "run": run.pk,
             "seq": pages,
@@ -103,12 +121,13 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
                 raise
             cursor.execute(page_statement(ResearchDocument, upsert=True, record_ids=False), params)
         row = cursor.fetchone()
-    created, updated = (int(row[0]), int(row[1])) if row else (0, 0)
+    created, updated, sighted = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
     result = PageResult(
         seen=len(items),
         created=created,
         updated=updated,
         unchanged=len(items) - created - updated,
+        sighted=sighted,
     )
     # The row now holds what the statement wrote; keep the instance in step with it.
     run.seen_count += result.seen

@@ -23,7 +23,7 @@ from bipsync_partner.sync.engine.pages import store_page
 from bipsync_partner.sync.engine.paging import Step, scan
 from bipsync_partner.sync.engine.prefetch import PREFETCH_SWITCH_INTERVAL, Prefetch
 from bipsync_partner.sync.engine.runs import fail, finish, pause, retry_later
-from bipsync_partner.sync.models import ResearchDocument, SyncRun, may_sync
+from bipsync_partner.sync.models import DocumentSighting, ResearchDocument, SyncRun, may_sync
 
 ApiFactory = Callable[[Connection], BipsyncApi]
 
@@ -92,10 +92,16 @@ def _execute_locked(
         if run.pages == 0 and run.next_offset == 0:
             # Decided before the first page commits and kept with the checkpoint: a resumed
             # first scan finds its own rows stored, and must still know it is a first scan.
-            run.first_scan = not ResearchDocument.objects.filter(
+            run.first_scan = not DocumentSighting.objects.filter(
                 connection_id=run.connection_id
             ).exists()
-            run.save(update_fields=["first_scan"])
+            run.tenant_was_empty = (
+                run.first_scan
+                and not ResearchDocument.objects.filter(
+                    team_id=conn.team_id, tenant=conn.tenant
+                ).exists()
+            )
+            run.save(update_fields=["first_scan", "tenant_was_empty"])
             sync_metadata(run, api)
         while True:
             _read_to_the_end(run, api, slot, deadline=deadline, prefetch=prefetch)
