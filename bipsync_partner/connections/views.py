@@ -31,6 +31,7 @@ from bipsync_partner.connections.forms import ConnectForm, MachineConnectionForm
 from bipsync_partner.connections.kinds import spec
 from bipsync_partner.connections.machine import add_machine_connection
 from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.connections.scopes import check as check_scopes
 from bipsync_partner.connections.store import MachineCredentials
 from bipsync_partner.connections.visibility import visible_connections
 
@@ -114,6 +115,7 @@ def connection_detail(request: TeamRequest, connection_id: UUID) -> HttpResponse
             "connection": connection,
             "events": events,
             "may_manage": _may_manage(request, connection),
+            "scope_check": check_scopes(connection),
         },
     )
 
