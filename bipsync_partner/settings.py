@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "accounts",
     "bipsync_partner.connections",
     "bipsync_partner.sync",
+    "bipsync_partner.writes",
     "bipsync_partner.ops",
 ]
 
