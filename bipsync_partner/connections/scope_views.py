@@ -7,6 +7,7 @@ with everything it needs, and the callback stores the new grant on the same conn
 
 from __future__ import annotations
 
+from typing import cast
 from uuid import UUID
 
 from django.core.exceptions import PermissionDenied
@@ -24,6 +25,7 @@ from bipsync_partner.connections.views import (
     _session_key,
     private_answer,
 )
+from bipsync_partner.oauth import AuthorizationKind
 
 
 @private_answer
@@ -53,7 +55,7 @@ def reconsent(request: TeamRequest, connection_id: UUID) -> HttpResponse:
             user=request.user,
             membership=request.membership,
             tenant=connection.tenant,
-            kind=connection.kind,
+            kind=cast(AuthorizationKind, connection.kind),  # may_reconsent: a browser kind
             connection_id=connection.pk,
             scopes=scopes.check(connection).to_request,
         )

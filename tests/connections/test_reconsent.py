@@ -4,6 +4,8 @@ real HTTP (sign-in, consent, token exchange, the REST write endpoint)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from django.test import Client
@@ -44,15 +46,22 @@ def writes_a_note(world: SandboxWorld, connection: Connection) -> int:
     connection.refresh_from_db()
     response = httpx.post(
         world.api_base + "/v2/research/note",
-        json={"user": connection.subject_id, "title": "Scope probe"},
+        json={"user": world.admin.id, "title": "Scope probe"},
         headers={"Authorization": f"Bearer {connection.access_token}"},
         timeout=10,
     )
     return response.status_code
 
 
-def reconsent(client: Client, sandbox: Sandbox, world: SandboxWorld, team: Team,
-              connection: Connection, email: str, password: str) -> httpx.Response:
+def reconsent(
+    client: Client,
+    sandbox: Sandbox,
+    world: SandboxWorld,
+    team: Team,
+    connection: Connection,
+    email: str,
+    password: str,
+) -> Any:
     response = client.post(f"/teams/{team.slug}/connections/{connection.pk}/reconsent/")
     assert response.status_code == 302, response.content.decode()[:2000]
     location = sandbox.authorize(response["Location"], email, password)
@@ -76,8 +85,9 @@ def test_a_connection_of_a_team_that_writes_shows_the_write_scope_missing_and_re
     assert "Re-consent at Bipsync" in page
     assert writes_a_note(world, connection) == 401  # the sandbox refuses a write without it
 
-    back = reconsent(client, sandbox, world, team, connection,
-                     world.admin.email, world.admin.password)
+    back = reconsent(
+        client, sandbox, world, team, connection, world.admin.email, world.admin.password
+    )
 
     assert back.status_code == 302
     assert back["Location"] == f"/teams/{team.slug}/connections/{connection.pk}/"
