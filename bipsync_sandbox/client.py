@@ -234,10 +234,15 @@ class SandboxClient:
         path_prefix: str | None = None,
         alter: dict[str, Any] | None = None,
         keep: int | None = None,
+        probability: float | None = None,
+        method: str | None = None,
     ) -> dict[str, Any]:
         """Switch a fault on. ``count`` limits it to the next N matching requests; ``alter``
         (kind ``alter_response``) names the members to set in the answer (None removes one);
-        ``keep`` (listing faults) how many results a page keeps.
+        ``keep`` (listing faults) how many results a page keeps; ``probability`` (0..1) makes
+        it hit only that share of matching requests; ``method`` matches one HTTP method.
+        Kinds for writes: ``lose_response`` (commit, then close without answering) and
+        ``status_after`` (commit, then answer ``status``).
 
         Scope faults with ``client_id`` (or ``tenant``) so that they cannot hit other tests.
         """
@@ -251,6 +256,8 @@ class SandboxClient:
             "path_prefix": path_prefix,
             "alter": alter,
             "keep": keep,
+            "probability": probability,
+            "method": method,
         }.items():
             if value is not None:
                 body[key] = value
@@ -394,6 +401,61 @@ class SandboxClient:
         if outcome is None:
             return sum(by_outcome.values())
         return int(by_outcome.get(outcome, 0))
+
+    # -- what partners wrote --------------------------------------------------------------------
+    def note_counts(self, tenant: str, source: str) -> dict[str, int]:
+        """``{value: number of notes}`` for every external id of ``source`` on the tenant."""
+        result = self.admin(
+            "GET", f"/_sandbox/tenants/{tenant}/notes/external-ids", params={"source": source}
+        )
+        return {str(k): int(v) for k, v in result["counts"].items()}
+
+    def notes_by_external_id(self, tenant: str, source: str, value: str) -> list[dict[str, Any]]:
+        """The notes carrying this external id: id, title, content, fields, history (each write
+        applied, in order), attachments (file_name, length, uploaded_size, sha256, uploads)."""
+        result: list[dict[str, Any]] = self.admin(
+            "GET",
+            f"/_sandbox/tenants/{tenant}/notes/by-external-id",
+            params={"source": source, "value": value},
+        )
+        return result
+
+    def ingest_counts(self, tenant: str, source: str) -> dict[str, int]:
+        """``{value: number of records}`` upserted with external ids of ``source``."""
+        result = self.admin(
+            "GET", f"/_sandbox/tenants/{tenant}/ingest/external-ids", params={"source": source}
+        )
+        return {str(k): int(v) for k, v in result["counts"].items()}
+
+    def ingest_records(self, tenant: str, source: str, value: str) -> list[dict[str, Any]]:
+        """The category, contact and project records with this external id (and ``writes``)."""
+        result: list[dict[str, Any]] = self.admin(
+            "GET",
+            f"/_sandbox/tenants/{tenant}/ingest/by-external-id",
+            params={"source": source, "value": value},
+        )
+        return result
+
+    def seed_ingest_record(
+        self,
+        tenant: str,
+        source: str,
+        value: str,
+        document_type: str,
+        properties: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create a record with this external id even if one exists (to make a duplicate)."""
+        result: dict[str, Any] = self.admin(
+            "POST",
+            f"/_sandbox/tenants/{tenant}/ingest",
+            {
+                "source": source,
+                "value": value,
+                "document_type": document_type,
+                "properties": properties or {},
+            },
+        )
+        return result
 
     # -- people at the pages ----------------------------------------------------------------------
     def _browser(self) -> httpx.Client:

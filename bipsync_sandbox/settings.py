@@ -110,6 +110,19 @@ SANDBOX_API_INSUFFICIENT_SCOPE_STATUS = env_int(
 )
 # [choice] Status of POST /v2/research/note (Bipsync documents only the returned ``id``).
 SANDBOX_API_NOTE_CREATED_STATUS = env_int("SANDBOX_API_NOTE_CREATED_STATUS", 201, minimum=200)
+# [choice] Looking notes up by external id: GET /v2/research/note with these two query
+# parameters (Bipsync documents externalIds on notes, not how to search by them).
+SANDBOX_NOTE_LOOKUP_SOURCE_PARAM = env_str("SANDBOX_NOTE_LOOKUP_SOURCE_PARAM", "externalIds.source")
+SANDBOX_NOTE_LOOKUP_VALUE_PARAM = env_str("SANDBOX_NOTE_LOOKUP_VALUE_PARAM", "externalIds.value")
+# [choice] Updating a note by id: this method on /v2/research/note/{id} (PUT or PATCH).
+SANDBOX_NOTE_UPDATE_METHOD = env_str("SANDBOX_NOTE_UPDATE_METHOD", "PUT")
+# [choice] Attachments' bytes: the metadata answer's "uploadUrl" takes them as the raw body of a
+# PUT on the API host (same token). Larger uploads are refused with 413.
+SANDBOX_ATTACHMENT_MAX_BYTES = env_int(
+    "SANDBOX_ATTACHMENT_MAX_BYTES", 2 * 1024 * 1024 * 1024, minimum=1
+)
+# [choice] Status of an upsert that created its record (one that updated answers 200).
+SANDBOX_INGEST_CREATED_STATUS = env_int("SANDBOX_INGEST_CREATED_STATUS", 201, minimum=200)
 
 # --- Django --------------------------------------------------------------------------------------
 INSTALLED_APPS = [

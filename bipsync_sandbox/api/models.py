@@ -182,3 +182,13 @@ class ResearchVersion(models.Model):
 
     def __str__(self) -> str:
         return f"research version {self.version} of tenant {self.tenant_id}"
+
+
+# The models of what partners write live beside the code that uses them; importing them here
+# registers them with the app (Django only imports models.py).
+from bipsync_sandbox.api.write_models import (  # noqa: E402, F401
+    Attachment,
+    IngestRecord,
+    NoteBody,
+    NoteExternalId,
+)

@@ -2,7 +2,8 @@
 
 Order: 406 (Accept), 405 (method), 403 (tenant IP allow-list), 401 (bearer token), injected faults
 (target "api"), 429 (per-token rate limit), 401 (scope), then the view, whose listing an
-``empty_page`` or ``short_page`` fault then rewrites. Bad input anywhere becomes a
+``empty_page`` or ``short_page`` fault then rewrites, and whose committed answer a
+``lose_response`` fault drops or a ``status_after`` fault replaces with an error status. Bad input anywhere becomes a
 JSON 400 (:class:`ApiError`), never a 500.
 """
 
@@ -17,14 +18,14 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from bipsync_sandbox.api import ratelimit
-from bipsync_sandbox.api.auth import Principal, authenticate, require_scope
+from bipsync_sandbox.api.auth import authenticate, require_scope
 from bipsync_sandbox.api.errors import ApiError, error_response
 from bipsync_sandbox.control import runtime
 from bipsync_sandbox.control.models import LISTING_FAULTS, FaultKind
 from bipsync_sandbox.identity.models import Tenant
 from bipsync_sandbox.middleware import API_PREFIX, get_tenant
 
-ApiView: TypeAlias = Callable[[HttpRequest, Tenant, Principal], HttpResponse]
+ApiView: TypeAlias = Callable[..., HttpResponse]
 
 _JSON_RANGES = {"*/*", "application/*", "application/json"}
 
@@ -66,7 +67,7 @@ def api_endpoint(*, scopes: dict[str, str]) -> Callable[[ApiView], Callable[...,
             tenant = get_tenant(request)
             call = Call()
             try:
-                response = _run(request, tenant, view, scopes, call)
+                response = _run(request, tenant, view, scopes, call, kwargs)
             except ApiError as exc:
                 response = error_response(exc)
                 call.outcome = exc.error
@@ -75,6 +76,10 @@ def api_endpoint(*, scopes: dict[str, str]) -> Callable[[ApiView], Callable[...,
             lose = faults.terminal is not None and faults.terminal.kind == FaultKind.LOSE_RESPONSE
             if lose:
                 call.outcome = "fault_lose_response"
+            if faults.terminal is not None and faults.terminal.kind == FaultKind.STATUS_AFTER:
+                # The view ran and its work is committed; the client only sees an error.
+                response = runtime.status_fault_response(faults.terminal)
+                call.outcome = f"fault_after_{response.status_code}"
             # Counted like the OAuth endpoints (admin API /_sandbox/counters): endpoint "api",
             # the route in the grant-type column, so that tests can assert how a client paged.
             path = request.path_info.removeprefix(API_PREFIX)
@@ -95,6 +100,7 @@ def _run(
     view: ApiView,
     scopes: dict[str, str],
     call: Call,
+    kwargs: dict[str, Any],
 ) -> HttpResponse:
     if not _accepts_json(request):
         raise ApiError(406, "not_acceptable", "This API answers with application/json only.")
@@ -119,7 +125,11 @@ def _run(
     # Fault path filters match the path the client sent (as for the OAuth endpoints), e.g.
     # /t/acme/api/v1/research with the local path-based hosts.
     call.faults = runtime.find_faults(
-        "api", tenant_slug=tenant.slug, client_id=principal.client_id, path=request.path
+        "api",
+        tenant_slug=tenant.slug,
+        client_id=principal.client_id,
+        path=request.path,
+        method=method,
     )
     runtime.sleep_ms(call.faults.delay_before_ms)
     terminal = call.faults.terminal
@@ -133,7 +143,7 @@ def _run(
             return runtime.close_connection(request)
     ratelimit.hit(principal.token_id, ratelimit.current_limit())
     require_scope(principal, tenant, scopes[method])
-    response = view(request, tenant, principal)
+    response = view(request, tenant, principal, **kwargs)
     if terminal is not None and terminal.kind in LISTING_FAULTS:
         changed = runtime.listing_fault_response(terminal, response)
         if changed is not None:

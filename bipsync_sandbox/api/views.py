@@ -283,7 +283,16 @@ def _check_fields(raw: Any, tenant: Tenant, content_type: ContentType) -> dict[s
 
 @api_endpoint(scopes={"POST": WRITE})
 def note_create(request: HttpRequest, tenant: Tenant, principal: Principal) -> HttpResponse:
+    return create_note(request, tenant, principal)
+
+
+def create_note(request: HttpRequest, tenant: Tenant, principal: Principal) -> HttpResponse:
+    """``POST /v2/research/note``: the document, then what only writes keep (content, external
+    ids, history; :mod:`bipsync_sandbox.api.notes`)."""
+    from bipsync_sandbox.api import notes
+
     body = _json_body(request)
+    extras = notes.NoteExtras.from_body(body)
     user, team_id, account_id = _author_and_team(body, tenant, principal)
     catalogue.ensure(tenant)
     type_id = _string(body, "contentType")
@@ -317,7 +326,8 @@ def note_create(request: HttpRequest, tenant: Tenant, principal: Principal) -> H
         created=now,
         modified=now,
     )
-    item = research_item(tuple(getattr(document, c) for c in RESEARCH_COLUMNS))
+    extras.save(document, created=True)
+    item = notes.note_item(document)
     return json_response(item, status=settings.SANDBOX_API_NOTE_CREATED_STATUS)
 
 

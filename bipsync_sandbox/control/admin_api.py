@@ -14,7 +14,7 @@ the API did not exist; wrong or missing key → 401. JSON in, JSON out.
 | POST /_sandbox/applications/{client_id}/tokens | action: expire_access / expire_refresh / expire_codes / expire_device_codes / revoke | changed rows |
 | GET/PUT/DELETE /_sandbox/lifetimes | access?, refresh?, code?, device?, device_interval?, client_id? | lifetimes |
 | POST /_sandbox/introspect | token | active, kind, user_id, service_account_id, team_id, scope, ... |
-| GET/POST/DELETE /_sandbox/faults | target, kind, status?, delay_ms?, when?, keep?, count?, tenant?, client_id?, grant_type?, path_prefix?, alter? | fault(s) |
+| GET/POST/DELETE /_sandbox/faults | target, kind, status?, delay_ms?, when?, keep?, count?, probability?, method?, tenant?, client_id?, grant_type?, path_prefix?, alter? | fault(s) |
 | GET/DELETE /_sandbox/counters?client_id= | | counters |
 
 Bulk grants for soak and load tests (mint many, revoke chosen grants, introspect many) live in
@@ -479,6 +479,8 @@ def fault_json(fault: Fault) -> dict[str, Any]:
         "grant_type": fault.grant_type or None,
         "path_prefix": fault.path_prefix or None,
         "alter": json.loads(fault.alter) if fault.alter else None,
+        "probability": fault.probability,
+        "method": fault.method or None,
     }
 
 
@@ -512,6 +514,14 @@ def faults_view(request: HttpRequest) -> HttpResponse:
         raise BadInput("alter must be a JSON object of the members to set (null removes one).")
     if kind in LISTING_FAULTS and target != FaultTarget.API:
         raise BadInput(f"{kind} changes REST listings: its target must be api.")
+    probability = data.get("probability", 1.0)
+    if isinstance(probability, bool) or not isinstance(probability, int | float):
+        raise BadInput("probability must be a number between 0 and 1.")
+    if not 0.0 < float(probability) <= 1.0:
+        raise BadInput("probability must be more than 0 and at most 1.")
+    method = (_str(data, "method", "") or "").upper()
+    if method and method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        raise BadInput("method must be GET, POST, PUT, PATCH or DELETE.")
     fault = Fault.objects.create(
         target=target,
         kind=kind,
@@ -525,6 +535,8 @@ def faults_view(request: HttpRequest) -> HttpResponse:
         grant_type=_str(data, "grant_type", "") or "",
         path_prefix=_str(data, "path_prefix", "") or "",
         alter=json.dumps(alter) if alter is not None else "",
+        probability=float(probability),
+        method=method,
     )
     return _json(fault_json(fault), status=201)
 

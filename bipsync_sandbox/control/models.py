@@ -59,6 +59,9 @@ class FaultKind(models.TextChoices):
     # Listings (target "api") only: the page's first ``keep`` results, and a total that says the
     # list ends there: a listing that lost documents and is consistent about it.
     END_EARLY = "end_early", "Answer a listing that ends early"
+    # Process and commit (e.g. create the note), then answer with ``status_code`` (default 503)
+    # instead of the real answer: a server error after the work was done.
+    STATUS_AFTER = "status_after", "Commit, then answer an error status"
 
 
 #: Fault kinds that rewrite a listing's answer (the view runs, then its page is changed).
@@ -74,7 +77,11 @@ class Fault(models.Model):
     keep = models.PositiveIntegerField(default=0)  # for SHORT_PAGE: results left on the page
     # How many matching requests still get the fault; NULL = until cleared.
     remaining = models.PositiveIntegerField(null=True, blank=True)
+    # The chance (0..1) that a matching request gets the fault, so that a long run sees a rate
+    # of faults rather than a burst; 1 = every matching request.
+    probability = models.FloatField(default=1.0)
     # Optional filters; empty = any.
+    method = models.CharField(max_length=10, blank=True, default="")
     tenant_slug = models.CharField(max_length=63, blank=True, default="")
     client_id = models.CharField(max_length=100, blank=True, default="")
     grant_type = models.CharField(max_length=64, blank=True, default="")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import socket
 import time
 from dataclasses import dataclass
@@ -110,11 +111,14 @@ def find_faults(
     client_id: str = "",
     grant_type: str = "",
     path: str = "",
+    method: str = "",
 ) -> ActiveFaults:
     active = ActiveFaults()
     for fault in fastdb.live_faults(target):
         if (
-            (fault.tenant_slug and fault.tenant_slug != tenant_slug)
+            (fault.method and fault.method != method)
+            or (fault.probability < 1.0 and random.random() >= fault.probability)
+            or (fault.tenant_slug and fault.tenant_slug != tenant_slug)
             or (fault.client_id and fault.client_id != client_id)
             or (fault.grant_type and fault.grant_type != grant_type)
             or (fault.path_prefix and not path.startswith(fault.path_prefix))
