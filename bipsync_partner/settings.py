@@ -302,6 +302,10 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "connections.sweep_refreshes": {"queue": "refresh"},
     "sync.run_sync": {"queue": "sync"},
     "sync.sweep_due_syncs": {"queue": "default"},
+    # Writes to Bipsync have a queue of their own: a burst of 10,000 notes must not delay a sync
+    # or a refresh (run a worker on "writes"; the Procfile's worker takes every queue).
+    "writes.deliver": {"queue": "writes"},
+    "writes.sweep": {"queue": "writes"},
 }
 # The schedule lives here, in code, not in the database (django-celery-beat): beat only fires two
 # fixed, minute-ly sweeps that are part of the product's correctness, reviewed and versioned with
@@ -320,6 +324,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "sync.sweep_due_syncs",
         "schedule": 60.0,
         "options": {"expires": 55},
+    },
+    # Writes whose retry is due, and ones whose queueing was lost or whose worker died.
+    "writes-sweep": {
+        "task": "writes.sweep",
+        "schedule": float(env_int("WRITES_SWEEP_INTERVAL_SECONDS", 30, minimum=1)),
+        "options": {"expires": 25},
     },
 }
 CELERY_TIMEZONE = "UTC"
@@ -378,6 +388,38 @@ SYNC_RATE_LIMIT_ATTEMPTS = env_int("SYNC_RATE_LIMIT_ATTEMPTS", 10, minimum=1)
 SYNC_CONFIRM_DELETIONS_PERCENT = env_int("SYNC_CONFIRM_DELETIONS_PERCENT", 20, minimum=0)
 # Workers log through Django's LOGGING (JSON, ids, redaction) instead of Celery's own setup.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Writes to Bipsync (bipsync_partner/writes/) -------------------------------------------------
+# The source of the external id every note, attachment and upsert the app writes carries; the
+# deliverer finds what an unanswered request did by it (docs/bipsync.md, "Writing ...").
+BIPSYNC_WRITE_EXTERNAL_ID_SOURCE = env_str("BIPSYNC_WRITE_EXTERNAL_ID_SOURCE", "bipsync-partner")
+# [choice] Bipsync documents externalIds on notes but not how to search by them: a GET of this
+# path with the two query parameters below.
+BIPSYNC_NOTE_LOOKUP_PATH = env_str("BIPSYNC_NOTE_LOOKUP_PATH", "/v2/research/note")
+BIPSYNC_NOTE_LOOKUP_SOURCE_PARAM = env_str("BIPSYNC_NOTE_LOOKUP_SOURCE_PARAM", "externalIds.source")
+BIPSYNC_NOTE_LOOKUP_VALUE_PARAM = env_str("BIPSYNC_NOTE_LOOKUP_VALUE_PARAM", "externalIds.value")
+# [choice] Updating a note by id: this method on /v2/research/note/{id}.
+BIPSYNC_NOTE_UPDATE_METHOD = env_str("BIPSYNC_NOTE_UPDATE_METHOD", "PUT")
+# [choice] An attachment's bytes: the raw body of this method to the address in this member of
+# the metadata answer (the Bearer token goes along only when it is on the tenant's API host).
+# The note's attachments are listed at /v2/research/note/{id}/attachment to find one whose answer
+# was lost.
+BIPSYNC_ATTACHMENT_UPLOAD_METHOD = env_str("BIPSYNC_ATTACHMENT_UPLOAD_METHOD", "PUT")
+BIPSYNC_ATTACHMENT_UPLOAD_URL_MEMBER = env_str("BIPSYNC_ATTACHMENT_UPLOAD_URL_MEMBER", "uploadUrl")
+# Files larger than this are refused when the write is asked for (bytes; 1 GiB).
+WRITES_ATTACHMENT_MAX_BYTES = env_int("WRITES_ATTACHMENT_MAX_BYTES", 1024**3, minimum=1)
+# A claimed write belongs to its worker this long; a killed worker's write is sent again (after
+# a look-up) only once its lease ran out. Keep it above WRITES_TASK_TIME_LIMIT.
+WRITES_LEASE_SECONDS = env_int("WRITES_LEASE_SECONDS", 600, minimum=1)
+WRITES_TASK_SOFT_TIME_LIMIT = env_int("WRITES_TASK_SOFT_TIME_LIMIT", 540, minimum=1)
+WRITES_TASK_TIME_LIMIT = env_int("WRITES_TASK_TIME_LIMIT", 570, minimum=1)
+# Retries of a write that failed for a reason that may pass: backoff base and cap, and how many
+# attempts before it is marked failed (with its last error) for a person to look at.
+WRITES_BACKOFF_BASE_MS = env_int("WRITES_BACKOFF_BASE_MS", 2000, minimum=1)
+WRITES_BACKOFF_CAP_MS = env_int("WRITES_BACKOFF_CAP_MS", 600000, minimum=1)
+WRITES_MAX_ATTEMPTS = env_int("WRITES_MAX_ATTEMPTS", 25, minimum=1)
+# Due writes queued per sweep.
+WRITES_SWEEP_BATCH = env_int("WRITES_SWEEP_BATCH", 2000, minimum=1)
 
 # --- Logging and metrics ----------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

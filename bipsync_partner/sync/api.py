@@ -60,6 +60,9 @@ DEFAULT_RETRY_AFTER_SECONDS = 1.0
 #: requests sent meanwhile get 429 themselves, which this client honours as usual.
 GATE_RECHECK_SECONDS = 0.25
 
+#: Makes a fresh iterator of a request's bytes, once per attempt (an upload is never held whole).
+BodyFactory = Callable[[], Iterator[bytes]]
+
 IP_NOT_ALLOW_LISTED = "this server's IP address is not allow-listed by the Bipsync tenant"
 
 
@@ -115,6 +118,14 @@ class ApiUnavailable(ApiError):
 
     default_code = "unavailable"
     default_transient = True
+
+
+class OutcomeUnknown(ApiUnavailable):
+    """A request that changes something may have reached Bipsync, and no answer says whether it
+    acted (a timeout, a dropped connection, a 5xx after it was sent). Sending it again blindly
+    could do it twice: the caller must look the result up first."""
+
+    default_code = "outcome_unknown"
 
 
 class NotAuthorized(ApiError):
@@ -191,7 +202,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 class BipsyncApi:
-    """GET calls on one tenant's REST API with one connection's tokens.
+    """Calls on one tenant's REST API with one connection's tokens: GET for syncs, and
+    :meth:`send` for writes.
 
     Reuses one ``httpx.Client`` (keep-alive) for all calls; close it with :meth:`close` or use
     the object as a context manager.
@@ -259,39 +271,14 @@ class BipsyncApi:
             if status == 200:
                 return _decode(body)
             if status == 401:
-                if _bearer_error(headers) == "insufficient_scope":
-                    # RFC 6750 §3.1: a new token with the same grant would not have the scope
-                    # either, so no refresh (Bipsync answers 401 for both cases).
-                    raise InsufficientScope(
-                        f"The connection's grant does not include the scope {path} needs.",
-                        status=401,
-                    )
-                if refreshed:
-                    raise NotAuthorized(
-                        "Bipsync refused the connection's token even after a refresh; the "
-                        "grant may lack the rest_api:read scope or have been revoked.",
-                        status=401,
-                    )
+                token = self._after_rejection(headers, path, token, refreshed, "rest_api:read")
                 refreshed = True
-                token = self.tokens.refresh_after_rejection(token)
                 continue
             if status == 403:
                 raise IpNotAllowListed()
             if status == 429:
                 rate_limits += 1
-                self.rate_limited += 1
-                wait = parse_retry_after(headers.get("retry-after"))
-                if wait is None:
-                    wait = max(DEFAULT_RETRY_AFTER_SECONDS, self.policy.backoff(rate_limits))
-                # Every worker calling this tenant honours the wait, not only this one.
-                self.gate.defer(wait)
-                self._gate_open_until = 0.0
-                if rate_limits >= self.policy.rate_limit_attempts:
-                    raise RateLimited(
-                        "Bipsync kept asking us to slow down; the sync will continue later.",
-                        status=429,
-                        retry_after=wait,
-                    )
+                self._after_rate_limit(headers, rate_limits)
                 continue
             if status >= 500:
                 failures += 1
@@ -303,6 +290,117 @@ class BipsyncApi:
                 f"Bipsync refused the request {path} with HTTP {status}.",
                 code=f"http_{status}",
                 status=status,
+            )
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        body: BodyFactory | None = None,
+        headers: Mapping[str, str] | None = None,
+        url: str | None = None,
+        idempotent: bool = False,
+        bearer: bool = True,
+    ) -> Any:
+        """A request that writes (or reads for a write), with the policy of :meth:`get` where
+        it is safe: 401 (refresh once), 403, and 429 (the tenant's gate) never mean Bipsync
+        acted, and neither does a connection that was never made. A timeout, a dropped
+        connection or a 5xx after the request went out may: an ``idempotent`` request (a PUT,
+        a look-up, an upsert by external id) is retried with backoff, any other raises
+        :class:`OutcomeUnknown`. Other 4xx answers raise :class:`ApiError` with Bipsync's own
+        description. ``body`` makes a fresh iterator of the bytes for each attempt, so an
+        upload streams instead of sitting in memory. ``url`` replaces ``api_base + path``
+        (an upload address Bipsync gave us); ``bearer`` False sends no token with it."""
+        target = url or f"{self.api_base}{path}"
+        failures = rate_limits = 0
+        refreshed = False
+        token = self.tokens.access_token() if bearer else ""
+        while True:
+            self._wait_for_gate()
+            try:
+                status, answer_headers, answer = self._exchange(
+                    method, target, token, json_body, params, body, headers
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing was sent: retrying cannot do the work twice.
+                failures += 1
+                self._backoff_or_raise(
+                    failures, f"Bipsync could not be reached ({type(exc).__name__})"
+                )
+                continue
+            except httpx.TransportError as exc:
+                failures += 1
+                self._unknown_or_backoff(
+                    idempotent, failures, f"Bipsync did not answer ({type(exc).__name__})"
+                )
+                continue
+            if 200 <= status < 300:
+                return _decode(answer) if answer.strip() else None
+            if status == 401 and bearer:
+                token = self._after_rejection(
+                    answer_headers, path, token, refreshed, "rest_api:write"
+                )
+                refreshed = True
+                continue
+            if status == 403:
+                raise IpNotAllowListed()
+            if status == 429:
+                rate_limits += 1
+                self._after_rate_limit(answer_headers, rate_limits)
+                continue
+            if status >= 500:
+                failures += 1
+                self._unknown_or_backoff(
+                    idempotent, failures, f"Bipsync answered with a server error (HTTP {status})"
+                )
+                continue
+            raise ApiError(
+                f"Bipsync refused {method} {path} with HTTP {status}: {_description(answer)}",
+                code=f"http_{status}",
+                status=status,
+            )
+
+    def _unknown_or_backoff(self, idempotent: bool, failures: int, sentence: str) -> None:
+        if not idempotent:
+            raise OutcomeUnknown(f"{sentence}; it may have acted on the request.")
+        self._backoff_or_raise(failures, sentence)
+
+    def _after_rejection(
+        self, headers: httpx.Headers, path: str, token: str, refreshed: bool, scope: str
+    ) -> str:
+        """A 401: the token refreshed once, or the reason it cannot help."""
+        if _bearer_error(headers) == "insufficient_scope":
+            # RFC 6750 §3.1: a new token with the same grant would not have the scope
+            # either, so no refresh (Bipsync answers 401 for both cases).
+            raise InsufficientScope(
+                f"The connection's grant does not include the scope {path} needs.",
+                status=401,
+            )
+        if refreshed:
+            raise NotAuthorized(
+                "Bipsync refused the connection's token even after a refresh; the "
+                f"grant may lack the {scope} scope or have been revoked.",
+                status=401,
+            )
+        return self.tokens.refresh_after_rejection(token)
+
+    def _after_rate_limit(self, headers: httpx.Headers, rate_limits: int) -> None:
+        """A 429: close the tenant's gate for Retry-After, or give up after too many."""
+        self.rate_limited += 1
+        wait = parse_retry_after(headers.get("retry-after"))
+        if wait is None:
+            wait = max(DEFAULT_RETRY_AFTER_SECONDS, self.policy.backoff(rate_limits))
+        # Every worker calling this tenant honours the wait, not only this one.
+        self.gate.defer(wait)
+        self._gate_open_until = 0.0
+        if rate_limits >= self.policy.rate_limit_attempts:
+            raise RateLimited(
+                "Bipsync kept asking us to slow down; the work will continue later.",
+                status=429,
+                retry_after=wait,
             )
 
     def page(self, path: str, *, offset: int, limit: int) -> Page:
@@ -387,6 +485,63 @@ class BipsyncApi:
                     )
                 chunks.append(chunk)
             return response.status_code, response.headers, b"".join(chunks)
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        token: str,
+        json_body: Any,
+        params: Mapping[str, str | int] | None,
+        body: BodyFactory | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[int, httpx.Headers, bytes]:
+        content: Iterator[bytes] | bytes | None = None
+        sent_headers = dict(headers or {})
+        if body is not None:
+            content = body()
+        elif json_body is not None:
+            content = orjson.dumps(json_body)
+            sent_headers["Content-Type"] = "application/json"
+        with self.http.stream(
+            method,
+            url,
+            params=dict(params or {}),
+            content=content,
+            headers=sent_headers,
+            auth=BearerAuth(token) if token else None,
+            follow_redirects=False,
+        ) as response:
+            return response.status_code, response.headers, _bounded(response)
+
+
+def _bounded(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise ApiError(
+                f"Bipsync's answer exceeded {MAX_RESPONSE_BYTES} bytes.",
+                code="response_too_large",
+                transient=True,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _description(body: bytes) -> str:
+    """Bipsync's own words from an error answer (``error_description`` or ``message``)."""
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        decoded = None
+    if isinstance(decoded, dict):
+        for name in ("error_description", "message", "detail", "error"):
+            value = decoded.get(name)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:500]
+    return "no description was given."
 
 
 _BEARER_ERROR = re.compile(r'error\s*=\s*"([^"]*)"')

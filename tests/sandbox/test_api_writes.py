@@ -14,6 +14,14 @@ from tests.support.sandbox import Sandbox, SandboxWorld
 SOURCE = "partner-test"
 
 
+def _lookup(api: Api, value: str) -> httpx.Response:
+    return api.http.get(
+        f"{api.base}/v2/research/note",
+        params={"externalIds.source": SOURCE, "externalIds.value": value},
+        headers=api.headers,
+    )
+
+
 def _create(api: Api, world: SandboxWorld, value: str, title: str) -> httpx.Response:
     return api.post(
         "/v2/research/note",
@@ -36,12 +44,8 @@ def test_a_note_is_found_by_its_external_id_and_updated_in_place(
     note_id = created.json()["id"]
     assert created.json()["externalIds"] == [{"source": SOURCE, "value": "n-1"}]
 
-    found = api.get(
-        "/v2/research/note", **{"externalIds.source": SOURCE, "externalIds.value": "n-1"}
-    )
-    missing = api.get(
-        "/v2/research/note", **{"externalIds.source": SOURCE, "externalIds.value": "n-2"}
-    )
+    found = _lookup(api, "n-1")
+    missing = _lookup(api, "n-2")
     updated = world.http.put(
         f"{world.api_base}/v2/research/note/{note_id}",
         json={"title": "Final", "content": "<p>Final</p>"},

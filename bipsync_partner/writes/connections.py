@@ -1,0 +1,72 @@
+"""Which connection writes: the one the caller named, else the team's service account.
+
+A write needs a live connection whose grant includes ``rest_api:write`` (docs/bipsync.md,
+"Writing ... in more detail"). Without one the write fails at once with a sentence saying what
+to do; nothing is sent.
+"""
+
+from __future__ import annotations
+
+from bipsync_partner.connections.models import Connection
+from bipsync_partner.writes.models import Write
+
+WRITE_SCOPE = "rest_api:write"
+
+
+class WriteRefusal(Exception):
+    def __init__(self, code: str, sentence: str) -> None:
+        super().__init__(sentence)
+        self.code = code
+        self.sentence = sentence
+
+
+def team_service_account(team_id: int) -> Connection:
+    accounts = list(
+        Connection.objects.filter(team_id=team_id, kind=Connection.Kind.SERVICE_ACCOUNT)
+        .exclude(status=Connection.Status.DISCONNECTED)
+        .order_by("created")[:2]
+    )
+    if not accounts:
+        raise WriteRefusal(
+            "no_service_account",
+            "The team has no Bipsync service account connected; an admin connects one on the "
+            "Connections page (or the write names another connection).",
+        )
+    if len(accounts) > 1:
+        raise WriteRefusal(
+            "several_service_accounts",
+            "The team has service accounts on several Bipsync sites; the write must name the "
+            "connection it goes through.",
+        )
+    return accounts[0]
+
+
+def check_can_write(connection: Connection) -> None:
+    if not connection.is_live:
+        raise WriteRefusal(
+            "disconnected", "The connection was disconnected; connect it again to write."
+        )
+    if connection.status == Connection.Status.NEEDS_RECONNECT:
+        raise WriteRefusal(
+            "needs_reconnect", "The connection needs reconnecting before it can write."
+        )
+    if WRITE_SCOPE not in connection.scope_list:
+        raise WriteRefusal(
+            "missing_write_scope",
+            f"The connection lacks the {WRITE_SCOPE} scope; reconnect it with that scope "
+            "to write to Bipsync.",
+        )
+
+
+def writing_connection(write: Write) -> Connection:
+    connection = (
+        Connection.objects.filter(pk=write.connection_id).first()
+        if write.connection_id is not None
+        else team_service_account(write.team_id)
+    )
+    if connection is None:
+        raise WriteRefusal("no_connection", "The write's connection no longer exists.")
+    if connection.team_id != write.team_id:
+        raise WriteRefusal("wrong_team", "The write's connection belongs to another team.")
+    check_can_write(connection)
+    return connection
