@@ -65,7 +65,7 @@ class LineError:
 
 def _sentence(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
     text = str(exc)
-    if isinstance(exc, msgspec.DecodeError):
+    if not isinstance(exc, msgspec.ValidationError):  # a ValidationError is a DecodeError too
         return f"this is not a JSON object ({text})."
     if "`$.kind`" in text or "missing required field `kind`" in text:
         return "kind must be note or upsert."

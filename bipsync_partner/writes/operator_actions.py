@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from bipsync_partner.writes import queueing
 from bipsync_partner.writes.models import Write
 
 RETRYABLE = (Write.Status.FAILED, Write.Status.CANCELLED)
@@ -40,6 +41,7 @@ def retry(write: Write) -> None:
     )
     if not changed:
         raise NotAllowed("Only a failed or cancelled write can be retried; this one is not.")
+    queueing.enqueue(write.pk)  # else beat's sweep finds it due
 
 
 def cancel(write: Write) -> int:
