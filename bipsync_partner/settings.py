@@ -154,6 +154,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "bipsync_partner" / "static"]
 WHITENOISE_USE_FINDERS = DEBUG
+# Files the app keeps (attachments waiting to be written to Bipsync), for the default storage.
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

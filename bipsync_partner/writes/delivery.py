@@ -97,6 +97,8 @@ def _take_parent(held: Claim, parent_id: int) -> None:
 
 
 def _author(write: Write, connection: Connection) -> str:
+    if write.kind == Write.Kind.UPSERT:
+        return ""  # an upsert names no user [doc]
     author = write.payload.get("author") or (
         connection.subject_id if connection.kind_spec.personal else ""
     )

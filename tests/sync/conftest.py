@@ -159,16 +159,17 @@ def database_url() -> str:
 class Worker:
     """``celery -A bipsync_partner.celery worker`` in its own process group."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, concurrency: int = 2) -> None:
         self.env = env
         self.log_path = log_path
+        self.concurrency = concurrency
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             celery_worker_argv(
-                concurrency=2,
+                concurrency=self.concurrency,
                 loglevel="INFO",
                 name=f"{SESSION_PREFIX}-{uuid.uuid4().hex[:6]}@%h",
             ),
@@ -231,6 +232,16 @@ WORKER_SETTINGS = {
 def celery_worker(
     django_db_setup: None, sandbox: Sandbox, sync_world: SyncWorld, tmp_path_factory: Any
 ) -> Iterator[Worker]:
+    worker = Worker(
+        worker_env(sandbox, sync_world), tmp_path_factory.mktemp("worker") / "celery.log"
+    )
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def worker_env(sandbox: Sandbox, sync_world: SyncWorld, **extra: str) -> dict[str, str]:
+    """The environment of a worker process on this session's database, Redis keys and sandbox."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bipsync_partner.settings",
@@ -246,10 +257,8 @@ def celery_worker(
     }
     for name, value in partner_settings_for(sandbox, sync_world.world).items():
         env[name] = "1" if value is True else str(value or "")
-    worker = Worker(env, tmp_path_factory.mktemp("worker") / "celery.log")
-    worker.start()
-    yield worker
-    worker.stop()
+    env.update(extra)
+    return env
 
 
 @pytest.fixture
