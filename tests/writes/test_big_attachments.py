@@ -14,6 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
 from django.core.files.storage import default_storage
 from pytest_django.fixtures import Settings
 
@@ -23,6 +24,8 @@ from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld
 from tests.writes.conftest import deliver_all, service_account, start_worker, statuses
 from tests.writes.memory import peak_rss, pool_children
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 MB = 1024 * 1024
 SOURCE = "bipsync-partner"
@@ -51,7 +54,7 @@ def deliver_one(team: Team, world: SyncWorld, settings: Settings, value: str, si
         author=world.world.admin.id,
         attachments=[f"big/{value}.bin"],
     )
-    deliver_all(team, timeout=240)
+    deliver_all(team, timeout=120)
     return checksum
 
 
