@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psutil
-
 
 def peak_rss(pid: int) -> int:
     """The peak resident set of ``pid`` in bytes."""
@@ -22,4 +20,5 @@ def peak_rss(pid: int) -> int:
 
 def pool_children(pid: int) -> list[int]:
     """The pool processes of a prefork Celery worker whose main process is ``pid``."""
-    return sorted(child.pid for child in psutil.Process(pid).children())
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()  # proc(5)
+    return sorted(int(child) for child in children)
