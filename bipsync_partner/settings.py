@@ -205,6 +205,10 @@ BIPSYNC_SERVICE_CLIENT_SECRET = env_optional("BIPSYNC_SERVICE_CLIENT_SECRET")
 # A public application (no secret) for the device grant used from the command line.
 BIPSYNC_PUBLIC_CLIENT_ID = env_optional("BIPSYNC_PUBLIC_CLIENT_ID")
 BIPSYNC_SCOPES = env_str("BIPSYNC_SCOPES", "rest_api:read rest_api:fields:read")
+# What writing to Bipsync needs (docs/bipsync.md, "Scopes": POST/PUT/DELETE need rest_api:write).
+# A team's connections need these once the team writes; its connection pages then offer a
+# re-consent that asks for them.
+BIPSYNC_WRITE_SCOPES = env_str("BIPSYNC_WRITE_SCOPES", "rest_api:write")
 BIPSYNC_HTTP_TIMEOUT = env_int("BIPSYNC_HTTP_TIMEOUT", 15, minimum=1)
 # Refresh an access token when it expires within this many seconds.
 BIPSYNC_TOKEN_LEEWAY_SECONDS = env_int("BIPSYNC_TOKEN_LEEWAY_SECONDS", 60, minimum=0)

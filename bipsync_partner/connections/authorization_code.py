@@ -10,6 +10,7 @@ for user and service-account connections.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
@@ -131,11 +132,15 @@ def begin(
     tenant: str,
     kind: AuthorizationKind,
     connection_id: UUID | None = None,
+    scopes: Sequence[str] | None = None,
 ) -> str:
-    """Start an authorization; return the tenant's authorize URL to redirect the browser to."""
+    """Start an authorization; return the tenant's authorize URL to redirect the browser to.
+
+    ``scopes`` replaces ``BIPSYNC_SCOPES`` (a re-consent asking for a scope the team now needs).
+    """
     if spec(kind).admin_only and not membership.is_admin:
         raise ConnectError("Only team admins can connect the team's service account.", status=403)
-    url, pending = _authorization_request(tenant, kind)
+    url, pending = _authorization_request(tenant, kind, scopes)
     owner = Owner.of(team=membership.team, user=user, tenant=tenant, kind=kind)
     target = target_connection(owner, connection_id)
     store = SessionPendingStore(
@@ -151,7 +156,7 @@ def begin(
 
 
 def _authorization_request(
-    tenant: str, kind: AuthorizationKind
+    tenant: str, kind: AuthorizationKind, scopes: Sequence[str] | None = None
 ) -> tuple[str, PendingAuthorization]:
     """The tenant's authorize URL and the pending authorization (PKCE verifier, state) to keep."""
     try:
@@ -163,7 +168,7 @@ def _authorization_request(
             metadata,
             authorization_clients,
             redirect_uri=redirect_uri(),
-            scopes=clients.requested_scopes(),
+            scopes=clients.requested_scopes() if scopes is None else list(scopes),
             kind=kind,
             now=timezone.now(),
         )

@@ -3,7 +3,7 @@ for every team and kind (register SITE_URL + /connections/callback/ at Bipsync).
 
 from django.urls import path
 
-from bipsync_partner.connections import views
+from bipsync_partner.connections import scope_views, views
 
 app_name = "connections"
 
@@ -32,5 +32,10 @@ urlpatterns = [
         "teams/<slug:team_slug>/connections/<uuid:connection_id>/machine/",
         views.machine_reconnect,
         name="machine_reconnect",
+    ),
+    path(
+        "teams/<slug:team_slug>/connections/<uuid:connection_id>/reconsent/",
+        scope_views.reconsent,
+        name="reconsent",
     ),
 ]

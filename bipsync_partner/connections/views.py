@@ -42,6 +42,7 @@ from bipsync_partner.connections.machine import (
     reconnect_machine_connection,
 )
 from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.connections.scopes import check as check_scopes
 from bipsync_partner.connections.signals import summaries_of
 from bipsync_partner.connections.store import MachineCredentials
 from bipsync_partner.connections.visibility import visible_connections
@@ -144,6 +145,7 @@ def connection_detail(request: TeamRequest, connection_id: UUID) -> HttpResponse
             "is_admin": request.membership.is_admin,
             "label_form": LabelForm(instance=connection),
             "sync": summaries_of([connection]).get(connection.pk),
+            "scope_check": check_scopes(connection),
         },
     )
 

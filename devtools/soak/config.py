@@ -72,7 +72,20 @@ class Timings:
             "SOAK_TOKEN_LEEWAY_SECONDS": str(self.leeway),
             "BIPSYNC_BREAKER_WINDOW_SECONDS": str(self.breaker_cooldown),
             "BIPSYNC_BREAKER_COOLDOWN_SECONDS": str(self.breaker_cooldown),
+            # Writes: back-off, lease and beat's sweep in the same proportion (production:
+            # 2 s to 10 min, a 600 s lease, a sweep every 30 s), the lease above the task's
+            # time limit as production keeps it.
+            "WRITES_BACKOFF_BASE_MS": str(self.backoff_base * 1000),
+            "WRITES_BACKOFF_CAP_MS": str(self.backoff_cap * 1000),
+            "WRITES_LEASE_SECONDS": str(self.write_lease),
+            "WRITES_TASK_SOFT_TIME_LIMIT": str(self.write_lease - 15),
+            "WRITES_TASK_TIME_LIMIT": str(self.write_lease - 10),
+            "WRITES_SWEEP_INTERVAL_SECONDS": str(self.sweep_interval),
         }
+
+    @property
+    def write_lease(self) -> int:
+        return max(30, self.access_lifetime // 2)
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,8 @@ class SoakConfig:
     # Connections that sync every half token lifetime, and documents per tenant at Bipsync.
     syncing: int = 20
     documents: int = 150
+    # Notes written (every tenth with an attachment) through the run's faults.
+    writes: int = 400
     logs: Path = field(default_factory=lambda: services.VAR / "soak")
     json_path: Path | None = None
     progress: bool = True
@@ -128,6 +143,8 @@ class SoakConfig:
         needed = self.revoke + max(12, self.lost_replies * 2) + 1 if self.faults_on else 1
         if self.connections < needed:
             problems.append(f"with --faults all the soak needs at least {needed} connections")
+        if not 0 <= self.writes <= 100_000:
+            problems.append("--writes must be from 0 to 100000")
         if problems:
             raise SystemExit("soak: " + "; ".join(problems) + ".")
 
@@ -176,6 +193,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--documents", type=int, default=default.documents, help="documents per tenant"
     )
+    parser.add_argument(
+        "--writes",
+        type=int,
+        default=default.writes,
+        help="notes written to Bipsync during the run (every tenth with an attachment)",
+    )
     parser.add_argument("--logs", type=Path, default=default.logs, help="folder for the run's logs")
     parser.add_argument("--json", dest="json_path", type=Path, default=None)
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -197,6 +220,7 @@ def from_arguments(args: argparse.Namespace) -> SoakConfig:
         db_failures=args.db_failures if args.faults == "all" else 0,
         syncing=args.syncing,
         documents=args.documents,
+        writes=args.writes,
         logs=args.logs,
         json_path=args.json_path,
         progress=args.progress,

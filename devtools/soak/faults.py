@@ -7,7 +7,8 @@ happens there shows that the product recovered on its own.
 | fault | what it does | window |
 |---|---|---|
 | token_5xx | the token endpoint answers 503 to every refresh | 7 % of the run |
-| worker_kill | SIGKILL to the first refresh worker's process group, restart after a pause | until it is back |
+| worker_kill | SIGKILL to the first refresh worker's process group (and the writes worker's), restart after a pause | until it is back |
+| write_faults | a share of the writes' POSTs commit at Bipsync, then answer 502 or lose the answer | 5 % of the run |
 | token_slow | every refresh is delayed (10 ms per second of token lifetime) | 7 % of the run |
 | token_close | some refreshes get their connection closed before the server reads them | until used up; held up to 3x longer until the first close |
 | redis_restart | Redis killed and started empty on the same port | until it answers |
@@ -39,6 +40,8 @@ from devtools.soak.stack import Stack
 log = logging.getLogger(__name__)
 
 KILLED_WORKER = "worker-refresh-1"
+#: Killed with it: a write it held is taken over after its lease, looked up by external id first.
+KILLED_WRITES_WORKER = "worker-writes"
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ def plan(config: SoakConfig) -> list[PlannedFault]:
     faults = [
         PlannedFault("token_5xx", 0.08, 0.07, "token endpoint 503"),
         PlannedFault("worker_kill", 0.18, 0.02, f"SIGKILL {KILLED_WORKER}"),
+        PlannedFault("write_faults", 0.20, 0.05, "writes committed, then 502 or no answer"),
         PlannedFault("token_slow", 0.25, 0.07, f"token endpoint +{slow_ms} ms"),
         PlannedFault("token_close", 0.35, 0.05, "token connections closed"),
         PlannedFault("redis_restart", 0.42, 0.0, "Redis restarted empty"),
@@ -109,6 +113,7 @@ def plan(config: SoakConfig) -> list[PlannedFault]:
         if (f.kind != "revoke" or config.revoke)
         and (f.kind != "lost_replies" or config.lost_replies)
         and (f.kind != "rotation_db_failure" or config.db_failures)
+        and (f.kind != "write_faults" or config.writes)
     ]
 
 
@@ -173,9 +178,10 @@ class FaultRunner(threading.Thread):
                 self.stack.stop_failing_rotation_writes()
             except Exception:
                 log.exception("Could not remove the rotation-write fault")
-        worker = self.stack.processes.get(KILLED_WORKER)
-        if worker is not None and not worker.running and not self.stack._closed:
-            worker.start()
+        for name in (KILLED_WORKER, KILLED_WRITES_WORKER):
+            worker = self.stack.processes.get(name)
+            if worker is not None and not worker.running and not self.stack._closed:
+                worker.start()
 
     def _hold(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
         deadline = time.time() + seconds
@@ -197,9 +203,29 @@ class FaultRunner(threading.Thread):
         self.admin.clear_faults()
 
     def _worker_kill(self, window: Window, fault: PlannedFault) -> None:
-        self.stack.kill_worker(KILLED_WORKER)
+        killed = [n for n in (KILLED_WORKER, KILLED_WRITES_WORKER) if n in self.stack.processes]
+        for name in killed:
+            self.stack.kill_worker(name)
         self._hold(fault.duration)
-        self.stack.start_worker(KILLED_WORKER)
+        for name in killed:
+            self.stack.start_worker(name)
+
+    def _write_faults(self, window: Window, fault: PlannedFault) -> None:
+        # The requests that are not safe to repeat: a note's creation and an attachment's
+        # metadata (POST). Bipsync does the work, then the answer is an error or nothing.
+        self.admin.set_fault(
+            "status_after",
+            target="api",
+            method="POST",
+            status=502,
+            probability=0.15,
+            grant_type=None,
+        )
+        self.admin.set_fault(
+            "lose_response", target="api", method="POST", probability=0.15, grant_type=None
+        )
+        self._hold(fault.duration)
+        self.admin.clear_faults()
 
     def _redis_restart(self, window: Window, fault: PlannedFault) -> None:
         window.detail["down_s"] = round(self.stack.restart_redis(), 2)

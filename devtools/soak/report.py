@@ -84,6 +84,8 @@ class Report:
     answers: list[Answer] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
+    #: The writes' check after they drained (devtools.soak.partner_writes.verify); None: no writes.
+    writes: dict[str, Any] | None = None
 
     def compute(self) -> Report:
         config, timings = self.config, self.config.timings
@@ -173,6 +175,9 @@ class Report:
             and pages["server_errors_outside_database_outage"] == 0
             and pages["inside_database_outage"]["other_server_errors"] == 0
             and not self.crashes
+            and (
+                self.writes is None or (self.writes["duplicates"] == 0 and self.writes["lost"] == 0)
+            )
         )
         load = self.sampler.load
         self.figures = {
@@ -241,6 +246,7 @@ class Report:
                 },
             },
             "sync": sync,
+            "writes": self.writes,
             "user_pages": pages,
             "faults": [w.as_json(self.t0) for w in self.windows],
             # Product processes that exited by themselves and were started again, as their
@@ -389,6 +395,7 @@ class Report:
                 f" connections synced, {f['sync'].get('documents_stored', 0)} documents stored, "
                 f"{f['sync']['documents_wrongly_deleted']} wrongly deleted",
             ),
+            ("writes", _writes_row(f["writes"])),
             (
                 "user pages",
                 f"{f['user_pages']['requests']} requests ({kinds(f['user_pages']['by_status'])}); "
@@ -427,3 +434,14 @@ class Report:
         ]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def _writes_row(writes: dict[str, Any] | None) -> str:
+    if writes is None:
+        return "none"
+    return (
+        f"{writes['committed_by_feed']} notes queued, {writes['notes_delivered']} delivered, "
+        f"{writes['notes_at_sandbox']} at the sandbox; attachments {writes['attachments']} "
+        f"queued, {writes['attachments_at_sandbox']} at the sandbox; {writes['duplicates']} "
+        f"duplicates, {writes['lost']} lost; drained in {writes.get('drain_s', 0):.0f} s"
+    )

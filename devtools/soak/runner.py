@@ -20,6 +20,7 @@ from devtools.soak.sampler import Sampler
 from devtools.soak.sandbox import SandboxAdmin, choose_revocations
 from devtools.soak.stack import Stack
 from devtools.soak.visitor import Visitor
+from devtools.soak.writes import drain, feed_plan
 
 
 class Progress:
@@ -142,6 +143,9 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
             t0 = time.time()
             faults = FaultRunner(config, stack, admin, t0, revoked=revoked)
             faults.start()
+            if config.writes:
+                plan = feed_plan(config, manifest, world.plan, set(revoked), t0, logs)
+                stack.start_feed(plan)
             progress.say(f"running for {config.seconds:.0f} s (faults: {config.faults})")
             deadline = t0 + config.seconds
             crashes: list[dict[str, Any]] = []
@@ -169,10 +173,23 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
             sampler.close_open_gaps(t_end)
             sampler.scrape(force=True)
             progress.end_line()
+            drain_s = 0.0
+            if config.writes:
+                progress.say("waiting for the last writes to be delivered")
+                drain_s = drain(
+                    stack.partner_database_url,
+                    max(120.0, 4.0 * config.timings.backoff_cap),
+                    lambda left: progress.line(f"writes pending: {left}"),
+                )
+                progress.end_line()
             progress.say("stopping beat and workers, then checking every stored refresh token")
             stack.stop_product()
             sampler.sandbox_refreshes = admin.refresh_counters()
             verification = json.loads(stack.partner_step("verify", "verify"))
+            writes = None
+            if config.writes:
+                committed = str(logs / "writes-committed.json")
+                writes = {**json.loads(stack.writes_step("verify", committed)), "drain_s": drain_s}
             report = Report(
                 config=config,
                 t0=t0,
@@ -186,6 +203,7 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
                 stack=stack.description(),
                 crashes=crashes,
                 answers=visitor.answers,
+                writes=writes,
             ).compute()
             report.write_json(config.json_path or logs / "report.json")
             if config.progress:

@@ -12,7 +12,8 @@ from bipsync_sandbox.client import SandboxClient
 from devtools.soak.config import SoakConfig
 from devtools.soak.stack import SERVICE_CLIENT_ID, USER_CLIENT_ID
 
-SCOPES = ["rest_api:read", "rest_api:fields:read"]
+# With the write scope: the soak writes notes through the service-account connections.
+SCOPES = ["rest_api:read", "rest_api:fields:read", "rest_api:write"]
 LOSSY_TENANT = "soak-lossy"
 #: Every USER_EVERY-th connection is a member's own (user) connection; the others are the team's
 #: service-account connections, the kind partner integrations mostly hold.
@@ -113,6 +114,7 @@ class SandboxAdmin:
     # -- faults and the rest ---------------------------------------------------------------------
     def set_fault(self, kind: str, **options: Any) -> dict[str, Any]:
         body = {"target": "token", "kind": kind, "grant_type": "refresh_token", **options}
+        body = {k: v for k, v in body.items() if v is not None}  # grant_type=None: any request
         answer: dict[str, Any] = self.call("POST", "/_sandbox/faults", body)
         return answer
 

@@ -84,6 +84,7 @@ class Stack:
         self.sandbox_secret_key = secrets.token_urlsafe(40)
         self.encryption_key = new_encryption_key()
         self.processes: dict[str, Managed] = {}
+        self.feed: Managed | None = None
         self._pg_started = False
         self.rotation_fault_budget = 0
         self._redis_started = False
@@ -181,6 +182,8 @@ class Stack:
                 "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
                 "LOG_JSON": "1",
                 "SOAK_STATIC_ROOT": str(self.data / "static"),
+                # Attachments the soak's feed writes, read by the writes worker.
+                "MEDIA_ROOT": str(self.data / "media"),
             }
         )
         env.update(self.config.timings.partner_env())
@@ -255,6 +258,8 @@ class Stack:
         for index in range(1, self.config.workers + 1):
             self._add(f"worker-refresh-{index}", self._worker_argv(f"refresh{index}"), env)
         self._add("worker-sync", self._worker_argv("sync"), env)
+        if self.config.writes:
+            self._add("worker-writes", self._worker_argv("writes"), env)
         self._add(
             "beat",
             [
@@ -271,8 +276,8 @@ class Stack:
         )
 
     def _worker_argv(self, name: str) -> list[str]:
-        queues = "sync,default" if name == "sync" else "refresh"
-        concurrency = 2 if name == "sync" else self.config.concurrency
+        queues = {"sync": "sync,default", "writes": "writes"}.get(name, "refresh")
+        concurrency = 2 if name in ("sync", "writes") else self.config.concurrency
         return [
             str(BIN / "celery"),
             "-A",
@@ -404,6 +409,31 @@ class Stack:
             timeout=timeout,
         )
 
+    def start_feed(self, plan_path: Path) -> None:
+        """The writes feed: not a product process, so not supervised; it ends by itself."""
+        env = {
+            **self.partner_env(),
+            "SOAK_SANDBOX_URL": self.sandbox_url,
+            "SOAK_SANDBOX_ADMIN_KEY": self.admin_key,
+        }
+        self.feed = Managed(
+            "writes-feed",
+            [PY, "-m", "devtools.soak.partner_writes", "feed", str(plan_path)],
+            env,
+            self.logs,
+        )
+        self.feed.start()
+
+    def writes_step(self, *args: str) -> str:
+        env = {
+            **self.partner_env(),
+            "SOAK_SANDBOX_URL": self.sandbox_url,
+            "SOAK_SANDBOX_ADMIN_KEY": self.admin_key,
+        }
+        return run_step(
+            "writes-verify", [PY, "-m", "devtools.soak.partner_writes", *args], env, self.logs
+        )
+
     # -- the end ----------------------------------------------------------------------------------------
     def stop_product(self) -> None:
         """Beat first (no new sweeps), then workers and web together: SIGTERM to all (Celery's
@@ -421,6 +451,9 @@ class Stack:
         if self._closed:
             return
         self._closed = True
+        if self.feed is not None:
+            with contextlib.suppress(BaseException):
+                self.feed.stop(grace=5)
         for process in reversed(list(self.processes.values())):
             with contextlib.suppress(Exception):
                 process.terminate()

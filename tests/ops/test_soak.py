@@ -55,6 +55,8 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any],
             "all",
             "--seed",
             "7",
+            "--writes",
+            "60",
             "--logs",
             str(folder / "logs"),
             "--json",
@@ -99,6 +101,7 @@ def test_every_fault_happened_and_the_product_worked_through_them(
     assert kinds == [
         "token_5xx",
         "worker_kill",
+        "write_faults",
         "token_slow",
         "token_close",
         "redis_restart",
@@ -165,3 +168,17 @@ def test_the_soak_cleaned_up_after_itself(soak: tuple[int, dict[str, Any], str])
     assert not Path(stack["data"]).exists()
     for name, port in stack["ports"].items():
         assert not services.port_answers("127.0.0.1", port), f"{name} still listens on {port}"
+
+
+def test_the_one_minute_soak_delivers_every_write_once_through_its_faults(
+    soak: tuple[int, dict[str, Any], str],
+) -> None:
+    _, report, _ = soak
+    writes = report["writes"]
+
+    assert writes["committed_by_feed"] == 60, writes
+    assert writes["notes_delivered"] == 60, writes["not_delivered_examples"]
+    assert writes["notes_at_sandbox"] == 60, writes
+    assert writes["attachments_at_sandbox"] == writes["attachments"] == 6, writes
+    assert writes["duplicates"] == 0, writes["duplicate_examples"]
+    assert writes["lost"] == 0, writes["lost_examples"]
