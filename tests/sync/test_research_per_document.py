@@ -322,3 +322,39 @@ def test_the_document_page_shows_fields_author_history_and_the_bipsync_link_to_w
     assert signed_in(charlie).get(document_url(team, doc)).status_code == 404
     other = reverse("sync:document", kwargs={"team_slug": "globex", "document_id": doc.pk})
     assert signed_in(charlie).get(other).status_code == 404
+
+
+def test_a_document_is_deleted_when_the_last_connection_that_saw_it_no_longer_does(
+    two_views: TwoViews, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    sync(two_views.service)
+    sync(two_views.bobs)
+    sandbox.mutate_research(
+        world.tenant,
+        world.team_id,
+        0.1,
+        seed=22,
+        share_with=[world.world.service_app.client_id],
+    )
+    now_bob = listed(world, two_views.bobs.access_token or "")
+    gone_shared = two_views.shared.keys() - now_bob.keys()
+    assert gone_shared, "the mutation deleted some shared documents"
+
+    bobs_run = sync(two_views.bobs)
+
+    # Bob's connection no longer sees them: its sightings went, but the service account's
+    # complete scan has not said so yet, so the documents stay.
+    assert bobs_run.deleted_count == len(two_views.bobs_view.keys() - now_bob.keys())
+    still = ResearchDocument.objects.filter(team=team, bipsync_id__in=gone_shared)
+    assert still.count() == len(gone_shared)
+    assert not still.filter(deleted_at__isnull=False).exists()
+    assert not DocumentSighting.objects.filter(
+        connection=two_views.bobs, document__in=still
+    ).exists()
+
+    sync(two_views.service)
+
+    assert still.filter(deleted_at__isnull=False).count() == len(gone_shared)
+    assert not DocumentSighting.objects.filter(document__in=still).exists()
+    deleted_marks = DocumentChange.objects.filter(document__in=still, changes={"deleted": True})
+    assert deleted_marks.count() == len(gone_shared)
