@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import Team, User
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.pending import PendingAuthorizationRecord, digest
-from bipsync_partner.sync.models import ResearchDocument, SyncRun, SyncSchedule
+from bipsync_partner.sync.models import DocumentSighting, ResearchDocument, SyncRun, SyncSchedule
 from tests.conftest import PASSWORD, signed_in
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,7 @@ def service_account(team: Team, tenant: str = "acme", **fields: object) -> Conne
 
 def document(conn: Connection, n: int, **fields: object) -> ResearchDocument:
     values: dict[str, object] = {
-        "connection": conn,
+        "source_connection": conn,
         "team_id": conn.team_id,
         "tenant": conn.tenant,
         "bipsync_id": f"{n:024x}",
@@ -54,7 +54,10 @@ def document(conn: Connection, n: int, **fields: object) -> ResearchDocument:
         "title": f"Note {n}",
     }
     values.update(fields)
-    return ResearchDocument.objects.create(**values)
+    doc = ResearchDocument.objects.create(**values)
+    if doc.deleted_at is None:
+        DocumentSighting.objects.create(document=doc, connection=conn)
+    return doc
 
 
 def cards(html: str) -> list[str]:
