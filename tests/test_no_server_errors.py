@@ -114,6 +114,8 @@ def params_for(
         # the named people in place for the pages after it.
         "membership_id": [_first_admin_membership("acme"), 2**31 - 1],
         "invitation_id": [2**31 - 1],
+        "document_id": [2**31 - 1],
+        "uid": [uuid.uuid4()],
     }
     names = list(pattern.pattern.converters)
     return [
@@ -188,10 +190,13 @@ def test_no_page_answers_a_server_error_to_anyone(
         "teams/<slug:team_slug>/connections/<uuid:connection_id>/",
         "teams/<slug:team_slug>/sync/<uuid:connection_id>/",
         "teams/<slug:team_slug>/sync/runs/<int:run_id>/progress.json",
-        "teams/<slug:team_slug>/research/",
     ):
         assert ("admin", route) in reached, route
         assert ("member", route) in reached, route
+    # The research browser answers junk filters with its page, the sentence and a 400.
+    research = "teams/<slug:team_slug>/research/"
+    for who in ("admin", "member"):
+        assert answers[(who, research, 200)] + answers[(who, research, 400)] > 0, who
     assert ("admin", "teams/<slug:team_slug>/connections/machine/") in reached
     assert answers[
         ("admin", "teams/<slug:team_slug>/connections/<uuid:connection_id>/disconnect/", 302)
