@@ -104,7 +104,7 @@ def test_an_invited_person_accepts_signs_up_and_connects_bipsync_in_a_real_brows
         page.get_by_role("button", name="Approve").click()
 
         expect(page).to_have_url(re.compile(r"/teams/acme/connections/[0-9a-f-]{36}/$"))
-        expect(page.locator(".status.active")).to_have_text("Active")
+        expect(page.locator("#status .status.active")).to_have_text("Active")
         body = page.content()
 
         # The link worked once: opened again it says so.

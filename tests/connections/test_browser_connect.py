@@ -70,7 +70,7 @@ def test_a_team_admin_connects_bipsync_in_a_real_browser(
         # Back at the partner app, on the connection's page.
         expect(page).to_have_url(re.compile(r"/teams/acme/connections/[0-9a-f-]{36}/$"))
         expect(page.get_by_text("Connected to Bipsync")).to_be_visible()
-        expect(page.locator(".status.active")).to_have_text("Active")
+        expect(page.locator("#status .status.active")).to_have_text("Active")
         body = page.content()
     finally:
         context.close()
@@ -127,7 +127,7 @@ def test_a_held_reconnect_is_confirmed_in_a_real_browser(
         page = first.new_page()
         _sign_in_and_connect(page, site_url, alice, world.tenant)
         _approve_at_bipsync(page, world.admin.email, world.admin.password)
-        expect(page.locator(".status.active")).to_have_text("Active")
+        expect(page.locator("#status .status.active")).to_have_text("Active")
     finally:
         first.close()
     before = Connection.objects.get().subject_id
