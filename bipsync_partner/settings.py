@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "bipsync_partner.connections",
     "bipsync_partner.sync",
     "bipsync_partner.writes",
+    "bipsync_partner.feed",
     "bipsync_partner.events",
     "bipsync_partner.ops",
 ]
