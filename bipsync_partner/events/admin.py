@@ -4,6 +4,7 @@ edited here: they are made and rotated on the team's Webhooks page, which shows 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 
 from bipsync_partner.events.models import Delivery, Endpoint, Event
 
@@ -16,6 +17,7 @@ class EndpointAdmin(admin.ModelAdmin[Endpoint]):
     list_filter = ["enabled"]
     search_fields = ["url", "team__name"]
     exclude = SECRET_FIELDS
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     readonly_fields = ["previous_secret_until", "failing_since", "created", "created_by"]
 
     def has_add_permission(self, request: object) -> bool:

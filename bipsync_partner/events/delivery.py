@@ -188,12 +188,12 @@ def _record(delivery: Delivery, token: uuid.UUID, answer: Answer) -> str:
             at = min(now + timedelta(seconds=delay), deadline)
             if not mine.update(next_attempt_at=at, **common):
                 return "claim lost"
-            endpoint.filter(failing_since__isnull=True).update(failing_since=first)
+            endpoint.filter(failing_since__isnull=True).update(failing_since=now)
             enqueue(delivery.pk, countdown=(at - now).total_seconds())
             return "retry"
         if not mine.update(status=Delivery.Status.FAILED, **common):
             return "claim lost"
-        endpoint.filter(failing_since__isnull=True).update(failing_since=first)
+        endpoint.filter(failing_since__isnull=True).update(failing_since=now)
         if not _disable_if_failing(delivery.endpoint_id, now):
             transaction.on_commit(lambda: notifications.delivery_failed(delivery))
     return "failed"

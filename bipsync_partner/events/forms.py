@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 
 from bipsync_partner.events import addresses
@@ -11,6 +9,7 @@ from bipsync_partner.events.models import EVENT_TYPES, Endpoint
 
 
 class EndpointForm(forms.ModelForm[Endpoint]):
+    url = forms.URLField(label="URL", max_length=2000, assume_scheme="https")
     event_types = forms.MultipleChoiceField(
         choices=[(name, f"{name}: {meaning}") for name, meaning in EVENT_TYPES.items()],
         widget=forms.CheckboxSelectMultiple,
@@ -20,10 +19,6 @@ class EndpointForm(forms.ModelForm[Endpoint]):
     class Meta:
         model = Endpoint
         fields = ["url", "description", "event_types"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["url"].assume_scheme = "https"  # type: ignore[attr-defined]
 
     def clean_url(self) -> str:
         url = str(self.cleaned_data["url"])
