@@ -79,6 +79,4 @@ def check(url: str) -> Target:
     netloc = f"[{pinned}]" if pinned.version == 6 else str(pinned)
     if parts.port:
         netloc += f":{parts.port}"
-    return Target(
-        url=parts._replace(netloc=netloc).geturl(), host=host, host_header=parts.netloc
-    )
+    return Target(url=parts._replace(netloc=netloc).geturl(), host=host, host_header=parts.netloc)

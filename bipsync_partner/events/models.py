@@ -84,9 +84,7 @@ class Endpoint(EncryptedModel):
         from bipsync_partner.events.signing import new_secret
 
         self.previous_secret = str(self.secret)
-        self.previous_secret_until = now + timedelta(
-            seconds=settings.EVENTS_SECRET_OVERLAP_SECONDS
-        )
+        self.previous_secret_until = now + timedelta(seconds=settings.EVENTS_SECRET_OVERLAP_SECONDS)
         self.secret = new_secret()
         self.save(update_fields=["secret", "previous_secret", "previous_secret_until"])
         return str(self.secret)
