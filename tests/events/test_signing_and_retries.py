@@ -64,7 +64,7 @@ def test_after_a_rotation_both_secrets_verify_until_the_overlap_ends(
     endpoint = add_endpoint(team, receiver)
     old = str(endpoint.secret)
     new = endpoint.rotate_secret(timezone.now())
-    receiver.secrets = []
+    receiver.secrets = [new]
     one_event(team)
 
     run_due()
