@@ -141,6 +141,7 @@ def test_a_failed_delivery_emails_the_admins_while_the_endpoint_still_works_othe
     events_settings: Settings, receiver: Receiver, team: Team, alice: User
 ) -> None:
     events_settings.EVENTS_RETRY_PERIOD_SECONDS = 1
+    events_settings.EVENTS_DELIVERY_BATCH = 1  # each delivery attempted on its own here
     endpoint = add_endpoint(team, receiver)
     receiver.behaviour.status = 400
     refused = one_event(team)

@@ -61,6 +61,7 @@ def test_beat_fires_four_sweeps_and_nothing_per_connection() -> None:
 def test_a_live_workers_claim_on_a_delivery_never_lapses_before_its_task_is_stopped() -> None:
     assert deliver_event_task.time_limit is not None
     assert deliver_event_task.time_limit < settings.EVENTS_LEASE_SECONDS
+    assert deliver_event_task.soft_time_limit is not None
     assert deliver_event_task.soft_time_limit > settings.EVENTS_TIMEOUT_SECONDS
 
 
