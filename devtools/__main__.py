@@ -56,6 +56,8 @@ def product_env(svc: services.Services, dev: dict[str, str]) -> dict[str, str]:
             "BIPSYNC_API_BASE_TEMPLATE": f"http://127.0.0.1:{SANDBOX_PORT}/t/{{tenant}}/api",
             "BIPSYNC_WEB_BASE_TEMPLATE": f"http://127.0.0.1:{SANDBOX_PORT}/t/{{tenant}}/web",
             "BIPSYNC_ALLOW_INSECURE_LOOPBACK": "1",
+            # The demo's webhook receivers run on this machine.
+            "EVENTS_ALLOW_PRIVATE_ADDRESSES": "1",
             "BIPSYNC_USER_CLIENT_ID": "partner-demo-user-app",
             "BIPSYNC_SERVICE_CLIENT_ID": "partner-demo-service-app",
             "BIPSYNC_PUBLIC_CLIENT_ID": "partner-demo-cli-app",
