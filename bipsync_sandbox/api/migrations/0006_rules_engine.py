@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sandbox_api', '0004_writes_notes_attachments_ingest'),
+        ('sandbox_api', '0005_graphql_people_companies'),
         ('sandbox_identity', '0001_initial'),
     ]
 
