@@ -147,8 +147,8 @@ def _update(
     with transaction.atomic():
         document.save(update_fields=["title", "fields", "modified"])
         extras.save(document, created=False)
-        body = NoteBody.objects.filter(document=document).first()
-        rules.fire(tenant.pk, "modified", [(document, body.content if body else "")])
+        note = NoteBody.objects.filter(document=document).first()
+        rules.fire(tenant.pk, "modified", [(document, note.content if note else "")])
     return json_response(note_item(document))
 
 
