@@ -15,10 +15,8 @@ full, calls are dropped and logged, as a busy rules engine would lose them.
 
 from __future__ import annotations
 
-import html
 import logging
 import queue
-import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from django.db import close_old_connections, models, transaction
 from django.utils import timezone
 
 from bipsync_sandbox.api.models import object_id
+from bipsync_sandbox.api.mustache import render
 from bipsync_sandbox.identity.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -77,30 +76,6 @@ class RuleCall(models.Model):
 
 
 # --- rendering ----------------------------------------------------------------------------------
-
-# Hand-written because neither chevron nor pystache is installed, and a rule's body needs only
-# Mustache's variables: ``{{a.b}}`` (HTML-escaped, as Mustache does) and ``{{{a.b}}}`` /
-# ``{{& a.b}}`` (as is). Sections, partials and lambdas are not supported: they render nothing.
-_TAG = re.compile(r"\{\{\{\s*([\w.]+)\s*\}\}\}|\{\{\s*(&?)\s*([\w.]+)\s*\}\}")
-
-
-def _lookup(context: dict[str, Any], dotted: str) -> Any:
-    value: Any = context
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return ""
-        value = value[part]
-    return value
-
-
-def render(template: str, context: dict[str, Any]) -> str:
-    def substitute(match: re.Match[str]) -> str:
-        raw_name, ampersand, name = match.groups()
-        value = _lookup(context, raw_name or name)
-        text = "" if value is None else str(value)
-        return text if raw_name or ampersand else html.escape(text, quote=True)
-
-    return _TAG.sub(substitute, template)
 
 
 def document_context(document: Any, content: str = "") -> dict[str, Any]:
