@@ -342,13 +342,13 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "sync.poll_new_research": {"queue": "default"},
     "sync.refetch_documents": {"queue": "default"},
 }
-# The schedule lives here, in code, not in the database (django-celery-beat): beat only fires two
-# fixed, minute-ly sweeps that are part of the product's correctness, reviewed and versioned with
+# The schedule lives here, in code, not in the database (django-celery-beat): beat only fires a
+# few fixed sweeps that are part of the product's correctness, reviewed and versioned with
 # it. What varies per connection (when it is due, its interval, whether it is enabled) lives on
 # rows that the sweeps read (connections' expiries and next_retry_at, sync schedules' next_due_at),
-# so 10,000 connections are two beat entries, not 10,000, and a schedule changed in the UI takes
+# so 10,000 connections are a few beat entries, not 10,000, and a schedule changed in the UI takes
 # effect at the next sweep without beat reloading anything. Run exactly one beat process.
-# ``expires`` drops a sweep that could not start within its minute: the next one does its work.
+# ``expires`` drops a sweep that could not start within its period: the next one does its work.
 WRITES_SWEEP_INTERVAL_SECONDS = env_int("WRITES_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
 # [choice] Between full scans, each syncing connection asks GraphQL for its newest research
 # (sorted by creation, newest first) every this many seconds and stores what it does not know
