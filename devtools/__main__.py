@@ -231,6 +231,10 @@ def cmd_check(args: argparse.Namespace) -> None:
             say(name)
             if subprocess.run(argv, cwd=ROOT, env=env).returncode != 0:
                 failures.append(name)
+        # The suite waits on servers and workers more than it computes, so two pytest processes
+        # (pytest-xdist) finish it in about two thirds of the time even on two cores. Each has its
+        # own test database (pytest-django suffixes it), sandbox and Redis key prefix.
+        pytest_args = ["-n", os.environ.get("BIPSYNC_TEST_PROCESSES", "2")]
     say("pytest")
     result = subprocess.run([str(BIN / "pytest"), *pytest_args], cwd=ROOT, env=env)
     if result.returncode != 0:
