@@ -212,6 +212,10 @@ BIPSYNC_SCOPES = env_str("BIPSYNC_SCOPES", "rest_api:read rest_api:fields:read")
 # re-consent that asks for them.
 BIPSYNC_WRITE_SCOPES = env_str("BIPSYNC_WRITE_SCOPES", "rest_api:write")
 BIPSYNC_HTTP_TIMEOUT = env_int("BIPSYNC_HTTP_TIMEOUT", 15, minimum=1)
+# Bipsync's GraphQL endpoint below the API base [doc], and the page size (``first``) the client
+# asks for [choice] (docs/bipsync.md, "GraphQL").
+BIPSYNC_GRAPHQL_PATH = env_str("BIPSYNC_GRAPHQL_PATH", "/v1/graphql")
+BIPSYNC_GRAPHQL_PAGE_SIZE = env_int("BIPSYNC_GRAPHQL_PAGE_SIZE", 100, minimum=1)
 # Refresh an access token when it expires within this many seconds.
 BIPSYNC_TOKEN_LEEWAY_SECONDS = env_int("BIPSYNC_TOKEN_LEEWAY_SECONDS", 60, minimum=0)
 # Bipsync does not document when a refresh token lapses; 30 days is our default [choice].
@@ -291,6 +295,17 @@ BIPSYNC_TOKEN_SUBJECT_TEAM_NAME_PARAMETER = env_str(
     "BIPSYNC_TOKEN_SUBJECT_TEAM_NAME_PARAMETER", "subject_team_name"
 )
 
+# Where whom a token acts as comes from: "token_response" (the parameters above; Bipsync
+# documents none, the sandbox sends them) or "graphql_me" (the GraphQL ``me`` query with the new
+# token; not documented by Bipsync either, the sandbox offers it). Neither is known to exist at
+# Bipsync: without an answer the subject stays empty and the subject-change check cannot apply.
+BIPSYNC_IDENTITY_SOURCE = env_str("BIPSYNC_IDENTITY_SOURCE", "token_response")
+if BIPSYNC_IDENTITY_SOURCE not in ("token_response", "graphql_me"):
+    raise ImproperlyConfiguredEnv(
+        "BIPSYNC_IDENTITY_SOURCE must be token_response or graphql_me, "
+        f"not {BIPSYNC_IDENTITY_SOURCE!r}."
+    )
+
 # Token encryption keys, comma separated, newest first: the first encrypts, all decrypt.
 TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS")
 if not TOKEN_ENCRYPTION_KEYS and not DEBUG:
@@ -328,16 +343,25 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     # writes, syncs or refreshes (the Procfile's worker takes every queue).
     "events.deliver": {"queue": "events"},
     "events.sweep": {"queue": "events"},
+    # Not the sync queue: a poll or a hint must not wait behind a long full scan.
+    "sync.sweep_new_research": {"queue": "default"},
+    "sync.poll_new_research": {"queue": "default"},
+    "sync.refetch_documents": {"queue": "default"},
 }
-# The schedule lives here, in code, not in the database (django-celery-beat): beat only fires two
-# fixed, minute-ly sweeps that are part of the product's correctness, reviewed and versioned with
+# The schedule lives here, in code, not in the database (django-celery-beat): beat only fires a
+# few fixed sweeps that are part of the product's correctness, reviewed and versioned with
 # it. What varies per connection (when it is due, its interval, whether it is enabled) lives on
 # rows that the sweeps read (connections' expiries and next_retry_at, sync schedules' next_due_at),
-# so 10,000 connections are two beat entries, not 10,000, and a schedule changed in the UI takes
+# so 10,000 connections are a few beat entries, not 10,000, and a schedule changed in the UI takes
 # effect at the next sweep without beat reloading anything. Run exactly one beat process.
-# ``expires`` drops a sweep that could not start within its minute: the next one does its work.
+# ``expires`` drops a sweep that could not start within its period: the next one does its work.
 WRITES_SWEEP_INTERVAL_SECONDS = env_int("WRITES_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
 EVENTS_SWEEP_INTERVAL_SECONDS = env_int("EVENTS_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
+# [choice] Between full scans, each syncing connection asks GraphQL for its newest research
+# (sorted by creation, newest first) every this many seconds and stores what it does not know
+# yet, stopping at the first document it knows; 0 turns the poll off. Edits and deletions still
+# come from the full scan (Bipsync documents no "modified since", docs/bipsync.md).
+BIPSYNC_NEW_RESEARCH_POLL_SECONDS = env_int("BIPSYNC_NEW_RESEARCH_POLL_SECONDS", 30, minimum=0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "refresh-sweep": {
         "task": "connections.sweep_refreshes",
@@ -349,6 +373,18 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # New research between full scans (every BIPSYNC_NEW_RESEARCH_POLL_SECONDS, 0: off).
+    **(
+        {
+            "new-research-sweep": {
+                "task": "sync.sweep_new_research",
+                "schedule": float(BIPSYNC_NEW_RESEARCH_POLL_SECONDS),
+                "options": {"expires": max(1, BIPSYNC_NEW_RESEARCH_POLL_SECONDS - 1)},
+            }
+        }
+        if BIPSYNC_NEW_RESEARCH_POLL_SECONDS
+        else {}
+    ),
     # Writes whose retry is due, and ones whose queueing was lost or whose worker died.
     "writes-sweep": {
         "task": "writes.sweep",
@@ -416,6 +452,19 @@ SYNC_RATE_LIMIT_ATTEMPTS = env_int("SYNC_RATE_LIMIT_ATTEMPTS", 10, minimum=1)
 # mass deletion is more often a listing fault (a lost share, a backend hiccup) than research
 # removed, and a wrong deletion hides research from every member until the next run.
 SYNC_CONFIRM_DELETIONS_PERCENT = env_int("SYNC_CONFIRM_DELETIONS_PERCENT", 20, minimum=0)
+# --- Fresher than a full scan (bipsync_partner/sync/fresh.py, hints.py) ------------------------
+# (BIPSYNC_NEW_RESEARCH_POLL_SECONDS is with beat's schedule above.)
+# Documents per page of that poll, and the pages it reads at most before leaving the rest to
+# the full scan (a burst of new research larger than that is the full scan's).
+BIPSYNC_NEW_RESEARCH_POLL_PAGE_SIZE = env_int("BIPSYNC_NEW_RESEARCH_POLL_PAGE_SIZE", 20, minimum=1)
+BIPSYNC_NEW_RESEARCH_POLL_MAX_PAGES = env_int("BIPSYNC_NEW_RESEARCH_POLL_MAX_PAGES", 5, minimum=1)
+# Rules-engine webhooks as a hint (docs/bipsync.md, "Webhooks"): the receiver reads at most this
+# many bytes of a body and this many document ids from it, and accepts at most RATE_LIMIT calls
+# per connection per window (counted in Redis); more is answered 413 / 429.
+BIPSYNC_WEBHOOK_MAX_BODY_BYTES = env_int("BIPSYNC_WEBHOOK_MAX_BODY_BYTES", 65536, minimum=1)
+BIPSYNC_WEBHOOK_MAX_IDS = env_int("BIPSYNC_WEBHOOK_MAX_IDS", 100, minimum=1)
+BIPSYNC_WEBHOOK_RATE_LIMIT = env_int("BIPSYNC_WEBHOOK_RATE_LIMIT", 120, minimum=1)
+BIPSYNC_WEBHOOK_RATE_WINDOW_SECONDS = env_int("BIPSYNC_WEBHOOK_RATE_WINDOW_SECONDS", 60, minimum=1)
 # Workers log through Django's LOGGING (JSON, ids, redaction) instead of Celery's own setup.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

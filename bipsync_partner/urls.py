@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("bipsync_partner.connections.urls")),
     path("", include("bipsync_partner.sync.urls")),
+    path("", include("bipsync_partner.sync.webhook_urls")),
     path("", include("bipsync_partner.writes.urls")),
     path("", include("bipsync_partner.events.urls")),
     path("admin/", admin.site.urls),

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from bipsync_sandbox.api import attachments, ingest, notes, views
+from bipsync_sandbox.api import attachments, downloads, ingest, notes, views
+from bipsync_sandbox.api.graph.view import graphql_endpoint
 
 urlpatterns = [
     path("v1/research", views.research_list, name="api-research"),
+    path("v1/graphql", graphql_endpoint, name="api-graphql"),
     path("v1/contenttype", views.content_type_list, name="api-contenttype"),
     path("v1/field", views.field_list, name="api-field"),
     path("v2/research/note", notes.note_collection, name="api-note-create"),
@@ -25,6 +27,7 @@ urlpatterns = [
         attachments.attachment_content,
         name="api-note-attachment-content",
     ),
+    path(downloads.route(), downloads.attachment_download, name="api-note-attachment-download"),
     path("v3/ingest/<str:source>/<str:value>", ingest.ingest, name="api-ingest"),
     # Anything else under a tenant's API host: a JSON 404 (Bipsync documents 404 [doc]), not an
     # HTML page. The OAuth routes are matched before this include.
