@@ -3,9 +3,11 @@
 A team may hold a million documents, so nothing here reads them all for one page view:
 
 - the count is exact up to ``RESEARCH_EXACT_COUNT_LIMIT`` (a ``COUNT`` over at most that many
-  rows plus one) and, above it, PostgreSQL's own estimate of the filtered query's rows (the
-  planner's row estimate in ``EXPLAIN``: reading no row at all), which also spares the count
-  when it is far above the bound;
+  rows plus one), "more than" the bound above it, as Gmail and GitHub say; when PostgreSQL's own
+  estimate of the filtered query's rows (the planner's row estimate in ``EXPLAIN``: reading no
+  row at all) is far above the bound, nothing is counted and the page says "about" the
+  estimate. A numbered page that holds the last match makes the count exact (its offset plus
+  its rows);
 - the first pages are numbered and read with ``OFFSET`` (at most ``MAX_NUMBERED_PAGES``);
   beyond them, and for "Last", pages are read by keyset from the last row shown (``WHERE (modified, id) < (…)`` on the same index), which costs the same on the first
   page and on the millionth (https://use-the-index-luke.com/no-offset);
@@ -84,15 +86,19 @@ def filtered(
 
 @dataclass(frozen=True)
 class Count:
-    """How many documents match: ``value`` exactly, or about ``value`` (``exact`` false)."""
+    """How many documents match: ``value`` exactly, about ``value`` (``exact`` false), or more
+    than ``value`` (``more_than``: the count stopped at its bound)."""
 
     value: int
     exact: bool
+    more_than: bool = False
 
     def __str__(self) -> str:
         noun = "document" if self.value == 1 and self.exact else "documents"
         if self.exact:
             return f"{self.value:,} {noun}"
+        if self.more_than:
+            return f"more than {self.value:,} {noun}"
         return f"about {about(self.value)} {noun}"
 
 
@@ -112,21 +118,22 @@ def exact_count_limit() -> int:
 
 
 #: Above this many times the bound, the planner's estimate is taken as it is and nothing is
-#: counted: counting even the bound's rows of a common search term reads them all from the
-#: table (100 ms for 10,000 at a million documents, bench/README.md), and an estimate that far
-#: above the bound is not wrong about the count being above it.
+#: counted: counting even the bound's rows of a search term reads each of them from the table
+#: to recheck its title (126 ms for 10,000 at a million documents, bench/README.md), and an
+#: estimate that far above the bound is not wrong about the count being above it.
 TRUSTED_ESTIMATE_FACTOR = 4
 
 
 def count(documents: QuerySet[ResearchDocument], limit: int) -> Count:
-    """Exact up to ``limit`` rows; above it the planner's estimate, never below ``limit + 1``."""
+    """Exact up to ``limit`` rows; above it "more than ``limit``", or "about" the planner's
+    estimate when that is far above the bound (then nothing is counted)."""
     estimate = planner_estimate(documents)
     if estimate > TRUSTED_ESTIMATE_FACTOR * limit:
         return Count(estimate, exact=False)
     found = documents.order_by()[: limit + 1].count()
     if found <= limit:
         return Count(found, exact=True)
-    return Count(max(estimate, limit + 1), exact=False)
+    return Count(limit, exact=False, more_than=True)
 
 
 def planner_estimate(documents: QuerySet[ResearchDocument]) -> int:
@@ -203,6 +210,8 @@ class Page:
             return "Last page" if self.next is None else "Page beyond the numbered ones"
         if self.count.exact:
             return f"Page {self.number:,} of {self.numbered_pages:,}"
+        if self.count.more_than:
+            return f"Page {self.number:,} of more than {self._all_pages()}"
         return f"Page {self.number:,} of about {self._all_pages()}"
 
     def _all_pages(self) -> str:
@@ -244,7 +253,9 @@ def page(
     else:
         wanted = numbered if number == "last" else _page_number(number, numbered, pages, total)
         result = _numbered(documents, total, wanted, numbered, per_page)
-    result.numbered_pages = pages if total.exact else 0
+    if result.count.exact:
+        pages = max(1, math.ceil(result.count.value / per_page))
+    result.numbered_pages = pages if result.count.exact else 0
     result.per_page = per_page
     result.last = None if result.next is None else last_link
     result.first = None if result.previous is None else {}
@@ -277,13 +288,16 @@ def _numbered(
     start = (number - 1) * per_page
     rows = list(documents.order_by(*ORDER)[start : start + per_page + 1])
     shown = rows[:per_page]
+    if len(rows) <= per_page and (shown or number == 1):
+        # The last match is on this page: an estimate is replaced by what was found (a planner
+        # that expected thousands of rows where there are twelve does not say "about 4,000").
+        total = Count(start + len(shown), exact=True)
     result = Page(shown, total, number, numbered)
     if number > 1:
         result.previous = _number_link(number - 1)
-    if number < numbered:
-        result.next = _number_link(number + 1)
-    elif len(rows) > per_page:
-        result.next = {"after": str(Cursor.of(shown[-1]))}
+    if len(rows) > per_page:
+        more = number < numbered
+        result.next = _number_link(number + 1) if more else {"after": str(Cursor.of(shown[-1]))}
     return result
 
 
