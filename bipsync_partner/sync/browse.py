@@ -30,7 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, Lookup, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import OrderBy, RawSQL
 
 from bipsync_partner.sync.models import ResearchDocument
 
@@ -286,7 +286,7 @@ def _numbered(
     documents: QuerySet[ResearchDocument], total: Count, number: int, numbered: int, per_page: int
 ) -> Page:
     start = (number - 1) * per_page
-    rows = list(documents.order_by(*ORDER)[start : start + per_page + 1])
+    rows = _read(documents, ORDER, per_page + 1, start)
     shown = rows[:per_page]
     if len(rows) <= per_page and (shown or number == 1):
         # The last match is on this page: an estimate is replaced by what was found (a planner
@@ -339,18 +339,17 @@ def _forward(
     (PostgreSQL sorts NULL first in descending order), so from one of those the rest of them
     come before every dated row: two queries, each an index range."""
     if cursor.modified is None:
-        rows = list(
-            documents.filter(bipsync_modified__isnull=True, pk__lt=cursor.pk).order_by("-pk")[:n]
-        )
+        undated = documents.filter(bipsync_modified__isnull=True, pk__lt=cursor.pk)
+        rows = _read(undated, (F("pk").desc(),), n)
         if len(rows) < n:
-            dated = documents.filter(bipsync_modified__isnull=False).order_by(*ORDER)
-            rows += list(dated[: n - len(rows)])
+            dated = documents.filter(bipsync_modified__isnull=False)
+            rows += _read(dated, ORDER, n - len(rows))
         return rows
     # "modified <= m" bounds the index range; the OR inside it only sorts out the ties.
     after = documents.filter(bipsync_modified__lte=cursor.modified).filter(
         Q(bipsync_modified__lt=cursor.modified) | Q(pk__lt=cursor.pk)
     )
-    return list(after.order_by(*ORDER)[:n])
+    return _read(after, ORDER, n)
 
 
 def _backward(
@@ -359,17 +358,29 @@ def _backward(
     """Up to ``n`` rows before ``cursor`` in ORDER (from the end when None), nearest first."""
     if cursor is not None and cursor.modified is None:
         undated = documents.filter(bipsync_modified__isnull=True, pk__gt=cursor.pk)
-        return list(undated.order_by("pk")[:n])
+        return _read(undated, (F("pk").asc(),), n)
     dated = documents.filter(bipsync_modified__isnull=False)
     if cursor is not None:
         dated = dated.filter(bipsync_modified__gte=cursor.modified).filter(
             Q(bipsync_modified__gt=cursor.modified) | Q(pk__gt=cursor.pk)
         )
-    rows = list(dated.order_by(*REVERSED)[:n])
+    rows = _read(dated, REVERSED, n)
     if len(rows) < n:
-        undated = documents.filter(bipsync_modified__isnull=True).order_by("pk")
-        rows += list(undated[: n - len(rows)])
+        undated = documents.filter(bipsync_modified__isnull=True)
+        rows += _read(undated, (F("pk").asc(),), n - len(rows))
     return rows
+
+
+def _read(
+    documents: QuerySet[ResearchDocument], order: Sequence[OrderBy], n: int, start: int = 0
+) -> list[ResearchDocument]:
+    """Rows ``start`` to ``start + n`` of ``documents`` in ``order``: their ids first, then the
+    rows of those ids. The ids come from the ordered index alone (it carries the title, so a
+    search is checked there too: an index-only scan), and only the rows shown are read from
+    the table; reading whole rows while walking the index read every row passed over (6,472
+    table rows for the 50 newest titles with a word in one of 100 titles, 23 ms against 5-14)."""
+    ids = documents.order_by(*order).values("pk")[start : start + n]
+    return list(ResearchDocument.objects.filter(pk__in=ids).only(*COLUMNS).order_by(*order))
 
 
 # --- the filter's authors -----------------------------------------------------------------------

@@ -377,13 +377,16 @@ _LIVE = models.Q(deleted_at__isnull=True)
 #: The research browser's indexes (bipsync_partner/sync/browse.py), all on live rows only: its
 #: order (newest first, the primary key breaking ties) alone and after each filter, the loose
 #: scan of authors and their names, and the trigram index that "title contains" uses (the
-#: browser searches with ``title ILIKE …``, which the index serves).
+#: browser searches with ``title ILIKE …``, which the index serves). The ordered ones carry the
+#: title, so that a search within the order or a filter is checked in the index and only the
+#: rows shown are read from the table (browse.py reads a page's ids first, then their rows).
 BROWSER_INDEXES = [
     models.Index(
         "team",
         F("bipsync_modified").desc(),
         F("id").desc(),
         condition=_LIVE,
+        include=["title"],
         name="research_recent",
     ),
     models.Index(
@@ -392,6 +395,7 @@ BROWSER_INDEXES = [
         F("bipsync_modified").desc(),
         F("id").desc(),
         condition=_LIVE,
+        include=["title"],
         name="research_by_type",
     ),
     models.Index(
@@ -400,6 +404,7 @@ BROWSER_INDEXES = [
         F("bipsync_modified").desc(),
         F("id").desc(),
         condition=_LIVE,
+        include=["title"],
         name="research_by_author",
     ),
     models.Index(
