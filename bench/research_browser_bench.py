@@ -13,7 +13,10 @@ turn; plus the count on its own (``browse.count``). Reported per case: p50 and p
 teams, the ratio of the big team's p95 to the small's, and whether the big p95 is under 50 ms.
 
     .venv/bin/python bench/research_browser_bench.py [--docs 1000000] [--small 10000]
-        [--reps 40] [--json out.json]
+        [--reps 40] [--json out.json] [--keep bench_browser_kept]
+
+With ``--keep NAME`` the database is made and loaded once and kept; later runs migrate it (so a
+new migration's indexes are built on the million rows, as a deployment builds them) and reuse it.
 """
 
 from __future__ import annotations
@@ -81,13 +84,18 @@ def load() -> float:
 
 
 @contextlib.contextmanager
-def partner_database() -> Iterator[str]:
-    name = f"bench_browser_{os.getpid()}"
+def partner_database(kept: str | None) -> Iterator[str]:
+    """A fresh database dropped at the end; or the database ``kept``, made when missing and
+    left in place (its documents are loaded once and reused by the next runs)."""
+    name = kept or f"bench_browser_{os.getpid()}"
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if kept is None:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield name
     finally:
@@ -95,11 +103,14 @@ def partner_database() -> Iterator[str]:
             from django.db import connections
 
             connections.close_all()
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        say(f"dropped database {name}")
+        if kept is not None:
+            say(f"kept database {name}")
+        else:
+            with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+            say(f"dropped database {name}")
 
 
 def setup_django(db_name: str) -> None:
@@ -139,6 +150,19 @@ def setup_django(db_name: str) -> None:
 
 
 # --- the data -----------------------------------------------------------------------------------
+
+
+def loaded_team(slug: str) -> dict[str, Any] | None:
+    """The team ``slug`` of a kept database, as :func:`make_team` made it (None if missing)."""
+    from accounts.models import Team
+    from bipsync_partner.connections.models import Connection
+
+    team = Team.objects.filter(slug=slug).first()
+    if team is None:
+        return None
+    machine = Connection.objects.get(team=team, kind=Connection.Kind.CLIENT_CREDENTIALS)
+    own = Connection.objects.select_related("user").get(team=team, kind=Connection.Kind.USER)
+    return {"team": team, "member": own.user, "machine": machine, "own": own}
 
 
 def make_team(slug: str) -> dict[str, Any]:
@@ -437,20 +461,32 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--reps", type=int, default=40)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--keep",
+        metavar="NAME",
+        help="use the database NAME and keep it: loaded on the first run (--docs, --small), "
+        "migrated and reused as it is on the next ones",
+    )
     args = parser.parse_args()
     say(f"load average before: {load()}")
-    with partner_database() as db_name:
+    with partner_database(args.keep) as db_name:
         setup_django(db_name)
-        big, small = make_team("big"), make_team("small")
-        began = time.perf_counter()
-        with indexes_built_after_load():
-            copy_documents(big, args.docs, seed=1)
-            copy_documents(small, args.small, seed=2)
-            say(f"COPY of {args.docs + args.small:,} documents and their sightings: "
-                f"{time.perf_counter() - began:.1f} s")  # fmt: skip
-        vacuum_analyze()
-        say(f"loaded, indexed and analyzed in {time.perf_counter() - began:.1f} s; "
-            f"load average {load()}")  # fmt: skip
+        kept = loaded_team("big"), loaded_team("small")
+        if kept[0] is not None and kept[1] is not None:
+            big, small = kept
+            vacuum_analyze()
+            say(f"reusing the documents of database {db_name}")
+        else:
+            big, small = make_team("big"), make_team("small")
+            began = time.perf_counter()
+            with indexes_built_after_load():
+                copy_documents(big, args.docs, seed=1)
+                copy_documents(small, args.small, seed=2)
+                say(f"COPY of {args.docs + args.small:,} documents and their sightings: "
+                    f"{time.perf_counter() - began:.1f} s")  # fmt: skip
+            vacuum_analyze()
+            say(f"loaded, indexed and analyzed in {time.perf_counter() - began:.1f} s; "
+                f"load average {load()}")  # fmt: skip
         big_visible, small_visible = visible_count(big), visible_count(small)
         say(f"visible to the member: {big_visible:,} and {small_visible:,}")
         load_before = load()

@@ -18,6 +18,7 @@ The sandbox runs under gunicorn on 127.0.0.1 with its own database; the partner 
 database ``bench_partner_<pid>``; both are dropped at the end. Redis keys carry a unique prefix.
 
     .venv/bin/python bench/sync_bench.py [refresh|sync|all] [--connections 10000] [--docs 100000]
+        [--without-index NAME ...]
 """
 
 from __future__ import annotations
@@ -121,6 +122,20 @@ def setup_django(env: dict[str, str]) -> None:
 
     django.setup()
     call_command("migrate", verbosity=0)
+
+
+def drop_indexes(names: list[str]) -> None:
+    """Drop indexes of the migrated partner database, to measure what they cost the sync's
+    writes against a run with them (``--without-index``)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", [name])
+            if cursor.fetchone() is None:
+                raise SystemExit(f"There is no index {name} in the partner database.")
+            cursor.execute(f"DROP INDEX {connection.ops.quote_name(name)}")
+            say(f"dropped index {name}")
 
 
 @contextlib.contextmanager
@@ -741,6 +756,14 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
+        "--without-index",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="drop this index of the partner database after migrating (repeatable): what an "
+        "index costs the sync is the difference with a run that keeps it",
+    )
+    parser.add_argument(
         "--split-cpus",
         action="store_true",
         help="the sandbox and its own PostgreSQL on CPU 0, the partner side on CPU 1",
@@ -753,11 +776,13 @@ def main() -> None:
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "split_cpus": args.split_cpus,
+        "without_indexes": args.without_index,
     }
     with environment(args.split_cpus) as sandbox, partner_database() as db_name:
         world = make_world(sandbox)
         env = partner_env(db_name, sandbox, world)
         setup_django(env)
+        drop_indexes(args.without_index)
         try:
             if args.what in ("refresh", "all"):
                 report["refresh"] = bench_refresh(sandbox, world, args, env)

@@ -5,7 +5,7 @@ read (:func:`~bipsync_partner.connections.visibility.research_sources`: the team
 connections and the member's own, not disconnected) has a sighting of it. The filter is an
 ``EXISTS`` on the sightings' primary key (document, connection) with the handful of source
 connections as a list: one index probe per candidate document, so the browser's
-``ORDER BY bipsync_modified DESC LIMIT 50`` walks ``research_browse`` and stops after fifty
+``ORDER BY bipsync_modified DESC LIMIT 50`` walks ``research_recent`` and stops after fifty
 visible rows, at a million documents as at a hundred.
 """
 

@@ -189,6 +189,47 @@ def test_counts_above_the_bound_say_about_and_count_exactly_below_it(
     assert "30 documents." in rare.content.decode()
 
 
+def test_a_count_that_reaches_the_bound_says_more_than_the_bound(
+    team: Team, bob: User, machine: Connection, settings: Settings
+) -> None:
+    settings.RESEARCH_EXACT_COUNT_LIMIT = 100
+    documents(machine, range(1, 151))
+    with db.cursor() as cursor:
+        cursor.execute("ANALYZE sync_researchdocument")
+        cursor.execute("ANALYZE sync_documentsighting")
+    response = signed_in(bob).get(url(team))
+    page = response.context["page"]
+    assert str(page.count) == "more than 100 documents"
+    assert "more than 100 documents." in response.content.decode()
+    assert page.label == "Page 1 of more than 2"
+    assert len(titles(response)) == 50
+
+
+def test_an_estimate_far_above_what_a_first_page_holds_gives_way_to_the_exact_count(
+    team: Team, bob: User, machine: Connection, settings: Settings
+) -> None:
+    settings.RESEARCH_EXACT_COUNT_LIMIT = 40
+    # Half the documents are meetings, the other half by another author: the planner takes the
+    # two filters as independent and expects a quarter of the documents to be both; three are.
+    documents(machine, range(1, 601), content_type_bid=MEETING)
+    documents(machine, range(601, 1201), author_bid=OTHER_AUTHOR)
+    documents(machine, range(1201, 1204), content_type_bid=MEETING, author_bid=OTHER_AUTHOR)
+    for bid, name in ((NOTE, "Note"), (MEETING, "Meeting")):
+        SyncedContentType.objects.create(
+            connection=machine, team=team, tenant="acme", bipsync_id=bid, display_name=name
+        )
+    with db.cursor() as cursor:
+        cursor.execute("ANALYZE sync_researchdocument")
+        cursor.execute("ANALYZE sync_documentsighting")
+    response = signed_in(bob).get(url(team), {"content_type": MEETING, "author": OTHER_AUTHOR})
+    assert response.status_code == 200
+    page = response.context["page"]
+    assert page.count.exact
+    assert "3 documents." in response.content.decode()
+    assert page.label == "Page 1 of 1"
+    assert response.context["links"] == {}
+
+
 def test_pages_past_the_bound_are_read_from_the_last_row_shown_to_the_very_end(
     team: Team, bob: User, machine: Connection, settings: Settings
 ) -> None:
@@ -309,8 +350,9 @@ def test_title_search_is_answered_from_the_trigram_index(
 
 
 def test_past_twenty_numbered_pages_the_browser_goes_on_by_older_and_last(
-    team: Team, bob: User, machine: Connection
+    team: Team, bob: User, machine: Connection, settings: Settings
 ) -> None:
+    settings.RESEARCH_EXACT_COUNT_LIMIT = 2000
     documents(machine, range(1, 1101))  # 22 pages, counted exactly
     client = signed_in(bob)
     twentieth = client.get(url(team), {"page": "20"})
