@@ -232,7 +232,7 @@ def test_it_redirects_with_access_denied_when_the_user_denies(sandbox_world: San
     assert "code" not in params
 
 
-@pytest.mark.parametrize("scope", ["rest_api:read nonsense:read", "users:read"])
+@pytest.mark.parametrize("scope", ["rest_api:read nonsense:read", "tasks:read"])
 def test_it_redirects_with_invalid_scope_for_scopes_the_app_may_not_have(
     sandbox_world: SandboxWorld, scope: str
 ) -> None:

@@ -4,7 +4,6 @@ layer; the token service under it is the one every REST test exercises."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -106,9 +105,7 @@ def test_it_pages_through_ten_thousand_categories(
     sandbox: Sandbox, sandbox_world: SandboxWorld, graphql: GraphqlClient
 ) -> None:
     made = sandbox.generate_categories(sandbox_world.tenant, 10_000, seed=1)
-    started = time.monotonic()
     pages = list(graphql.pages(CATEGORIES, ["categories"]))
-    seconds = time.monotonic() - started
 
     ids = [node["id"] for page in pages for node in page.nodes]
     total = graphql.execute("{ categories { totalCount } }")["categories"]["totalCount"]
@@ -123,7 +120,6 @@ def test_it_pages_through_ten_thousand_categories(
     ]
     assert len(companies) == 10_000 + 400  # and the catalogue's 400
     assert all(n["ticker"] and n["classification"]["name"] == "Company" for n in companies)
-    assert seconds < 10, f"{len(pages)} pages took {seconds:.1f} s"
 
 
 def nested(levels: int) -> str:
