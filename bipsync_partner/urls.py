@@ -15,6 +15,8 @@ urlpatterns = [
     path("", include("bipsync_partner.connections.urls")),
     path("", include("bipsync_partner.sync.urls")),
     path("", include("bipsync_partner.writes.urls")),
+    path("", include("bipsync_partner.api.page_urls")),
+    path("", include("bipsync_partner.api.urls")),
     path("admin/", admin.site.urls),
     path("healthz", ops_views.liveness, name="healthz"),
     path("readyz", ops_views.readiness, name="readyz"),
