@@ -55,7 +55,7 @@ class ApiKeyAuth(HttpBearer):
         if not key.has_scope(self.scope):
             raise Problem(
                 403,
-                f"The API key lacks the {self.scope!r} scope this needs.",
+                f"The API key lacks the '{self.scope}' scope this needs.",
                 kind="missing-scope",
             )
         key.note_use()
