@@ -12,7 +12,7 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Router
+from ninja import Router, Status
 
 from bipsync_partner.api.auth import READ, WRITE, Caller, caller
 from bipsync_partner.api.paging import one
@@ -107,7 +107,7 @@ def get_connection(request: HttpRequest, connection_id: UUID) -> ConnectionOut:
     auth=WRITE,
     summary="Sync now",
 )
-def sync_now(request: HttpRequest, connection_id: UUID) -> tuple[int, SyncRequestedOut]:
+def sync_now(request: HttpRequest, connection_id: UUID) -> Status[SyncRequestedOut]:
     conn = one(team_connections(caller(request)), connection_id, "connection")
     if not may_sync(conn):
         schedule = SyncSchedule.objects.filter(connection=conn).first()
@@ -118,9 +118,12 @@ def sync_now(request: HttpRequest, connection_id: UUID) -> tuple[int, SyncReques
         if requested.created
         else "A sync of this connection is already queued or running."
     )
-    return 202, SyncRequestedOut(
-        run_id=requested.run.pk,
-        status=requested.run.status,
-        created=requested.created,
-        detail=detail,
+    return Status(
+        202,
+        SyncRequestedOut(
+            run_id=requested.run.pk,
+            status=requested.run.status,
+            created=requested.created,
+            detail=detail,
+        ),
     )

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import posixpath
 import uuid
 from typing import Annotated, Any
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.http import HttpRequest
 from django.utils.text import get_valid_filename
-from ninja import Router
+from ninja import Router, Status
 from ninja.params import functions as param_functions
 
 from bipsync_partner.api.auth import READ, WRITE, Caller, caller
@@ -91,12 +93,21 @@ def _decoded(body: NoteIn) -> list[tuple[str, bytes]]:
                 "bytes, the most a note written through the API may carry.",
                 kind="attachments-too-large",
             )
-        files.append((get_valid_filename(attachment.file_name) or "attachment", data))
+        # Only the last part of a path a client sent, and only safe characters.
+        files.append((_file_name(attachment.file_name), data))
     return files
 
 
-def _answer(created: bool, write: Write) -> tuple[int, WriteOut]:
-    return (202 if created else 200), write_out(write)
+def _file_name(sent: str) -> str:
+    """Only the last part of a path a client sent, in safe characters."""
+    try:
+        return get_valid_filename(posixpath.basename(sent.replace("\\", "/")))
+    except SuspiciousFileOperation:
+        return "attachment"
+
+
+def _answer(created: bool, write: Write) -> Status[WriteOut]:
+    return Status(202 if created else 200, write_out(write))
 
 
 def _refused(exc: outbox.WriteRefused) -> Problem:
@@ -111,7 +122,7 @@ def _refused(exc: outbox.WriteRefused) -> Problem:
 )
 def write_note(
     request: HttpRequest, body: NoteIn, idempotency_key: IdempotencyKeyHeader
-) -> tuple[int, WriteOut]:
+) -> Status[WriteOut]:
     who = caller(request)
     digest = request_hash("note", body.model_dump(mode="json"))
     files = _decoded(body)
@@ -159,7 +170,7 @@ def _forget(names: list[str]) -> None:
 )
 def write_upsert(
     request: HttpRequest, body: UpsertIn, idempotency_key: IdempotencyKeyHeader
-) -> tuple[int, WriteOut]:
+) -> Status[WriteOut]:
     who = caller(request)
     values: dict[str, Any] = body.model_dump(mode="json")
     conn = _connection(who, body.connection_id)
