@@ -13,7 +13,7 @@ from bipsync_partner.connections.models import Connection
 from bipsync_partner.sync.models import DocumentSighting, ResearchDocument
 
 
-def key_client(key: NewKey | str, **headers: str) -> Client:
+def key_client(key: NewKey | str, **headers: Any) -> Client:
     plaintext = key if isinstance(key, str) else key.plaintext
     return Client(HTTP_AUTHORIZATION=f"Bearer {plaintext}", **headers)
 
