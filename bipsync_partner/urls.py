@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("bipsync_partner.writes.urls")),
     path("", include("bipsync_partner.api.page_urls")),
     path("", include("bipsync_partner.api.urls")),
+    path("", include("bipsync_partner.events.urls")),
     path("admin/", admin.site.urls),
     path("healthz", ops_views.liveness, name="healthz"),
     path("readyz", ops_views.readiness, name="readyz"),
