@@ -57,6 +57,9 @@ INSTALLED_APPS = [
     "bipsync_partner.sync",
     "bipsync_partner.writes",
     "bipsync_partner.feed",
+    "bipsync_partner.api",
+    # Its templates and static files: the API's docs page (Swagger UI, served from here).
+    "ninja",
     "bipsync_partner.events",
     "bipsync_partner.ops",
 ]
@@ -504,6 +507,19 @@ WRITES_BACKOFF_CAP_MS = env_int("WRITES_BACKOFF_CAP_MS", 600000, minimum=1)
 WRITES_MAX_ATTEMPTS = env_int("WRITES_MAX_ATTEMPTS", 25, minimum=1)
 # Due writes queued per sweep.
 WRITES_SWEEP_BATCH = env_int("WRITES_SWEEP_BATCH", 2000, minimum=1)
+# --- The HTTP API (bipsync_partner/api/) ---------------------------------------------------------
+# Page sizes of the API's lists (?limit=): the default and the largest allowed.
+API_PAGE_SIZE_DEFAULT = env_int("API_PAGE_SIZE_DEFAULT", 50, minimum=1)
+API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 1000, minimum=1)
+# The change feed's default page (/api/v1/changes).
+API_CHANGES_PAGE_SIZE_DEFAULT = env_int("API_CHANGES_PAGE_SIZE_DEFAULT", 500, minimum=1)
+# An API key's last use is written at most once per this many seconds.
+API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int(
+    "API_KEY_LAST_USED_RESOLUTION_SECONDS", 60, minimum=0
+)
+# The most a note written through the API may carry in attachments (decoded bytes, base64 in
+# the JSON body; 1 MiB, which keeps the body under Django's DATA_UPLOAD_MAX_MEMORY_SIZE).
+API_NOTE_ATTACHMENTS_MAX_BYTES = env_int("API_NOTE_ATTACHMENTS_MAX_BYTES", 1024**2, minimum=1)
 # --- Outbound events (bipsync_partner/events/; queue "events") ------------------------------------
 # Endpoints must be https:// (plain http:// too when DEBUG or this is on).
 EVENTS_ALLOW_HTTP = env_bool("EVENTS_ALLOW_HTTP", False)

@@ -16,6 +16,8 @@ urlpatterns = [
     path("", include("bipsync_partner.sync.urls")),
     path("", include("bipsync_partner.sync.webhook_urls")),
     path("", include("bipsync_partner.writes.urls")),
+    path("", include("bipsync_partner.api.page_urls")),
+    path("", include("bipsync_partner.api.urls")),
     path("", include("bipsync_partner.events.urls")),
     path("admin/", admin.site.urls),
     path("healthz", ops_views.liveness, name="healthz"),

@@ -48,6 +48,15 @@ def research_sources(team: Team, user: User) -> models.QuerySet[Connection]:
     )
 
 
+def team_research_sources(team: Team) -> models.QuerySet[Connection]:
+    """The connections whose research is the team's as a whole (what an API key of the team
+    reads): the team-wide ones, disconnected ones excepted. Members' own connections read what
+    Bipsync shows that person, which is theirs alone."""
+    return Connection.objects.filter(team=team, kind__in=TEAM_WIDE).exclude(
+        status=Connection.Status.DISCONNECTED
+    )
+
+
 def is_usable(connection: Connection) -> bool:
     """Whether the connection reads Bipsync now; else what it brought is stale."""
     return connection.status in USABLE_STATUSES

@@ -14,7 +14,7 @@ from __future__ import annotations
 from django.db import models
 
 from accounts.models import Team, User
-from bipsync_partner.connections.visibility import research_sources
+from bipsync_partner.connections.visibility import research_sources, team_research_sources
 from bipsync_partner.sync.models import DocumentSighting
 
 
@@ -29,5 +29,16 @@ def research_visible_to(team: Team, user: User) -> models.Q:
     ones). Reads the source connections once, when called."""
     seen = DocumentSighting.objects.filter(
         document=models.OuterRef("pk"), connection_id__in=source_ids(team, user)
+    )
+    return models.Q(team=team) & models.Q(models.Exists(seen))
+
+
+def research_visible_to_team(team: Team) -> models.Q:
+    """The same filter for the team as a whole (an API key of the team): documents a
+    team-wide connection sees (:func:`~bipsync_partner.connections.visibility.
+    team_research_sources`), none that only a member's own connection sees."""
+    sources = list(team_research_sources(team).values_list("pk", flat=True))
+    seen = DocumentSighting.objects.filter(
+        document=models.OuterRef("pk"), connection_id__in=sources
     )
     return models.Q(team=team) & models.Q(models.Exists(seen))

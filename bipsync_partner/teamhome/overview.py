@@ -133,7 +133,7 @@ def _row(
     now: datetime,
 ) -> Row:
     last_run = SyncRun.objects.filter(connection=conn).first() if syncs or documents else None
-    problem, sentence = _problem(conn, syncs, schedule, last_run, now)
+    problem, sentence = connection_problem(conn, syncs, schedule, last_run, now)
     return Row(
         connection=conn,
         problem=problem,
@@ -146,13 +146,15 @@ def _row(
     )
 
 
-def _problem(
+def connection_problem(
     conn: Connection,
     syncs: bool,
     schedule: SyncSchedule | None,
     last_run: SyncRun | None,
     now: datetime,
 ) -> tuple[str, str]:
+    """What is wrong with a connection (a key of SEVERITY, "" when nothing) and the sentence
+    that says so; the HTTP API answers with the same."""
     if conn.status in (Connection.Status.NEEDS_RECONNECT, Connection.Status.FAILING):
         return conn.status, conn.last_error_message or conn.status_sentence
     if conn.status == Connection.Status.DISCONNECTED:

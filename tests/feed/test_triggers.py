@@ -18,6 +18,7 @@ from bipsync_partner.feed.reading import Change, current_cursor, decode_cursor, 
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.client import api_for
 from bipsync_partner.sync.models import ResearchDocument, SyncRun
+from tests.feed.waiting import eventually
 from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld, database_url, machine_connection, make_sync_world
 
@@ -39,7 +40,8 @@ def sync(conn: object) -> SyncRun:
     return requested.run
 
 
-def everything(team: Team) -> list[Change]:
+def served(team: Team) -> list[Change]:
+    """Every entry of the team the feed serves now."""
     entries: list[Change] = []
     cursor = None
     while True:
@@ -48,6 +50,12 @@ def everything(team: Team) -> list[Change]:
         cursor = page.next_cursor
         if not page.has_more:
             return entries
+
+
+def everything(team: Team) -> list[Change]:
+    """Every committed entry of the team, once the feed serves them all."""
+    stored = FeedEntry.objects.filter(team=team).count()
+    return eventually(lambda: served(team), lambda found: len(found) >= stored)
 
 
 def test_a_sync_writes_one_entry_per_created_changed_and_deleted_document(
@@ -115,7 +123,7 @@ def test_a_change_is_not_served_until_every_older_transaction_has_ended(team: Te
         ResearchDocument.objects.create(
             team=team, tenant="acme", bipsync_id="d" * 24, content_hash="1"
         )
-        assert everything(team) == []
+        assert served(team) == []
         early.commit()
     assert [e.bipsync_id for e in everything(team)] == ["c" * 24, "d" * 24]
 
