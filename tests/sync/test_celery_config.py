@@ -7,7 +7,7 @@ from django.conf import settings
 from bipsync_partner.celery import app
 from bipsync_partner.connections.tasks import refresh_batch_task, sweep_refreshes_task
 from bipsync_partner.sync.tasks import forget_connection_task, run_sync_task, sweep_due_syncs_task
-from bipsync_partner.writes.tasks import deliver_write_task, sweep_writes_task
+from bipsync_partner.writes.tasks import deliver_writes_task, sweep_writes_task
 
 
 def queue_of(task_name: str) -> str:
@@ -20,7 +20,7 @@ def test_refreshes_and_syncs_have_their_own_queues() -> None:
     assert queue_of(sweep_refreshes_task.name) == "refresh"
     assert queue_of(run_sync_task.name) == "sync"
     assert queue_of(sweep_due_syncs_task.name) == "default"
-    assert queue_of(deliver_write_task.name) == "writes"
+    assert queue_of(deliver_writes_task.name) == "writes"
     assert queue_of(sweep_writes_task.name) == "writes"
     assert queue_of(forget_connection_task.name) == "default"
 
@@ -33,7 +33,7 @@ def test_tasks_ack_late_and_have_time_limits_below_the_visibility_timeout() -> N
         sweep_refreshes_task,
         run_sync_task,
         sweep_due_syncs_task,
-        deliver_write_task,
+        deliver_writes_task,
         sweep_writes_task,
         forget_connection_task,
     ):
@@ -56,5 +56,5 @@ def test_beat_fires_three_sweeps_and_nothing_per_connection() -> None:
 
 
 def test_a_live_workers_claim_on_a_write_never_lapses_before_its_task_is_stopped() -> None:
-    assert deliver_write_task.time_limit is not None
-    assert deliver_write_task.time_limit < settings.WRITES_LEASE_SECONDS
+    assert deliver_writes_task.time_limit is not None
+    assert deliver_writes_task.time_limit < settings.WRITES_LEASE_SECONDS
