@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "bipsync_partner.connections",
     "bipsync_partner.sync",
     "bipsync_partner.writes",
+    "bipsync_partner.feed",
+    "bipsync_partner.events",
     "bipsync_partner.ops",
 ]
 
@@ -322,6 +324,10 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "writes.deliver": {"queue": "writes"},
     "writes.sweep": {"queue": "writes"},
     "sync.forget_connection": {"queue": "default"},
+    # Outbound events have a queue of their own: a slow customer endpoint must not hold up
+    # writes, syncs or refreshes (the Procfile's worker takes every queue).
+    "events.deliver": {"queue": "events"},
+    "events.sweep": {"queue": "events"},
 }
 # The schedule lives here, in code, not in the database (django-celery-beat): beat only fires two
 # fixed, minute-ly sweeps that are part of the product's correctness, reviewed and versioned with
@@ -331,6 +337,7 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
 # effect at the next sweep without beat reloading anything. Run exactly one beat process.
 # ``expires`` drops a sweep that could not start within its minute: the next one does its work.
 WRITES_SWEEP_INTERVAL_SECONDS = env_int("WRITES_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
+EVENTS_SWEEP_INTERVAL_SECONDS = env_int("EVENTS_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "refresh-sweep": {
         "task": "connections.sweep_refreshes",
@@ -346,6 +353,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "writes-sweep": {
         "task": "writes.sweep",
         "schedule": float(WRITES_SWEEP_INTERVAL_SECONDS),
+        "options": {"expires": 25},
+    },
+    # Event deliveries whose message was lost (a broker restart, a killed worker).
+    "events-sweep": {
+        "task": "events.sweep",
+        "schedule": float(EVENTS_SWEEP_INTERVAL_SECONDS),
         "options": {"expires": 25},
     },
 }
@@ -447,6 +460,34 @@ WRITES_BATCH_SIZE = env_int("WRITES_BATCH_SIZE", 200, minimum=1)
 WRITES_BATCH_SECONDS = env_int("WRITES_BATCH_SECONDS", 60, minimum=1)
 # Teams with due writes queued per sweep.
 WRITES_SWEEP_BATCH = env_int("WRITES_SWEEP_BATCH", 2000, minimum=1)
+# --- Outbound events (bipsync_partner/events/; queue "events") ------------------------------------
+# Endpoints must be https:// (plain http:// too when DEBUG or this is on).
+EVENTS_ALLOW_HTTP = env_bool("EVENTS_ALLOW_HTTP", False)
+# Endpoints whose host resolves to a private, loopback, link-local or reserved address are refused
+# (checked when saved and before every send) unless this is on: development and tests only.
+EVENTS_ALLOW_PRIVATE_ADDRESSES = env_bool("EVENTS_ALLOW_PRIVATE_ADDRESSES", False)
+# Seconds an endpoint has to answer one delivery.
+EVENTS_TIMEOUT_SECONDS = env_int("EVENTS_TIMEOUT_SECONDS", 10, minimum=1)
+# A failing delivery is retried (back-off with jitter, base and cap in ms, never sooner than a
+# 429's Retry-After) for this long after its first attempt, then failed and the admins emailed;
+# an endpoint whose deliveries all failed for this long is disabled. 3 days by default.
+EVENTS_RETRY_PERIOD_SECONDS = env_int("EVENTS_RETRY_PERIOD_SECONDS", 3 * 24 * 3600, minimum=1)
+EVENTS_BACKOFF_BASE_MS = env_int("EVENTS_BACKOFF_BASE_MS", 5000, minimum=1)
+EVENTS_BACKOFF_CAP_MS = env_int("EVENTS_BACKOFF_CAP_MS", 3600 * 1000, minimum=1)
+# After a secret rotation deliveries are signed with the old secret too, this long (24 h).
+EVENTS_SECRET_OVERLAP_SECONDS = env_int("EVENTS_SECRET_OVERLAP_SECONDS", 24 * 3600, minimum=0)
+# A worker's claim on a delivery; above the task's time limit (55 s), so that a delivery is only
+# taken over from a worker that is gone.
+EVENTS_LEASE_SECONDS = env_int("EVENTS_LEASE_SECONDS", 60, minimum=56)
+if EVENTS_TIMEOUT_SECONDS >= 50:
+    raise ImproperlyConfiguredEnv("EVENTS_TIMEOUT_SECONDS must stay below the task's 50 s limit.")
+# A delivery task also takes up to this many other due deliveries of the same endpoint (a burst
+# costs a few statements per batch instead of per event).
+EVENTS_DELIVERY_BATCH = env_int("EVENTS_DELIVERY_BATCH", 20, minimum=1)
+# The sweep queues deliveries due for longer than this (sooner ones have their own message), at
+# most this many per sweep.
+EVENTS_SWEEP_GRACE_SECONDS = env_int("EVENTS_SWEEP_GRACE_SECONDS", 30, minimum=0)
+EVENTS_SWEEP_BATCH = env_int("EVENTS_SWEEP_BATCH", 1000, minimum=1)
 # --- Research browser (bipsync_partner/sync/browse.py) ----------------------------------------------
 # Matching documents are counted exactly up to this many; above it the page says "about …" from
 # PostgreSQL's estimate, and only this many rows are numbered pages (beyond: Older/Last links).

@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("bipsync_partner.connections.urls")),
     path("", include("bipsync_partner.sync.urls")),
     path("", include("bipsync_partner.writes.urls")),
+    path("", include("bipsync_partner.events.urls")),
     path("admin/", admin.site.urls),
     path("healthz", ops_views.liveness, name="healthz"),
     path("readyz", ops_views.readiness, name="readyz"),

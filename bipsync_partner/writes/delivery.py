@@ -28,6 +28,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from bipsync_partner.connections.models import Connection
@@ -50,6 +51,7 @@ from bipsync_partner.writes.claims import (
 )
 from bipsync_partner.writes.connections import WriteRefusal, writing_connection
 from bipsync_partner.writes.models import Write
+from bipsync_partner.writes.signals import write_delivered, write_failed
 
 log = logging.getLogger(__name__)
 
@@ -252,21 +254,22 @@ def backoff(attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _final(run: Run, held: Claim, **fields: object) -> bool:
-    """Record a final outcome (fenced on the claim); chain the next write of the key when the
-    run does not take it itself. False when the claim was lost."""
+def _final(run: Run, held: Claim, signal: Signal, **fields: object) -> bool:
+    """Record a final outcome (fenced on the claim) and send ``signal`` in its transaction;
+    chain the next write of the key when the run does not take it itself. False when the claim
+    was lost."""
     fields.update(
         claim_token=None,
         lease_until=None,
         finished_at=timezone.now(),
         connection_id=held.write.connection_id,
     )
-    if not run.chain:
-        return held.update(**fields)
     with transaction.atomic():
         if not held.update(**fields):
             return False
-        queueing.after_final(held.write)
+        if run.chain:
+            queueing.after_final(held.write)
+        signal.send(sender=Write, write=held.write)
     return True
 
 
@@ -274,6 +277,7 @@ def _deliver(run: Run, held: Claim, bipsync_id: str) -> str:
     delivered = _final(
         run,
         held,
+        write_delivered,
         status=Write.Status.DELIVERED,
         bipsync_id=bipsync_id,
         uncertain=False,
@@ -284,7 +288,9 @@ def _deliver(run: Run, held: Claim, bipsync_id: str) -> str:
 
 
 def _fail(run: Run, held: Claim, code: str, sentence: str) -> str:
-    if not _final(run, held, status=Write.Status.FAILED, error_code=code[:64], error=sentence):
+    if not _final(
+        run, held, write_failed, status=Write.Status.FAILED, error_code=code[:64], error=sentence
+    ):
         return "claim lost"
     log.info("Write %s failed: %s", held.write.uid, code)
     return "failed"
