@@ -15,8 +15,10 @@ from bipsync_partner.sync.models import DocumentSighting, ResearchDocument, Sync
 
 
 class HasBipsyncId(Protocol):
-    tenant: str
-    bipsync_id: str
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def bipsync_id(self) -> str: ...
 
 
 def bipsync_url(document: ResearchDocument | HasBipsyncId) -> str:
