@@ -505,7 +505,12 @@ if not WRITES_TASK_SOFT_TIME_LIMIT < WRITES_TASK_TIME_LIMIT < WRITES_LEASE_SECON
 WRITES_BACKOFF_BASE_MS = env_int("WRITES_BACKOFF_BASE_MS", 2000, minimum=1)
 WRITES_BACKOFF_CAP_MS = env_int("WRITES_BACKOFF_CAP_MS", 600000, minimum=1)
 WRITES_MAX_ATTEMPTS = env_int("WRITES_MAX_ATTEMPTS", 25, minimum=1)
-# Due writes queued per sweep.
+# A run of a team's deliverer (one task) delivers its due writes one after another, up to this
+# many or for about this long (capped at half of WRITES_TASK_SOFT_TIME_LIMIT), then queues the
+# next run: the task's cost and the connection's reads are paid once per run, not per write.
+WRITES_BATCH_SIZE = env_int("WRITES_BATCH_SIZE", 200, minimum=1)
+WRITES_BATCH_SECONDS = env_int("WRITES_BATCH_SECONDS", 60, minimum=1)
+# Teams with due writes queued per sweep.
 WRITES_SWEEP_BATCH = env_int("WRITES_SWEEP_BATCH", 2000, minimum=1)
 # --- The HTTP API (bipsync_partner/api/) ---------------------------------------------------------
 # Page sizes of the API's lists (?limit=): the default and the largest allowed.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 
@@ -14,7 +14,14 @@ from bipsync_partner.connections.visibility import is_usable
 from bipsync_partner.sync.models import DocumentSighting, ResearchDocument, SyncSchedule
 
 
-def bipsync_url(document: ResearchDocument) -> str:
+class HasBipsyncId(Protocol):
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def bipsync_id(self) -> str: ...
+
+
+def bipsync_url(document: ResearchDocument | HasBipsyncId) -> str:
     """The document in Bipsync's web app: the tenant's web host (BIPSYNC_WEB_BASE_TEMPLATE,
     from a validated tenant slug) and BIPSYNC_DOCUMENT_URL_PATH (docs/bipsync.md, settings)."""
     host = settings.BIPSYNC_WEB_BASE_TEMPLATE.format(tenant=document.tenant).rstrip("/")

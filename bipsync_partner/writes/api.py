@@ -60,8 +60,10 @@ def _check_connection(team: Team, connection: Connection | None) -> None:
 
 
 def _new(team: Team, connection: Connection | None, **fields: Any) -> Write:
+    # Before the row takes its id: writes of one key then commit in id order (queueing).
+    queueing.serialise_key(team.pk, fields["ordering_key"])
     write = Write.objects.create(team=team, connection=connection, **fields)
-    queueing.enqueue(write.pk)
+    queueing.enqueue(team.pk)
     return write
 
 
@@ -210,5 +212,5 @@ def send_again(write: Write) -> None:
                 finished_at=None,
                 updated=timezone.now(),
             )
-        queueing.enqueue(write.pk)
+        queueing.enqueue(write.team_id)
     write.refresh_from_db()

@@ -1,16 +1,17 @@
 """Which connection writes: the one the caller named, else the team's service account.
 
-A write needs a live connection whose grant includes ``rest_api:write`` (docs/bipsync.md,
-"Writing ... in more detail"). Without one the write fails at once with a sentence saying what
+A write needs a live connection whose grant includes the write scopes (``BIPSYNC_WRITE_SCOPES``,
+``rest_api:write`` by default; docs/bipsync.md, "Scopes"). Without one the write fails at once with a sentence saying what
 to do; nothing is sent.
 """
 
 from __future__ import annotations
 
-from bipsync_partner.connections.models import Connection
-from bipsync_partner.writes.models import Write
+from django.urls import reverse
 
-WRITE_SCOPE = "rest_api:write"
+from bipsync_partner.connections.models import Connection
+from bipsync_partner.connections.scopes import write_scopes
+from bipsync_partner.writes.models import Write
 
 
 class WriteRefusal(Exception):
@@ -56,11 +57,13 @@ def check_can_write(connection: Connection) -> None:
             "The connection needs reconnecting before it can write; the write waits for it.",
             final=False,
         )
-    if WRITE_SCOPE not in connection.scope_list:
+    missing = [scope for scope in write_scopes() if scope not in connection.scope_list]
+    if missing:
+        page = reverse("connections:detail", args=[connection.team.slug, connection.pk])
         raise WriteRefusal(
             "missing_write_scope",
-            f"The connection lacks the {WRITE_SCOPE} scope; reconnect it with that scope "
-            "to write to Bipsync.",
+            f"The connection lacks the {' '.join(missing)} scope; use Re-consent at Bipsync on "
+            f"its page ({page}#scopes) to grant it, then send the write again.",
         )
 
 

@@ -1,4 +1,6 @@
-"""Delivering one write: claim it, choose its connection, send it, record the outcome.
+"""Delivering writes: claim one, choose its connection, send it, record the outcome; a team's
+due writes one after another in one task (:func:`deliver_due`), or one named write
+(:func:`deliver`).
 
 The outcome is one of:
 
@@ -8,16 +10,25 @@ The outcome is one of:
   the Retry-After of a 429 when longer, up to ``WRITES_MAX_ATTEMPTS``;
 - failed: a reason that trying again cannot fix (a validation error, with Bipsync's own words;
   403, the server's address not allow-listed; a connection that cannot write).
+
+A run of :func:`deliver_due` keeps what every write of the run would otherwise read again: the
+team's writing connection, and one API client per connection (its token, kept until it nears
+expiry, and one keep-alive HTTP client). Each write still costs one statement to claim it and
+one to record its outcome; the next write of an ordering key needs no queueing, as the run's
+next claim (or another worker's) takes it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from bipsync_partner.connections.models import Connection
@@ -31,7 +42,13 @@ from bipsync_partner.sync.api import (
 )
 from bipsync_partner.sync.client import api_for
 from bipsync_partner.writes import files, queueing, senders
-from bipsync_partner.writes.claims import Claim, NotClaimed, claim
+from bipsync_partner.writes.claims import (
+    Claim,
+    NotClaimed,
+    claim,
+    claim_candidate,
+    due_candidates,
+)
 from bipsync_partner.writes.connections import WriteRefusal, writing_connection
 from bipsync_partner.writes.models import Write
 from bipsync_partner.writes.signals import write_delivered, write_failed
@@ -54,22 +71,122 @@ class Terminal(Exception):
         self.sentence = sentence
 
 
+@dataclass
+class Run:
+    """What one delivery run reuses from write to write (see the module docstring).
+
+    ``chain``: whether an ending write queues the next of its ordering key. A run of
+    :func:`deliver_due` does not: its next claim takes that write itself.
+    """
+
+    chain: bool = True
+    connections: dict[object, Connection | WriteRefusal] = field(default_factory=dict)
+    apis: dict[object, BipsyncApi] = field(default_factory=dict)
+    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def connection_for(self, write: Write) -> Connection:
+        key = write.connection_id if write.connection_id is not None else ("team", write.team_id)
+        if key not in self.connections:
+            try:
+                self.connections[key] = writing_connection(write)
+            except WriteRefusal as refusal:
+                self.connections[key] = refusal
+        found = self.connections[key]
+        if isinstance(found, WriteRefusal):
+            raise found
+        return found
+
+    def api_for(self, connection: Connection) -> BipsyncApi:
+        if connection.pk not in self.apis:
+            self.apis[connection.pk] = api_for(connection)
+        return self.apis[connection.pk]
+
+    def count(self, write: Write, outcome: str) -> None:
+        key = (write.kind, outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+    def close(self) -> None:
+        for api in self.apis.values():
+            api.close()
+        self.apis.clear()
+        for (kind, outcome), amount in self.outcomes.items():
+            metrics.inc("bipsync_writes", amount, kind=kind, outcome=outcome)
+        self.outcomes.clear()
+
+
 def deliver(write_id: int) -> str:
     """Deliver the write if it is this worker's to deliver now; a word saying what happened."""
     try:
         held = claim(write_id)
     except NotClaimed as not_claimed:
         return not_claimed.reason
-    outcome = _attempt(held)
-    metrics.inc("bipsync_writes", kind=held.write.kind, outcome=outcome)
+    run = Run(chain=True)
+    try:
+        return _attempt(run, held)
+    finally:
+        run.close()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    #: How many writes the run attempted.
+    attempted: int
+    #: True when it stopped at its size or time budget with writes perhaps still due.
+    more: bool
+
+
+#: Due writes read at a time by a run; each is then claimed on its own.
+CANDIDATES = 50
+
+
+def deliver_due(team_id: int) -> RunResult:
+    """Deliver the team's due writes one after another, each claimed as the run reaches it
+    (other workers running for the team take others), until none is due or the run has done
+    ``WRITES_BATCH_SIZE`` writes or spent ``WRITES_BATCH_SECONDS``; a run that stopped at its
+    budget queues the next one."""
+    queueing.started(team_id)
+    # The budget stays well inside the task's time limit, so a run never outlives its task.
+    budget = min(float(settings.WRITES_BATCH_SECONDS), settings.WRITES_TASK_SOFT_TIME_LIMIT / 2)
+    deadline = time.monotonic() + budget
+    run = Run(chain=False)
+    attempted = 0
+    try:
+        while candidates := due_candidates(team_id, CANDIDATES):
+            # Runs of one team at once start at different places, so they seldom both try to
+            # claim the same write.
+            start = random.randrange(len(candidates))
+            taken = 0
+            for candidate in candidates[start:] + candidates[:start]:
+                if attempted >= settings.WRITES_BATCH_SIZE or time.monotonic() >= deadline:
+                    queueing.enqueue(team_id)
+                    return RunResult(attempted=attempted, more=True)
+                held = claim_candidate(candidate)
+                if held is None:
+                    continue  # another worker took it, or it waits for an earlier write
+                if attempted == 0:
+                    # Due writes may outnumber this run: let another worker join it.
+                    queueing.enqueue(team_id)
+                attempted += 1
+                taken += 1
+                _attempt(run, held)
+            if not taken:
+                break
+    finally:
+        run.close()
+    return RunResult(attempted=attempted, more=False)
+
+
+def _attempt(run: Run, held: Claim) -> str:
+    outcome = _outcome(run, held)
+    run.count(held.write, outcome)
     return outcome
 
 
-def _attempt(held: Claim) -> str:
+def _outcome(run: Run, held: Claim) -> str:
     try:
-        bipsync_id = _send(held)
+        bipsync_id = _send(run, held)
     except Terminal as terminal:
-        return _fail(held, terminal.code, terminal.sentence)
+        return _fail(run, held, terminal.code, terminal.sentence)
     except ApiError as error:
         # A grant that must be reconnected (or refused even after a refresh) is a person's
         # job, not the write's fault: the write waits for it, up to its attempts.
@@ -77,34 +194,32 @@ def _attempt(held: Claim) -> str:
             isinstance(error, TokenUnavailable | NotAuthorized)
             and not isinstance(error, InsufficientScope)
         ):
-            return _retry(held, error.code, error.sentence, error.retry_after)
-        return _fail(held, error.code, error.sentence)
+            return _retry(run, held, error.code, error.sentence, error.retry_after)
+        return _fail(run, held, error.code, error.sentence)
     except files.FileProblem as problem:
-        return _fail(held, "file_problem", str(problem))
+        return _fail(run, held, "file_problem", str(problem))
     except Exception as exc:
         log.exception("Write %s failed unexpectedly", held.write.uid)
         return _retry(
-            held, "unexpected", f"The app hit an unexpected error ({type(exc).__name__})."
+            run, held, "unexpected", f"The app hit an unexpected error ({type(exc).__name__})."
         )
-    return _deliver(held, bipsync_id)
+    return _deliver(run, held, bipsync_id)
 
 
-def _send(held: Claim) -> str:
+def _send(run: Run, held: Claim) -> str:
     write = held.write
     if write.depends_on_id is not None:
         _take_parent(held, write.depends_on_id)
     try:
-        connection = writing_connection(write)
+        connection = run.connection_for(write)
     except WriteRefusal as refusal:
         if not refusal.final:
             raise ApiError(refusal.sentence, code=refusal.code, transient=True) from None
         raise Terminal(refusal.code, refusal.sentence) from None
-    if write.connection_id != connection.pk:
-        held.update(connection=connection)
+    # Recorded with the outcome (every outcome's update names it), not in a statement of its own.
+    write.connection_id = connection.pk
     author = _author(write, connection)
-    api: BipsyncApi = api_for(connection)
-    with api:
-        return SENDERS[Write.Kind(write.kind)](api, held, author)
+    return SENDERS[Write.Kind(write.kind)](run.api_for(connection), held, author)
 
 
 def _take_parent(held: Claim, parent_id: int) -> None:
@@ -139,46 +254,54 @@ def backoff(attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _deliver(held: Claim, bipsync_id: str) -> str:
-    now = timezone.now()
+def _final(run: Run, held: Claim, signal: Signal, **fields: object) -> bool:
+    """Record a final outcome (fenced on the claim) and send ``signal`` in its transaction;
+    chain the next write of the key when the run does not take it itself. False when the claim
+    was lost."""
+    fields.update(
+        claim_token=None,
+        lease_until=None,
+        finished_at=timezone.now(),
+        connection_id=held.write.connection_id,
+    )
     with transaction.atomic():
-        if not held.update(
-            status=Write.Status.DELIVERED,
-            bipsync_id=bipsync_id,
-            uncertain=False,
-            claim_token=None,
-            lease_until=None,
-            error="",
-            error_code="",
-            finished_at=now,
-        ):
-            return "claim lost"
-        queueing.after_final(held.write)
-        write_delivered.send(sender=Write, write=held.write)
-    return "delivered"
+        if not held.update(**fields):
+            return False
+        if run.chain:
+            queueing.after_final(held.write)
+        signal.send(sender=Write, write=held.write)
+    return True
 
 
-def _fail(held: Claim, code: str, sentence: str) -> str:
-    with transaction.atomic():
-        if not held.update(
-            status=Write.Status.FAILED,
-            claim_token=None,
-            lease_until=None,
-            error_code=code[:64],
-            error=sentence,
-            finished_at=timezone.now(),
-        ):
-            return "claim lost"
-        queueing.after_final(held.write)
-        write_failed.send(sender=Write, write=held.write)
+def _deliver(run: Run, held: Claim, bipsync_id: str) -> str:
+    delivered = _final(
+        run,
+        held,
+        write_delivered,
+        status=Write.Status.DELIVERED,
+        bipsync_id=bipsync_id,
+        uncertain=False,
+        error="",
+        error_code="",
+    )
+    return "delivered" if delivered else "claim lost"
+
+
+def _fail(run: Run, held: Claim, code: str, sentence: str) -> str:
+    if not _final(
+        run, held, write_failed, status=Write.Status.FAILED, error_code=code[:64], error=sentence
+    ):
+        return "claim lost"
     log.info("Write %s failed: %s", held.write.uid, code)
     return "failed"
 
 
-def _retry(held: Claim, code: str, sentence: str, retry_after: float | None = None) -> str:
+def _retry(
+    run: Run, held: Claim, code: str, sentence: str, retry_after: float | None = None
+) -> str:
     attempts = held.write.attempts
     if attempts >= settings.WRITES_MAX_ATTEMPTS:
-        return _fail(held, code, f"{sentence} Gave up after {attempts} attempts.")
+        return _fail(run, held, code, f"{sentence} Gave up after {attempts} attempts.")
     delay = max(backoff(attempts), retry_after or 0.0)
     with transaction.atomic():
         if not held.update(
@@ -188,7 +311,8 @@ def _retry(held: Claim, code: str, sentence: str, retry_after: float | None = No
             next_attempt_at=timezone.now() + timedelta(seconds=delay),
             error_code=code[:64],
             error=sentence,
+            connection_id=held.write.connection_id,
         ):
             return "claim lost"
-        queueing.enqueue(held.write.pk, countdown=delay)
+        queueing.enqueue(held.write.team_id, countdown=delay)
     return "retry"

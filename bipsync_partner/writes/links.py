@@ -1,35 +1,31 @@
 """Links from a delivered write to what it made in Bipsync's web app.
 
-The web host is the tenant's (``BIPSYNC_WEB_BASE_TEMPLATE``, docs/bipsync.md "Tenants and
-hosts"); the path of a document page is not documented, so it is the setting
-``BIPSYNC_DOCUMENT_URL_PATH`` (with ``{id}``), which the research browser uses as well. Until
-that setting exists in every deployment, this module's default stands in for it.
+The address is the research browser's (:func:`bipsync_partner.sync.research.bipsync_url`: the
+tenant's web host and ``BIPSYNC_DOCUMENT_URL_PATH``), so both link to the same page.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
 
-from django.conf import settings
-
-from bipsync_partner.connections.clients import tenant as resolve_tenant
-from bipsync_partner.oauth import ConfigurationError
+from bipsync_partner.sync.research import bipsync_url
 from bipsync_partner.writes.models import Write
 
-DEFAULT_DOCUMENT_URL_PATH: Final = "/research/{id}"
+
+@dataclass(frozen=True)
+class _Document:
+    """The two facts :func:`bipsync_url` reads from a document."""
+
+    tenant: str
+    bipsync_id: str
 
 
 def document_url(tenant: str, bipsync_id: str) -> str:
     """The page of the research document ``bipsync_id`` on ``tenant``'s web host ("" when the
     tenant or id cannot make a link)."""
-    if not bipsync_id:
+    if not bipsync_id or not tenant:
         return ""
-    path = str(getattr(settings, "BIPSYNC_DOCUMENT_URL_PATH", DEFAULT_DOCUMENT_URL_PATH))
-    try:
-        web_base = resolve_tenant(tenant).web_base
-    except ConfigurationError:
-        return ""
-    return web_base.rstrip("/") + path.replace("{id}", bipsync_id)
+    return bipsync_url(_Document(tenant=tenant, bipsync_id=bipsync_id))
 
 
 def delivered_link(write: Write) -> str:

@@ -41,7 +41,7 @@ def retry(write: Write) -> None:
     )
     if not changed:
         raise NotAllowed("Only a failed or cancelled write can be retried; this one is not.")
-    queueing.enqueue(write.pk)  # else beat's sweep finds it due
+    queueing.enqueue(write.team_id)  # else beat's sweep finds it due
 
 
 def cancel(write: Write) -> int:

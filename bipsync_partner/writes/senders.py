@@ -78,43 +78,13 @@ def find_note(api: BipsyncApi, source: str, value: str) -> str | None:
     return ids[0] if ids else None
 
 
-def known_note_id(write: Write) -> str | None:
-    """The note an earlier delivered write of the same external id produced."""
-    earlier = (
-        Write.objects.filter(
-            team_id=write.team_id,
-            kind=Write.Kind.NOTE,
-            external_source=write.external_source,
-            external_value=write.external_value,
-            status=Write.Status.DELIVERED,
-            id__lt=write.id,
-        )
-        .exclude(bipsync_id="")
-        .order_by("-id")
-        .values_list("bipsync_id", flat=True)
-        .first()
-    )
-    return earlier
-
-
-def _written_before(write: Write) -> bool:
-    """An earlier write of this external id ended without a known note (it failed after an
-    attempt): Bipsync may hold a note by it all the same."""
-    return Write.objects.filter(
-        team_id=write.team_id,
-        kind=Write.Kind.NOTE,
-        external_source=write.external_source,
-        external_value=write.external_value,
-        id__lt=write.id,
-        attempts__gt=0,
-    ).exists()
-
-
 def send_note(api: BipsyncApi, claim: Claim, author: str) -> str:
     write = claim.write
     body = note_body(write, author)
-    note_id = write.bipsync_id or known_note_id(write)
-    if note_id is None and (claim.uncertain or _written_before(write)):
+    # What earlier writes of the external id left (read by the claim): the note one produced,
+    # or an attempt that ended without learning it.
+    note_id = write.bipsync_id or claim.known_note_id
+    if note_id is None and (claim.uncertain or claim.written_before):
         note_id = find_note(api, write.external_source, write.external_value)
     if note_id is not None:
         try:

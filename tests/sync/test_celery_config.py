@@ -15,7 +15,7 @@ from bipsync_partner.sync.tasks import (
     sweep_due_syncs_task,
     sweep_new_research_task,
 )
-from bipsync_partner.writes.tasks import deliver_write_task, sweep_writes_task
+from bipsync_partner.writes.tasks import deliver_writes_task, sweep_writes_task
 
 
 def queue_of(task_name: str) -> str:
@@ -28,7 +28,7 @@ def test_refreshes_and_syncs_have_their_own_queues() -> None:
     assert queue_of(sweep_refreshes_task.name) == "refresh"
     assert queue_of(run_sync_task.name) == "sync"
     assert queue_of(sweep_due_syncs_task.name) == "default"
-    assert queue_of(deliver_write_task.name) == "writes"
+    assert queue_of(deliver_writes_task.name) == "writes"
     assert queue_of(sweep_writes_task.name) == "writes"
     # Not behind a long full scan on the sync queue.
     assert queue_of(sweep_new_research_task.name) == "default"
@@ -45,7 +45,7 @@ def test_tasks_ack_late_and_have_time_limits_below_the_visibility_timeout() -> N
         sweep_refreshes_task,
         run_sync_task,
         sweep_due_syncs_task,
-        deliver_write_task,
+        deliver_writes_task,
         sweep_writes_task,
         forget_connection_task,
     ):
@@ -81,5 +81,5 @@ def test_a_live_workers_claim_on_a_delivery_never_lapses_before_its_task_is_stop
 
 
 def test_a_live_workers_claim_on_a_write_never_lapses_before_its_task_is_stopped() -> None:
-    assert deliver_write_task.time_limit is not None
-    assert deliver_write_task.time_limit < settings.WRITES_LEASE_SECONDS
+    assert deliver_writes_task.time_limit is not None
+    assert deliver_writes_task.time_limit < settings.WRITES_LEASE_SECONDS

@@ -42,7 +42,7 @@ def writes_counted(kind: str, outcome: str) -> float:
 def test_a_connection_without_the_write_scope_is_refused_with_a_sentence(
     partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
 ) -> None:
-    service_account(team, world, scope="rest_api:read")
+    account = service_account(team, world, scope="rest_api:read")
     write = api.create_note(team, external_id="no-scope", title="T", author=world.world.admin.id)
 
     assert delivery.deliver(write.pk) == "failed"
@@ -51,6 +51,9 @@ def test_a_connection_without_the_write_scope_is_refused_with_a_sentence(
     assert write.status == Write.Status.FAILED
     assert write.error_code == "missing_write_scope"
     assert "lacks the rest_api:write scope" in write.error
+    # The sentence points at the connection page's Re-consent button.
+    page = f"/teams/{team.slug}/connections/{account.pk}/#scopes"
+    assert f"Re-consent at Bipsync on its page ({page})" in write.error
     assert sandbox.note_counts(world.tenant, SOURCE) == {}
 
 
