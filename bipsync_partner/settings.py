@@ -210,6 +210,10 @@ BIPSYNC_SCOPES = env_str("BIPSYNC_SCOPES", "rest_api:read rest_api:fields:read")
 # re-consent that asks for them.
 BIPSYNC_WRITE_SCOPES = env_str("BIPSYNC_WRITE_SCOPES", "rest_api:write")
 BIPSYNC_HTTP_TIMEOUT = env_int("BIPSYNC_HTTP_TIMEOUT", 15, minimum=1)
+# Bipsync's GraphQL endpoint below the API base [doc], and the page size (``first``) the client
+# asks for [choice] (docs/bipsync.md, "GraphQL").
+BIPSYNC_GRAPHQL_PATH = env_str("BIPSYNC_GRAPHQL_PATH", "/v1/graphql")
+BIPSYNC_GRAPHQL_PAGE_SIZE = env_int("BIPSYNC_GRAPHQL_PAGE_SIZE", 100, minimum=1)
 # Refresh an access token when it expires within this many seconds.
 BIPSYNC_TOKEN_LEEWAY_SECONDS = env_int("BIPSYNC_TOKEN_LEEWAY_SECONDS", 60, minimum=0)
 # Bipsync does not document when a refresh token lapses; 30 days is our default [choice].

@@ -125,6 +125,27 @@ SANDBOX_ATTACHMENT_MAX_BYTES = env_int(
 # [choice] Status of an upsert that created its record (one that updated answers 200).
 SANDBOX_INGEST_CREATED_STATUS = env_int("SANDBOX_INGEST_CREATED_STATUS", 201, minimum=200)
 
+# --- GraphQL (bipsync_sandbox.api.graph) ----------------------------------------------------
+# [doc] Limits of POST {api}/v1/graphql: depth 13, complexity 60,000, 5,000 ms, 1 MB request,
+# 10 MB response (docs/bipsync.md, "GraphQL"). [choice] At most 100 per page (first/last).
+SANDBOX_GRAPHQL_PAGE_SIZE_MAX = env_int("SANDBOX_GRAPHQL_PAGE_SIZE_MAX", 100, minimum=1)
+SANDBOX_GRAPHQL_MAX_DEPTH = env_int("SANDBOX_GRAPHQL_MAX_DEPTH", 13, minimum=1)
+SANDBOX_GRAPHQL_MAX_COMPLEXITY = env_int("SANDBOX_GRAPHQL_MAX_COMPLEXITY", 60_000, minimum=1)
+SANDBOX_GRAPHQL_TIMEOUT_MS = env_int("SANDBOX_GRAPHQL_TIMEOUT_MS", 5_000, minimum=1)
+SANDBOX_GRAPHQL_MAX_REQUEST_BYTES = env_int(
+    "SANDBOX_GRAPHQL_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1
+)
+SANDBOX_GRAPHQL_MAX_RESPONSE_BYTES = env_int(
+    "SANDBOX_GRAPHQL_MAX_RESPONSE_BYTES", 10 * 1024 * 1024, minimum=1
+)
+# [choice, not documented by Bipsync] The ``me`` root field: whom the token acts as.
+SANDBOX_GRAPHQL_ME_ENABLED = env_bool("SANDBOX_GRAPHQL_ME_ENABLED", True)
+# [choice] Attachments' bytes are read back at this path below the API base ({note}, {attachment}).
+SANDBOX_ATTACHMENT_DOWNLOAD_PATH = env_str(
+    "SANDBOX_ATTACHMENT_DOWNLOAD_PATH",
+    "/v2/research/note/{note}/attachment/{attachment}/download",
+)
+
 # --- Django --------------------------------------------------------------------------------------
 INSTALLED_APPS = [
     "bipsync_sandbox.identity",

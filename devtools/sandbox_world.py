@@ -21,6 +21,17 @@ from bipsync_sandbox.client import (
 from devtools.sandbox_server import Sandbox
 
 DEMO_SCOPES = ("rest_api:read", "rest_api:write", "rest_api:fields:read")
+#: GraphQL's read scopes of the types the sandbox serves; every world app may be granted them.
+GRAPHQL_SCOPES = (
+    "research:read",
+    "users:read",
+    "categories:read",
+    "classifications:read",
+    "contacts:read",
+    "projects:read",
+    "attachments:read",
+    "external_ids:read",
+)
 
 
 @dataclass(frozen=True)
@@ -152,13 +163,17 @@ def make_world(sandbox: Sandbox, *, redirect_uri: str | None = None) -> SandboxW
     )
 
     def app(**kwargs: Any) -> WorldApp:
+        # The app may be granted the GraphQL scopes too; what it asks for by default stays the
+        # REST scopes (``WorldApp.scopes``).
+        requested = tuple(kwargs.pop("scopes"))
         created = sandbox.create_application(
-            client_id=f"{kwargs.pop('prefix')}-{slug}", tenants=[slug], **kwargs
+            client_id=f"{kwargs.pop('prefix')}-{slug}",
+            tenants=[slug],
+            scopes=[*requested, *GRAPHQL_SCOPES],
+            **kwargs,
         )
         uris = kwargs.get("redirect_uris") or [None]
-        return WorldApp(
-            created["client_id"], created["client_secret"], uris[0], tuple(kwargs["scopes"])
-        )
+        return WorldApp(created["client_id"], created["client_secret"], uris[0], requested)
 
     return SandboxWorld(
         sandbox=sandbox,

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 
 from bipsync_sandbox.api import vocabulary
-from bipsync_sandbox.api.models import Category, ContentType, Field, FieldType
+from bipsync_sandbox.api.models import Category, Classification, ContentType, Field, FieldType
 from bipsync_sandbox.identity.models import Tenant
 
 CONTENT_TYPES = [
@@ -31,6 +31,9 @@ NOTE_CONTENT_TYPE = "note"
 _LOOKUPS = [("entities", "Entities", "entity"), ("sectors", "Sectors", "sector"), ("regions", "Regions", "region")]  # fmt: skip
 
 COMPANY_COUNT = 400
+
+# The classification of each category kind (GraphQL's ``Category.classification``).
+CLASSIFICATIONS = {"entity": "Company", "sector": "Sector", "region": "Region"}
 
 
 @dataclass
@@ -97,8 +100,12 @@ def _companies() -> list[tuple[str, str, str]]:
 
 
 def ensure(tenant: Tenant) -> None:
-    """Create the tenant's content types, fields and categories unless they exist."""
+    """Create the tenant's content types, fields, categories and classifications unless they
+    exist."""
     if ContentType.objects.filter(tenant=tenant).exists():
+        if not Classification.objects.filter(tenant=tenant).exists():
+            # A tenant made before classifications existed.
+            classify(tenant)
         return
     with transaction.atomic():
         ContentType.objects.bulk_create(
@@ -131,6 +138,23 @@ def ensure(tenant: Tenant) -> None:
         categories += [Category(tenant=tenant, kind="sector", name=s) for s in vocabulary.SECTORS]
         categories += [Category(tenant=tenant, kind="region", name=r) for r in vocabulary.REGIONS]
         Category.objects.bulk_create(categories, ignore_conflicts=True)
+        classify(tenant)
+
+
+def classify(tenant: Tenant) -> dict[str, Classification]:
+    """The tenant's classifications by category kind, created (and their kinds' categories
+    filed under them) unless they exist."""
+    Classification.objects.bulk_create(
+        [Classification(tenant=tenant, name=name) for name in CLASSIFICATIONS.values()],
+        ignore_conflicts=True,
+    )
+    by_name = {c.name: c for c in Classification.objects.filter(tenant=tenant)}
+    by_kind = {kind: by_name[name] for kind, name in CLASSIFICATIONS.items()}
+    for kind, classification in by_kind.items():
+        Category.objects.filter(tenant=tenant, kind=kind, classification__isnull=True).update(
+            classification=classification
+        )
+    return by_kind
 
 
 def load(tenant: Tenant) -> Catalogue:

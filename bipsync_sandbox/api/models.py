@@ -52,6 +52,22 @@ class ContentType(models.Model):
         return self.display_name
 
 
+class Classification(models.Model):
+    """How categories are grouped ("Company", "Sector", "Region"), GraphQL's ``classification``."""
+
+    id = models.CharField(primary_key=True, max_length=24, default=object_id, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="classifications")
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="sandbox_classification_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Category(models.Model):
     """A value of a lookup field: a company ("entity"), a sector, a region."""
 
@@ -60,11 +76,42 @@ class Category(models.Model):
     kind = models.CharField(max_length=32)
     name = models.CharField(max_length=200)
     ticker = models.CharField(max_length=16, blank=True, default="")
+    classification = models.ForeignKey(
+        Classification, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # GraphQL's ``externalIds``: {source: [value, ...]}.
+    external_ids = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["tenant", "kind", "name"], name="sandbox_category_name")
         ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    """A person outside the firm (an analyst, a company's investor relations), read via GraphQL."""
+
+    id = models.CharField(primary_key=True, max_length=24, default=object_id, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contacts")
+    name = models.CharField(max_length=200)
+    email = models.CharField(max_length=254, blank=True, default="")
+    external_ids = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Project(models.Model):
+    """A piece of work followed through stages (a deal, an idea), read via GraphQL."""
+
+    id = models.CharField(primary_key=True, max_length=24, default=object_id, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=200)
+    stage = models.CharField(max_length=64, blank=True, default="")
+    external_ids = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -146,6 +193,11 @@ class ApiSettings(models.Model):
 
     rate_limit = models.PositiveIntegerField(null=True, blank=True)
     rate_window = models.PositiveIntegerField(null=True, blank=True)
+    # GraphQL limits ([choice] SANDBOX_GRAPHQL_* settings), overridable so that a test can hit
+    # one without a query of that size.
+    graphql_max_complexity = models.PositiveIntegerField(null=True, blank=True)
+    graphql_timeout_ms = models.PositiveIntegerField(null=True, blank=True)
+    graphql_max_response_bytes = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -57,8 +57,11 @@ class Call:
     outcome: str = "ok"
 
 
-def api_endpoint(*, scopes: dict[str, str]) -> Callable[[ApiView], Callable[..., HttpResponse]]:
-    """Wrap a REST view; ``scopes`` maps each allowed method to the scope it needs."""
+def api_endpoint(
+    *, scopes: dict[str, str | None], target: str = "api"
+) -> Callable[[ApiView], Callable[..., HttpResponse]]:
+    """Wrap an API view; ``scopes`` maps each allowed method to the scope it needs (None: the
+    view checks scopes itself, as GraphQL does per field). ``target`` names the view's faults."""
 
     def decorate(view: ApiView) -> Callable[..., HttpResponse]:
         @csrf_exempt
@@ -67,7 +70,7 @@ def api_endpoint(*, scopes: dict[str, str]) -> Callable[[ApiView], Callable[...,
             tenant = get_tenant(request)
             call = Call()
             try:
-                response = _run(request, tenant, view, scopes, call, kwargs)
+                response = _run(request, tenant, view, scopes, target, call, kwargs)
             except ApiError as exc:
                 response = error_response(exc)
                 call.outcome = exc.error
@@ -98,7 +101,8 @@ def _run(
     request: HttpRequest,
     tenant: Tenant,
     view: ApiView,
-    scopes: dict[str, str],
+    scopes: dict[str, str | None],
+    target: str,
     call: Call,
     kwargs: dict[str, Any],
 ) -> HttpResponse:
@@ -125,7 +129,7 @@ def _run(
     # Fault path filters match the path the client sent (as for the OAuth endpoints), e.g.
     # /t/acme/api/v1/research with the local path-based hosts.
     call.faults = runtime.find_faults(
-        "api",
+        target,
         tenant_slug=tenant.slug,
         client_id=principal.client_id,
         path=request.path,
@@ -142,7 +146,9 @@ def _run(
             call.outcome = "fault_close"
             return runtime.close_connection(request)
     ratelimit.hit(principal.token_id, ratelimit.current_limit())
-    require_scope(principal, tenant, scopes[method])
+    scope = scopes[method]
+    if scope is not None:
+        require_scope(principal, tenant, scope)
     response = view(request, tenant, principal, **kwargs)
     if terminal is not None and terminal.kind in LISTING_FAULTS:
         changed = runtime.listing_fault_response(terminal, response)

@@ -8,9 +8,11 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from bipsync_sandbox.api import attachments, ingest, notes, views
+from bipsync_sandbox.api.graph.view import graphql_endpoint
 
 urlpatterns = [
     path("v1/research", views.research_list, name="api-research"),
+    path("v1/graphql", graphql_endpoint, name="api-graphql"),
     path("v1/contenttype", views.content_type_list, name="api-contenttype"),
     path("v1/field", views.field_list, name="api-field"),
     path("v2/research/note", notes.note_collection, name="api-note-create"),

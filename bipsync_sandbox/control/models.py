@@ -33,6 +33,7 @@ class FaultTarget(models.TextChoices):
     REVOCATION = "revocation", "Revocation endpoint"
     METADATA = "metadata", "Authorization server metadata"
     API = "api", "REST API pages"
+    GRAPHQL = "graphql", "GraphQL endpoint"
 
 
 class FaultKind(models.TextChoices):

@@ -91,6 +91,7 @@ from bipsync_sandbox.client import (
 from devtools.sandbox_server import CALLBACK_PATH, Sandbox, free_port, start_sandbox
 from devtools.sandbox_world import (
     DEMO_SCOPES,
+    GRAPHQL_SCOPES,
     AuthorizationStart,
     SandboxWorld,
     WorldApp,
@@ -101,6 +102,7 @@ from devtools.sandbox_world import (
 __all__ = [
     "CALLBACK_PATH",
     "DEMO_SCOPES",
+    "GRAPHQL_SCOPES",
     "REPO_ROOT",
     "AuthorizationStart",
     "Sandbox",
