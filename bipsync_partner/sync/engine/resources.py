@@ -67,9 +67,15 @@ def sync_resources(
     or skipped resource is not read twice in one run). ``tick`` is called after every page (the
     slice renews its tenant slot there)."""
     client = GraphqlClient(api)
+    lacking = []
     for resource in enabled():
         state = run.resources.get(resource.name) or {}
         if state.get("state") in (DONE, SKIPPED):
+            continue
+        missing = _missing_scopes(run, resource)
+        if missing:
+            lacking.append(f"{resource.label} ({', '.join(missing)})")
+            _save_state(run, resource, {**state, "state": SKIPPED})
             continue
         try:
             _sync_one(run, client, resource, deadline, tick)
@@ -84,6 +90,17 @@ def sync_resources(
             if error.transient:
                 raise  # the run waits and reads on from the resource's checkpoint
             _skip(run, resource, error.sentence.rstrip("."))
+    if lacking:
+        # One sentence for them all: a grant of the REST scopes alone lacks every one.
+        run.add_note(f"Not synced, as the grant lacks their scopes: {'; '.join(lacking)}.")
+        run.save(update_fields=["notes"])
+
+
+def _missing_scopes(run: SyncRun, resource: Resource) -> list[str]:
+    scopes = run.connection.scope_list
+    if resource.granted(scopes):
+        return []
+    return [s for s in (*resource.scopes, *resource.extra_scopes) if s not in scopes]
 
 
 def _codes(error: GraphqlError) -> set[str]:
@@ -120,10 +137,6 @@ def _sync_one(
 ) -> None:
     conn = run.connection
     scopes = conn.scope_list
-    if not resource.granted(scopes):
-        missing = [s for s in (*resource.scopes, *resource.extra_scopes) if s not in scopes]
-        _skip(run, resource, f"the grant lacks the scope {', '.join(missing)}")
-        return
     state: dict[str, Any] = dict(run.resources.get(resource.name) or {})
     if state.get("state") != READING:
         # Decided once and kept with the checkpoint, as research's first scan is.

@@ -156,7 +156,12 @@ def _read_to_the_end(
                 if time.monotonic() - renewed > 30:  # the lease lasts minutes
                     slot.renew()
                     renewed = time.monotonic()
-                if deadline is not None and time.monotonic() > deadline:
+                # (Not after the list's last page: the slice goes on to conclude the scan.)
+                if (
+                    deadline is not None
+                    and time.monotonic() > deadline
+                    and step.next_offset < step.total
+                ):
                     raise SliceOver
     finally:
         if fetcher is not None:
