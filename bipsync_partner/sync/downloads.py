@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
 from bipsync_partner.connections.models import Connection
@@ -44,7 +45,7 @@ def _sentence(text: str, status: int) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
-def stream(attachment: SyncedAttachment, connection: Connection) -> HttpResponse:
+def stream(attachment: SyncedAttachment, connection: Connection) -> HttpResponseBase:
     """The attachment's bytes from Bipsync as a download, or a sentence saying why not."""
     path = settings.BIPSYNC_ATTACHMENT_DOWNLOAD_PATH.format(
         document=attachment.document_bid, attachment=attachment.bipsync_id
@@ -70,8 +71,9 @@ def stream(attachment: SyncedAttachment, connection: Connection) -> HttpResponse
     length = upstream.headers.get("content-length", "")
     if length.isdigit():
         response["Content-Length"] = length
-    response["Content-Disposition"] = content_disposition_header(
-        True, attachment.file_name or f"{attachment.bipsync_id}.bin"
+    response["Content-Disposition"] = (
+        content_disposition_header(True, attachment.file_name or f"{attachment.bipsync_id}.bin")
+        or "attachment"
     )
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, no-store"

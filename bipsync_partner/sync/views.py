@@ -18,6 +18,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -417,7 +418,7 @@ def _attachments(doc: ResearchDocument) -> QuerySet[SyncedAttachment]:
 
 @require_GET
 @team_view()
-def attachment(request: TeamRequest, document_id: int, attachment_id: str) -> HttpResponse:
+def attachment(request: TeamRequest, document_id: int, attachment_id: str) -> HttpResponseBase:
     """An attachment's bytes, streamed from Bipsync, for someone who may read its document (a
     404 otherwise, as for the document page)."""
     doc = ResearchDocument.objects.filter(

@@ -140,7 +140,9 @@ def _sync_one(
     state: dict[str, Any] = dict(run.resources.get(resource.name) or {})
     if state.get("state") != READING:
         # Decided once and kept with the checkpoint, as research's first scan is.
-        empty = not resource.model.objects.filter(team_id=conn.team_id, tenant=conn.tenant).exists()
+        empty = not resource.model._default_manager.filter(
+            team_id=conn.team_id, tenant=conn.tenant
+        ).exists()
         state = {
             "state": READING,
             "seen": 0,
@@ -169,8 +171,10 @@ def _sync_one(
             state["page_size"] = page_size
             continue
         listing = value_at(data, resource.source) or {}
-        nodes = [e.get("node") for e in listing.get("edges") or [] if isinstance(e, Mapping)]
-        nodes = [n for n in nodes if isinstance(n, Mapping)]
+        edges = [e for e in listing.get("edges") or [] if isinstance(e, Mapping)]
+        nodes: list[Mapping[str, Any]] = [
+            e["node"] for e in edges if isinstance(e.get("node"), Mapping)
+        ]
         info = listing.get("pageInfo") or {}
         rows = dict(_rows(client, resource, nodes, scopes))
         _store(run, resource, state, nodes, rows, listing.get("totalCount"), info)
@@ -307,7 +311,7 @@ def _conclude(run: SyncRun, resource: Resource, state: dict[str, Any]) -> None:
     resource is done."""
     conn = run.connection
     now = timezone.now()
-    params = {
+    params: dict[str, Any] = {
         "team": conn.team_id,
         "tenant": conn.tenant,
         "connection": run.connection_id,
