@@ -402,6 +402,65 @@ class SandboxClient:
             return sum(by_outcome.values())
         return int(by_outcome.get(outcome, 0))
 
+    # -- what GraphQL reads ------------------------------------------------------------------
+    def generate_categories(
+        self, tenant: str, count: int, *, with_tickers: bool = True, seed: int | None = None
+    ) -> dict[str, Any]:
+        """``count`` companies (classification "Company", a ticker and a ``crm`` external id
+        each) in one bulk write; ``{"created": n, "seconds": s}``."""
+        return self._generate(tenant, "categories", count, with_tickers=with_tickers, seed=seed)
+
+    def generate_contacts(
+        self, tenant: str, count: int, *, seed: int | None = None
+    ) -> dict[str, Any]:
+        return self._generate(tenant, "contacts", count, seed=seed)
+
+    def generate_projects(
+        self, tenant: str, count: int, *, seed: int | None = None
+    ) -> dict[str, Any]:
+        return self._generate(tenant, "projects", count, seed=seed)
+
+    def _generate(self, tenant: str, kind: str, count: int, **options: Any) -> dict[str, Any]:
+        body = {"count": count, **{k: v for k, v in options.items() if v is not None}}
+        result: dict[str, Any] = self.admin(
+            "POST", f"/_sandbox/tenants/{tenant}/generate/{kind}", body
+        )
+        return result
+
+    def create_attachment(
+        self, tenant: str, note_id: str, file_name: str, length: int, *, user: str | None = None
+    ) -> dict[str, Any]:
+        """An uploaded attachment of ``length`` bytes on the note: ``id``, ``sha256`` (of the
+        deterministic bytes its download serves), ..."""
+        body: dict[str, Any] = {"note": note_id, "file_name": file_name, "length": length}
+        if user is not None:
+            body["user"] = user
+        result: dict[str, Any] = self.admin("POST", f"/_sandbox/tenants/{tenant}/attachments", body)
+        return result
+
+    def set_graphql_limits(
+        self,
+        *,
+        max_complexity: int | None = None,
+        timeout_ms: int | None = None,
+        max_response_bytes: int | None = None,
+    ) -> dict[str, Any]:
+        """Lower (or raise) GraphQL limits at run time; the others keep their settings."""
+        body = {
+            key: value
+            for key, value in {
+                "max_complexity": max_complexity,
+                "timeout_ms": timeout_ms,
+                "max_response_bytes": max_response_bytes,
+            }.items()
+            if value is not None
+        }
+        result: dict[str, Any] = self.admin("PUT", "/_sandbox/graphql-settings", body)
+        return result
+
+    def reset_graphql_limits(self) -> None:
+        self.admin("DELETE", "/_sandbox/graphql-settings")
+
     # -- what partners wrote --------------------------------------------------------------------
     def note_counts(self, tenant: str, source: str) -> dict[str, int]:
         """``{value: number of notes}`` for every external id of ``source`` on the tenant."""

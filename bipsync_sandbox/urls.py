@@ -11,7 +11,7 @@ from django.urls import URLPattern, URLResolver, include, path
 
 from bipsync_sandbox import about, hosts
 from bipsync_sandbox.api import admin_api as api_admin
-from bipsync_sandbox.api import writes_admin
+from bipsync_sandbox.api import graph_admin, writes_admin
 from bipsync_sandbox.authserver import api_views, pages
 from bipsync_sandbox.control import admin_api, grants_api
 from bipsync_sandbox.identity.models import Tenant
@@ -73,6 +73,9 @@ admin_patterns: list[URLPattern | URLResolver] = [
     path("_sandbox/research/generate", api_admin.generate_research),
     path("_sandbox/research/mutate", api_admin.mutate_research),
     path("_sandbox/api-settings", api_admin.api_settings_view),
+    path("_sandbox/graphql-settings", graph_admin.graphql_settings_view),
+    path("_sandbox/tenants/<str:slug>/generate/<str:kind>", graph_admin.generate_directory),
+    path("_sandbox/tenants/<str:slug>/attachments", graph_admin.create_attachment),
     path("_sandbox/tenants/<str:slug>/notes/external-ids", writes_admin.note_counts),
     path("_sandbox/tenants/<str:slug>/notes/by-external-id", writes_admin.notes_by_external_id),
     path("_sandbox/tenants/<str:slug>/ingest/external-ids", writes_admin.ingest_counts),

@@ -140,6 +140,8 @@ def cmd_run(_: argparse.Namespace) -> None:
             "bipsync_sandbox",
             *generate.split(),
             "--if-empty",
+            "--attachments",
+            "8",
             "--share-with",
             env["BIPSYNC_SERVICE_CLIENT_ID"],
         ],

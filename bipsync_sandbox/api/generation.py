@@ -1,7 +1,8 @@
 """Generate and mutate research documents in bulk, to feed sync tests and benchmarks.
 
 ``generate`` writes N realistic documents with one PostgreSQL ``COPY`` (100,000 in a few seconds, no
-per-row saves). ``mutate`` edits, deletes and creates a fraction of a team's documents so that a sync
+per-row saves); notes get an HTML body (a second ``COPY``), a few of them with markup a sanitiser
+must drop. ``mutate`` edits, deletes and creates a fraction of a team's documents so that a sync
 has changes to detect; the same seed always picks the same documents and makes the same changes.
 Both are used by the ``generate_research`` / ``mutate_research`` commands and by the admin API.
 """
@@ -22,6 +23,7 @@ from django.utils import timezone
 
 from bipsync_sandbox.api import catalogue, vocabulary
 from bipsync_sandbox.api.models import ResearchDocument, object_id
+from bipsync_sandbox.api.write_models import NoteBody
 from bipsync_sandbox.authserver.models import Application
 from bipsync_sandbox.identity.models import Membership, Team, Tenant
 
@@ -31,6 +33,8 @@ EDIT_SHARE = 0.6
 DELETE_SHARE = 0.2
 HISTORY = timedelta(days=3 * 365)
 BATCH = 5_000
+#: The share of note bodies carrying a <script> or an event handler (for the sanitiser).
+UNSAFE_SHARE = 0.05
 
 _COLUMNS = (
     "id",
@@ -125,8 +129,14 @@ class _Factory:
         *,
         share_with: list[int],
         private_fraction: float,
+        seed: int | None = None,
     ) -> None:
         self.tenant = tenant
+        # Bodies draw from a random source of their own, so that the documents' rows stay the
+        # ones a seed gave before bodies existed.
+        self.body_rng = random.Random(None if seed is None else f"bodies-{seed}")
+        #: (document id, HTML) of the notes made so far, written after the documents.
+        self.bodies: list[tuple[str, str]] = []
         self.team = team
         self.users = users
         self.rng = rng
@@ -179,6 +189,25 @@ class _Factory:
             city=rng.choice(vocabulary.CITIES),
         )
 
+    def body(self, company: str, created: datetime, region: str | None) -> str:
+        rng = self.body_rng
+        paragraphs = rng.sample(vocabulary.NOTE_PARAGRAPHS, k=rng.randint(2, 4))
+        if rng.random() < UNSAFE_SHARE:
+            paragraphs.insert(
+                rng.randint(0, len(paragraphs)), rng.choice(vocabulary.UNSAFE_PARAGRAPHS)
+            )
+        sector_id = self.cat.sector_of.get(company)
+        words = {
+            "company": self.cat.names.get(company, "Acme"),
+            "ticker": self.cat.tickers.get(company, "ACME"),
+            "sector": self.cat.names.get(sector_id, "Industrials") if sector_id else "Industrials",
+            "region": self.cat.names.get(region, "Europe") if region else "Europe",
+            "quarter": f"Q{(created.month - 1) // 3 + 1}",
+            "year": created.year,
+            "city": rng.choice(vocabulary.CITIES),
+        }
+        return "".join(paragraph.format(**words) for paragraph in paragraphs)
+
     def next_id(self, created: datetime) -> str:
         self.counter = (self.counter + 1) % (1 << 24)
         return object_id(created, f"{self.run_id}{self.counter:06x}")
@@ -190,8 +219,11 @@ class _Factory:
         # One region for the title and the field, so that "Japan macro outlook" is filed under Japan.
         region = rng.choice(self.regions) if self.regions else None
         private = rng.random() < self.private_fraction
+        doc_id = self.next_id(created)
+        if kind == catalogue.NOTE_CONTENT_TYPE:
+            self.bodies.append((doc_id, self.body(company, created, region)))
         return (
-            self.next_id(created),
+            doc_id,
             self.tenant.pk,
             self.team.pk,
             self.cat.content_types[kind].id,
@@ -230,6 +262,19 @@ def _copy(rows: Iterator[tuple[Any, ...]], progress: Progress | None) -> int:
     if progress is not None and written % BATCH:
         progress(written % BATCH)
     return written
+
+
+def _copy_bodies(factory: _Factory) -> None:
+    """The notes' bodies, after their documents (the body's key references the document)."""
+    table = NoteBody._meta.db_table
+    with connection.cursor() as cursor:
+        raw: Any = cursor.cursor  # the psycopg cursor: Django has no COPY API
+        with raw.copy(
+            f"COPY {table} (document_id, content, external_ids, history) FROM STDIN"
+        ) as copy:
+            for doc_id, content in factory.bodies:
+                copy.write_row((doc_id, content, "[]", "[]"))
+    factory.bodies.clear()
 
 
 def _analyze() -> None:
@@ -273,6 +318,7 @@ def generate(
         rng,
         share_with=_share_ids(tenant, share_with),
         private_fraction=private_fraction,
+        seed=seed,
     )
     now = timezone.now()
     moment = until or now
@@ -280,8 +326,57 @@ def generate(
         raise GenerationError("until must not be in the future.")
     with transaction.atomic():
         created = _copy((factory.historical(moment) for _ in range(count)), progress)
+        _copy_bodies(factory)
     _analyze()
     return GenerateResult(created=created, seconds=round(time.monotonic() - started, 3))
+
+
+#: File names and sizes of generated attachments: a small PDF up to a 50 MB model, whose bytes the
+#: download endpoint makes on the fly.
+ATTACHMENT_FILES = [
+    ("{ticker} results presentation.pdf", 1_843_200),
+    ("{ticker} model.xlsx", 52_428_800),
+    ("Channel check notes.docx", 48_213),
+    ("{ticker} chart.png", 153_600),
+    ("Expert call transcript.txt", 61_440),
+]
+
+
+def attach(tenant_slug: str, team_id: str, count: int, *, seed: int | None = None) -> int:
+    """Attach ``count`` files to the team's most recent notes (one each); returns how many."""
+    from bipsync_sandbox.api import downloads
+    from bipsync_sandbox.api.write_models import Attachment
+
+    tenant, team, _users = _team(tenant_slug, team_id)
+    cat = catalogue.load(tenant)
+    rng = random.Random(None if seed is None else f"attachments-{seed}")
+    notes = list(
+        ResearchDocument.objects.filter(
+            team=team, content_type=cat.content_types[catalogue.NOTE_CONTENT_TYPE]
+        )
+        .order_by("-created")
+        .values_list("id", "user_id", "fields")[:count]
+    )
+    rows = []
+    now = timezone.now()
+    for index, (doc_id, user_id, fields) in enumerate(notes):
+        name, length = ATTACHMENT_FILES[index % len(ATTACHMENT_FILES)]
+        companies = (fields or {}).get("entities") or [""]
+        ticker = cat.tickers.get(companies[0], "ACME")
+        row = Attachment(
+            tenant=tenant,
+            document_id=doc_id,
+            user_id=user_id,
+            file_name=name.format(ticker=ticker),
+            length=length + rng.randint(0, 4096),
+            uploads=1,
+            uploaded_at=now,
+        )
+        row.sha256 = downloads.sha256_of(row.id, row.length)
+        row.uploaded_size = row.length
+        rows.append(row)
+    Attachment.objects.bulk_create(rows)
+    return len(rows)
 
 
 def parse_until(raw: str) -> datetime:
@@ -333,6 +428,7 @@ def mutate(
         rng,
         share_with=_share_ids(tenant, share_with),
         private_fraction=private_fraction,
+        seed=seed,
     )
     now = timezone.now()
     with transaction.atomic():
@@ -349,6 +445,7 @@ def mutate(
         _edit(factory, edit_ids, now)
         ResearchDocument.objects.filter(pk__in=delete_ids).delete()
         _copy((factory.row(now, now) for _ in range(creates)), None)
+        _copy_bodies(factory)
     _analyze()
     return MutateResult(
         edited=len(edit_ids),

@@ -86,6 +86,8 @@ class Category(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "kind", "name"], name="sandbox_category_name")
         ]
+        # GraphQL pages a tenant's categories in id order.
+        indexes = [models.Index(fields=["tenant", "id"], name="sandbox_category_paging")]
 
     def __str__(self) -> str:
         return self.name
@@ -100,6 +102,9 @@ class Contact(models.Model):
     email = models.CharField(max_length=254, blank=True, default="")
     external_ids = models.JSONField(default=dict, blank=True)
 
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "id"], name="sandbox_contact_paging")]
+
     def __str__(self) -> str:
         return self.name
 
@@ -112,6 +117,9 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     stage = models.CharField(max_length=64, blank=True, default="")
     external_ids = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "id"], name="sandbox_project_paging")]
 
     def __str__(self) -> str:
         return self.name

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from bipsync_sandbox.api import attachments, ingest, notes, views
+from bipsync_sandbox.api import attachments, downloads, ingest, notes, views
 from bipsync_sandbox.api.graph.view import graphql_endpoint
 
 urlpatterns = [
@@ -27,6 +27,7 @@ urlpatterns = [
         attachments.attachment_content,
         name="api-note-attachment-content",
     ),
+    path(downloads.route(), downloads.attachment_download, name="api-note-attachment-download"),
     path("v3/ingest/<str:source>/<str:value>", ingest.ingest, name="api-ingest"),
     # Anything else under a tenant's API host: a JSON 404 (Bipsync documents 404 [doc]), not an
     # HTML page. The OAuth routes are matched before this include.

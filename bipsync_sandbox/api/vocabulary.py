@@ -87,3 +87,32 @@ NOTE_KINDS: dict[str, list[str]] = {
 KIND_WEIGHTS = {"note": 55, "meeting": 20, "call": 10, "file": 10, "model": 5}
 
 EDIT_SUFFIXES = ["(updated)", "(revised)", "v2", "(corrected figures)", "(post-call addendum)"]
+
+FIRST_NAMES = [
+    "Amelia", "Ben", "Chloe", "Daniel", "Elena", "Farid", "Grace", "Hiro", "Isabel", "Jonas",
+    "Keiko", "Liam", "Maya", "Nikhil", "Olivia", "Pedro", "Quinn", "Rosa", "Samir", "Tara",
+]  # fmt: skip
+LAST_NAMES = [
+    "Andersen", "Baker", "Chen", "Dubois", "Evans", "Fischer", "García", "Hughes", "Ito", "Jensen",
+    "Kowalski", "Lopez", "Moreau", "Nakamura", "O'Brien", "Patel", "Rossi", "Schmidt", "Tanaka",
+]  # fmt: skip
+PROJECT_STAGES = ["Idea", "Research", "Due diligence", "Investment committee", "Invested", "Exited"]
+PROJECT_KINDS = ["Initiation", "Deep dive", "Pair trade", "Activist review", "Thesis check"]
+
+# Paragraphs of note bodies (HTML). Placeholders as in NOTE_KINDS.
+NOTE_PARAGRAPHS = [
+    "<p>Management reiterated guidance for {year}; margins in {region} held up better than "
+    "feared.</p>",
+    "<p>Key debate: whether {company} can keep pricing power as {sector} demand slows.</p>",
+    "<ul><li>Revenue in line</li><li>Free cash flow ahead of consensus</li>"
+    "<li>Buyback extended</li></ul>",
+    "<p>We spoke to two former employees in {city}; both describe <strong>disciplined</strong> "
+    "capital allocation.</p>",
+    "<p>Risks: currency, a slower {quarter}, and competition from new entrants.</p>",
+    '<p>See the <a href="https://example.com/{ticker}">model</a> for the updated estimates.</p>',
+]
+# Content a careless editor pasted in: the partner's sanitiser must drop it (docs/bipsync.md).
+UNSAFE_PARAGRAPHS = [
+    "<p>Pasted from the broker portal:</p><script>alert('{ticker}')</script>",
+    '<p onclick="steal()">Click for the full table</p><img src="x" onerror="steal()">',
+]

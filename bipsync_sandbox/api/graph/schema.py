@@ -139,6 +139,20 @@ class User:
     name: str
     email: str
 
+    @strawberry.field
+    def research(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Research] | None:
+        """The research this user wrote that the token may see (Bipsync's example
+        ``users { research(first: 5) }``)."""
+        query = _research(info, None, None).filter(user_id=str(self.id))
+        return connect(query, Research.of, first=first, after=after, last=last, before=before)
+
     @classmethod
     def of(cls, row: identity.User) -> User:
         return cls(id=strawberry.ID(row.pk), name=row.display_name, email=row.email)
@@ -266,11 +280,16 @@ class Research:
 
     @strawberry.field
     def attachments(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Attachment] | None:
         require(info, ATTACHMENTS)
         query = AttachmentRow.objects.filter(document_id=self.row.pk).order_by("created", "id")
-        return connect(query, Attachment.of, first=first, after=after)
+        return connect(query, Attachment.of, first=first, after=after, last=last, before=before)
 
     @strawberry.field
     def external_ids(self, info: Info) -> JSON | None:
@@ -352,6 +371,8 @@ class Query:
         info: Info,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         filter: UserFilter | None = None,
     ) -> Connection[User] | None:
         context = require(info, USERS)
@@ -360,7 +381,15 @@ class Query:
             query = _ids(query, filter.id)
             if filter.email is not None and filter.email.equals is not None:
                 query = query.filter(email__iexact=filter.email.equals)
-        return connect(query.order_by("id"), User.of, first=first, after=after)
+        return connect(
+            query.order_by("id"),
+            User.of,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            keyed=True,
+        )
 
     @strawberry.field
     def categories(
@@ -368,6 +397,8 @@ class Query:
         info: Info,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         filter: CategoryFilter | None = None,
     ) -> Connection[Category] | None:
         context = require(info, CATEGORIES)
@@ -382,16 +413,31 @@ class Query:
                 query = query.filter(ticker=filter.ticker.equals)
             if filter.classification is not None and filter.classification.equals is not None:
                 query = query.filter(classification_id=str(filter.classification.equals))
-        return connect(query.order_by("id"), Category.of, first=first, after=after)
+        return connect(
+            query.order_by("id"),
+            Category.of,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            keyed=True,
+        )
 
     @strawberry.field
     def classifications(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Classification] | None:
         context = require(info, CLASSIFICATIONS)
         catalogue.ensure(context.tenant)
         query = models.Classification.objects.filter(tenant_id=context.tenant.pk).order_by("id")
-        return connect(query, Classification.of, first=first, after=after)
+        return connect(
+            query, Classification.of, first=first, after=after, last=last, before=before, keyed=True
+        )
 
     @strawberry.field
     def contacts(
@@ -399,6 +445,8 @@ class Query:
         info: Info,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         filter: ByIdFilter | None = None,
     ) -> Connection[Contact] | None:
         context = require(info, CONTACTS)
@@ -410,7 +458,7 @@ class Query:
                 id=strawberry.ID(row.pk), name=row.name, email=row.email or None, row=row
             )
 
-        return connect(query, node, first=first, after=after)
+        return connect(query, node, first=first, after=after, last=last, before=before, keyed=True)
 
     @strawberry.field
     def projects(
@@ -418,6 +466,8 @@ class Query:
         info: Info,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
         filter: ByIdFilter | None = None,
     ) -> Connection[Project] | None:
         context = require(info, PROJECTS)
@@ -429,7 +479,7 @@ class Query:
                 id=strawberry.ID(row.pk), name=row.name, stage=row.stage or None, row=row
             )
 
-        return connect(query, node, first=first, after=after)
+        return connect(query, node, first=first, after=after, last=last, before=before, keyed=True)
 
 
 def whom(info: Info) -> Me:

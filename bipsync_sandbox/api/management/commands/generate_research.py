@@ -39,6 +39,12 @@ class Command(BaseCommand):
         )
 
         parser.add_argument(
+            "--attachments",
+            type=int,
+            default=0,
+            help="Then attach files to this many of the team's most recent notes.",
+        )
+        parser.add_argument(
             "--if-empty",
             action="store_true",
             help="Do nothing when the team already has documents (for repeatable demo seeding).",
@@ -69,3 +75,8 @@ class Command(BaseCommand):
             except generation.GenerationError as exc:
                 raise CommandError(str(exc)) from None
         self.stdout.write(f"Created {result.created} research documents in {result.seconds:.1f} s.")
+        if options["attachments"] > 0:
+            attached = generation.attach(
+                options["tenant"], options["team"], options["attachments"], seed=options["seed"]
+            )
+            self.stdout.write(f"Attached {attached} files to notes.")

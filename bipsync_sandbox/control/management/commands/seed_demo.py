@@ -1,5 +1,9 @@
 """``python -m bipsync_sandbox seed_demo``: the demo customer and the partner's applications.
 
+Besides the admin and the member who sign in, the team gets a few named analysts (authors of the
+research generated next), and the tenant a directory GraphQL reads: companies with tickers under
+classifications (the catalogue), contacts and projects.
+
 Idempotent. Names, passwords, client ids, secrets and redirect URIs come from options, else from the
 same environment variables the partner app reads (so both sides of the demo match), else defaults;
 passwords and secrets that are neither given nor already set are generated and printed once.
@@ -15,11 +19,33 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from bipsync_sandbox import hosts
+from bipsync_sandbox.api import catalogue, directory
+from bipsync_sandbox.api.models import Contact, Project
 from bipsync_sandbox.authserver.models import DEVICE_CODE, Application
 from bipsync_sandbox.control.admin_api import BadInput, create_or_update_application
 from bipsync_sandbox.identity.models import Membership, Team, Tenant, User
 
-DEMO_SCOPES = ["rest_api:read", "rest_api:write", "rest_api:fields:read"]
+REST_SCOPES = ["rest_api:read", "rest_api:write", "rest_api:fields:read"]
+#: The GraphQL read scopes of the types the sandbox serves (the apps may be granted them).
+GRAPHQL_SCOPES = [
+    "research:read",
+    "users:read",
+    "categories:read",
+    "classifications:read",
+    "contacts:read",
+    "projects:read",
+    "attachments:read",
+    "external_ids:read",
+]
+DEMO_SCOPES = REST_SCOPES + GRAPHQL_SCOPES
+ANALYSTS = [
+    ("Priya Raman", "priya.raman"),
+    ("Tomás Alvarez", "tomas.alvarez"),
+    ("Hannah Becker", "hannah.becker"),
+    ("Kenji Mori", "kenji.mori"),
+]
+DEMO_CONTACTS = 40
+DEMO_PROJECTS = 12
 
 
 def _env(name: str, default: str = "") -> str:
@@ -96,6 +122,11 @@ class Command(BaseCommand):
                 "Max Member",
                 False,
             )
+            domain = options["admin_email"].rpartition("@")[2] or "acme.example"
+            for name, local in ANALYSTS:
+                # Authors only: they never sign in, so their passwords are never shown.
+                self._user(tenant, team, f"{local}@{domain}", "", name, False)
+            self._directory(tenant)
             try:
                 apps = [
                     self._app(
@@ -137,7 +168,7 @@ class Command(BaseCommand):
                             "client_secret": options["team_client_secret"] or None,
                             "name": "Acme nightly export (client credentials)",
                             "grant_types": ["client_credentials"],
-                            "scopes": ["rest_api:read", "rest_api:write"],
+                            "scopes": ["rest_api:read", "rest_api:write", *GRAPHQL_SCOPES],
                             "team_id": team.pk,
                         }
                     ),
@@ -182,6 +213,13 @@ class Command(BaseCommand):
         user.save()
         Membership.objects.update_or_create(user=user, team=team, defaults={"is_admin": admin})
         return shown
+
+    def _directory(self, tenant: Tenant) -> None:
+        catalogue.ensure(tenant)
+        if not Contact.objects.filter(tenant=tenant).exists():
+            directory.generate(tenant.slug, "contacts", DEMO_CONTACTS, seed=1)
+        if not Project.objects.filter(tenant=tenant).exists():
+            directory.generate(tenant.slug, "projects", DEMO_PROJECTS, seed=1)
 
     def _app(self, data: dict[str, Any]) -> tuple[Application, str | None]:
         return create_or_update_application({k: v for k, v in data.items() if v is not None})
