@@ -4,16 +4,19 @@ and deletions, a grant without the scopes, and a run that resumes mid-resource."
 
 from __future__ import annotations
 
+import hashlib
 import time
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from django.db import connection as db
+from django.urls import reverse
 from pytest_django.fixtures import Settings
 
-from accounts.models import Team
+from accounts.models import Team, User
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.client import api_for
@@ -28,6 +31,7 @@ from bipsync_partner.sync.models import (
     SyncedUser,
     SyncRun,
 )
+from tests.conftest import signed_in
 from tests.sandbox.research_api import Api, team_token
 from tests.support.sandbox import GRAPHQL_SCOPES, Sandbox, SandboxWorld, make_world
 from tests.sync.conftest import partner_settings_for
@@ -256,3 +260,33 @@ def test_a_run_cut_into_slices_resumes_each_resource_at_its_checkpoint(
     assert set(SyncedCategory.objects.filter(team=team).values_list("bipsync_id", flat=True)) == (
         listed
     )
+
+
+def test_a_50_mb_attachment_streams_from_bipsync_with_flat_memory(
+    sandbox: Sandbox, world: SandboxWorld, team: Team, bob: User
+) -> None:
+    note_id = a_note_with_attachments(world, 0)
+    size = 50 * 1024 * 1024
+    made = sandbox.create_attachment(world.tenant, note_id, 'Q3 "final" model.xlsx', size)
+    conn = connection(team, world, (*REST, *GRAPHQL_SCOPES))
+    sync(conn)
+    doc = ResearchDocument.objects.get(team=team, bipsync_id=note_id)
+    link = reverse("sync:attachment", args=[team.slug, doc.pk, made["id"]])
+    client = signed_in(bob)
+
+    tracemalloc.start()
+    response = client.get(link)
+    digest, received = hashlib.sha256(), 0
+    for chunk in response.streaming_content:  # type: ignore[attr-defined]
+        digest.update(chunk)
+        received += len(chunk)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert response.status_code == 200
+    assert received == size
+    assert digest.hexdigest() == made["sha256"]
+    assert response["Content-Length"] == str(size)
+    assert response["Content-Disposition"] == 'attachment; filename="Q3 \\"final\\" model.xlsx"'
+    # The whole file is 50 MB; the streaming holds a few chunks of 64 KiB at a time.
+    assert peak < 4 * 1024 * 1024, peak
