@@ -103,6 +103,8 @@ def graphql_nodes(conn: Connection, query: str, path: str) -> list[dict[str, Any
 
 CATEGORIES = """query($first: Int, $after: String) { categories(first: $first, after: $after) {
   pageInfo { hasNextPage endCursor } edges { node { id name ticker classification { id } } } } }"""
+BODIES = """query($first: Int, $after: String) { research(first: $first, after: $after) {
+  pageInfo { hasNextPage endCursor } edges { node { id content } } } }"""
 USERS = """query($first: Int, $after: String) { users(first: $first, after: $after) {
   pageInfo { hasNextPage endCursor } edges { node { id name email } } } }"""
 
@@ -133,9 +135,11 @@ def test_a_sync_stores_every_resource_as_bipsync_lists_it(
     assert set(SyncedClassification.objects.filter(team=team).values_list("name", flat=True)) >= {
         "Company"
     }
-    assert list(NoteBody.objects.filter(team=team).values_list("bipsync_id", "content")) == [
-        (note_id, BODY)
-    ]
+    bodies = dict(NoteBody.objects.filter(team=team).values_list("bipsync_id", "content"))
+    assert bodies == {
+        n["id"]: n["content"] for n in graphql_nodes(conn, BODIES, "research") if n["content"]
+    }
+    assert bodies[note_id] == BODY
     assert sorted(
         SyncedAttachment.objects.filter(team=team).values_list(
             "document_bid", "file_name", "length"
