@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "bipsync_partner.connections",
     "bipsync_partner.sync",
     "bipsync_partner.writes",
+    "bipsync_partner.feed",
+    "bipsync_partner.events",
     "bipsync_partner.ops",
 ]
 
@@ -293,6 +295,17 @@ BIPSYNC_TOKEN_SUBJECT_TEAM_NAME_PARAMETER = env_str(
     "BIPSYNC_TOKEN_SUBJECT_TEAM_NAME_PARAMETER", "subject_team_name"
 )
 
+# Where whom a token acts as comes from: "token_response" (the parameters above; Bipsync
+# documents none, the sandbox sends them) or "graphql_me" (the GraphQL ``me`` query with the new
+# token; not documented by Bipsync either, the sandbox offers it). Neither is known to exist at
+# Bipsync: without an answer the subject stays empty and the subject-change check cannot apply.
+BIPSYNC_IDENTITY_SOURCE = env_str("BIPSYNC_IDENTITY_SOURCE", "token_response")
+if BIPSYNC_IDENTITY_SOURCE not in ("token_response", "graphql_me"):
+    raise ImproperlyConfiguredEnv(
+        "BIPSYNC_IDENTITY_SOURCE must be token_response or graphql_me, "
+        f"not {BIPSYNC_IDENTITY_SOURCE!r}."
+    )
+
 # Token encryption keys, comma separated, newest first: the first encrypts, all decrypt.
 TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS")
 if not TOKEN_ENCRYPTION_KEYS and not DEBUG:
@@ -326,15 +339,29 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "writes.deliver": {"queue": "writes"},
     "writes.sweep": {"queue": "writes"},
     "sync.forget_connection": {"queue": "default"},
+    # Outbound events have a queue of their own: a slow customer endpoint must not hold up
+    # writes, syncs or refreshes (the Procfile's worker takes every queue).
+    "events.deliver": {"queue": "events"},
+    "events.sweep": {"queue": "events"},
+    # Not the sync queue: a poll or a hint must not wait behind a long full scan.
+    "sync.sweep_new_research": {"queue": "default"},
+    "sync.poll_new_research": {"queue": "default"},
+    "sync.refetch_documents": {"queue": "default"},
 }
-# The schedule lives here, in code, not in the database (django-celery-beat): beat only fires two
-# fixed, minute-ly sweeps that are part of the product's correctness, reviewed and versioned with
+# The schedule lives here, in code, not in the database (django-celery-beat): beat only fires a
+# few fixed sweeps that are part of the product's correctness, reviewed and versioned with
 # it. What varies per connection (when it is due, its interval, whether it is enabled) lives on
 # rows that the sweeps read (connections' expiries and next_retry_at, sync schedules' next_due_at),
-# so 10,000 connections are two beat entries, not 10,000, and a schedule changed in the UI takes
+# so 10,000 connections are a few beat entries, not 10,000, and a schedule changed in the UI takes
 # effect at the next sweep without beat reloading anything. Run exactly one beat process.
-# ``expires`` drops a sweep that could not start within its minute: the next one does its work.
+# ``expires`` drops a sweep that could not start within its period: the next one does its work.
 WRITES_SWEEP_INTERVAL_SECONDS = env_int("WRITES_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
+EVENTS_SWEEP_INTERVAL_SECONDS = env_int("EVENTS_SWEEP_INTERVAL_SECONDS", 30, minimum=1)
+# [choice] Between full scans, each syncing connection asks GraphQL for its newest research
+# (sorted by creation, newest first) every this many seconds and stores what it does not know
+# yet, stopping at the first document it knows; 0 turns the poll off. Edits and deletions still
+# come from the full scan (Bipsync documents no "modified since", docs/bipsync.md).
+BIPSYNC_NEW_RESEARCH_POLL_SECONDS = env_int("BIPSYNC_NEW_RESEARCH_POLL_SECONDS", 30, minimum=0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "refresh-sweep": {
         "task": "connections.sweep_refreshes",
@@ -346,10 +373,28 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # New research between full scans (every BIPSYNC_NEW_RESEARCH_POLL_SECONDS, 0: off).
+    **(
+        {
+            "new-research-sweep": {
+                "task": "sync.sweep_new_research",
+                "schedule": float(BIPSYNC_NEW_RESEARCH_POLL_SECONDS),
+                "options": {"expires": max(1, BIPSYNC_NEW_RESEARCH_POLL_SECONDS - 1)},
+            }
+        }
+        if BIPSYNC_NEW_RESEARCH_POLL_SECONDS
+        else {}
+    ),
     # Writes whose retry is due, and ones whose queueing was lost or whose worker died.
     "writes-sweep": {
         "task": "writes.sweep",
         "schedule": float(WRITES_SWEEP_INTERVAL_SECONDS),
+        "options": {"expires": 25},
+    },
+    # Event deliveries whose message was lost (a broker restart, a killed worker).
+    "events-sweep": {
+        "task": "events.sweep",
+        "schedule": float(EVENTS_SWEEP_INTERVAL_SECONDS),
         "options": {"expires": 25},
     },
 }
@@ -429,6 +474,19 @@ BIPSYNC_ATTACHMENT_DOWNLOAD_PATH = env_str(
     "BIPSYNC_ATTACHMENT_DOWNLOAD_PATH",
     "/v2/research/note/{document}/attachment/{attachment}/download",
 )
+# --- Fresher than a full scan (bipsync_partner/sync/fresh.py, hints.py) ------------------------
+# (BIPSYNC_NEW_RESEARCH_POLL_SECONDS is with beat's schedule above.)
+# Documents per page of that poll, and the pages it reads at most before leaving the rest to
+# the full scan (a burst of new research larger than that is the full scan's).
+BIPSYNC_NEW_RESEARCH_POLL_PAGE_SIZE = env_int("BIPSYNC_NEW_RESEARCH_POLL_PAGE_SIZE", 20, minimum=1)
+BIPSYNC_NEW_RESEARCH_POLL_MAX_PAGES = env_int("BIPSYNC_NEW_RESEARCH_POLL_MAX_PAGES", 5, minimum=1)
+# Rules-engine webhooks as a hint (docs/bipsync.md, "Webhooks"): the receiver reads at most this
+# many bytes of a body and this many document ids from it, and accepts at most RATE_LIMIT calls
+# per connection per window (counted in Redis); more is answered 413 / 429.
+BIPSYNC_WEBHOOK_MAX_BODY_BYTES = env_int("BIPSYNC_WEBHOOK_MAX_BODY_BYTES", 65536, minimum=1)
+BIPSYNC_WEBHOOK_MAX_IDS = env_int("BIPSYNC_WEBHOOK_MAX_IDS", 100, minimum=1)
+BIPSYNC_WEBHOOK_RATE_LIMIT = env_int("BIPSYNC_WEBHOOK_RATE_LIMIT", 120, minimum=1)
+BIPSYNC_WEBHOOK_RATE_WINDOW_SECONDS = env_int("BIPSYNC_WEBHOOK_RATE_WINDOW_SECONDS", 60, minimum=1)
 # Workers log through Django's LOGGING (JSON, ids, redaction) instead of Celery's own setup.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -468,6 +526,34 @@ WRITES_BACKOFF_CAP_MS = env_int("WRITES_BACKOFF_CAP_MS", 600000, minimum=1)
 WRITES_MAX_ATTEMPTS = env_int("WRITES_MAX_ATTEMPTS", 25, minimum=1)
 # Due writes queued per sweep.
 WRITES_SWEEP_BATCH = env_int("WRITES_SWEEP_BATCH", 2000, minimum=1)
+# --- Outbound events (bipsync_partner/events/; queue "events") ------------------------------------
+# Endpoints must be https:// (plain http:// too when DEBUG or this is on).
+EVENTS_ALLOW_HTTP = env_bool("EVENTS_ALLOW_HTTP", False)
+# Endpoints whose host resolves to a private, loopback, link-local or reserved address are refused
+# (checked when saved and before every send) unless this is on: development and tests only.
+EVENTS_ALLOW_PRIVATE_ADDRESSES = env_bool("EVENTS_ALLOW_PRIVATE_ADDRESSES", False)
+# Seconds an endpoint has to answer one delivery.
+EVENTS_TIMEOUT_SECONDS = env_int("EVENTS_TIMEOUT_SECONDS", 10, minimum=1)
+# A failing delivery is retried (back-off with jitter, base and cap in ms, never sooner than a
+# 429's Retry-After) for this long after its first attempt, then failed and the admins emailed;
+# an endpoint whose deliveries all failed for this long is disabled. 3 days by default.
+EVENTS_RETRY_PERIOD_SECONDS = env_int("EVENTS_RETRY_PERIOD_SECONDS", 3 * 24 * 3600, minimum=1)
+EVENTS_BACKOFF_BASE_MS = env_int("EVENTS_BACKOFF_BASE_MS", 5000, minimum=1)
+EVENTS_BACKOFF_CAP_MS = env_int("EVENTS_BACKOFF_CAP_MS", 3600 * 1000, minimum=1)
+# After a secret rotation deliveries are signed with the old secret too, this long (24 h).
+EVENTS_SECRET_OVERLAP_SECONDS = env_int("EVENTS_SECRET_OVERLAP_SECONDS", 24 * 3600, minimum=0)
+# A worker's claim on a delivery; above the task's time limit (55 s), so that a delivery is only
+# taken over from a worker that is gone.
+EVENTS_LEASE_SECONDS = env_int("EVENTS_LEASE_SECONDS", 60, minimum=56)
+if EVENTS_TIMEOUT_SECONDS >= 50:
+    raise ImproperlyConfiguredEnv("EVENTS_TIMEOUT_SECONDS must stay below the task's 50 s limit.")
+# A delivery task also takes up to this many other due deliveries of the same endpoint (a burst
+# costs a few statements per batch instead of per event).
+EVENTS_DELIVERY_BATCH = env_int("EVENTS_DELIVERY_BATCH", 20, minimum=1)
+# The sweep queues deliveries due for longer than this (sooner ones have their own message), at
+# most this many per sweep.
+EVENTS_SWEEP_GRACE_SECONDS = env_int("EVENTS_SWEEP_GRACE_SECONDS", 30, minimum=0)
+EVENTS_SWEEP_BATCH = env_int("EVENTS_SWEEP_BATCH", 1000, minimum=1)
 # --- Research browser (bipsync_partner/sync/browse.py) ----------------------------------------------
 # Matching documents are counted exactly up to this many; above it the page says "about …" from
 # PostgreSQL's estimate, and only this many rows are numbered pages (beyond: Older/Last links).

@@ -402,6 +402,47 @@ class SandboxClient:
             return sum(by_outcome.values())
         return int(by_outcome.get(outcome, 0))
 
+    def set_token_subject_parameters(self, on: bool | None) -> None:
+        """Send (True) or leave out (False) the token response's ``subject*`` parameters;
+        None: back to SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT."""
+        self.admin("PUT", "/_sandbox/api-settings", {"token_response_includes_subject": on})
+
+    # -- the Rules engine -------------------------------------------------------------------------
+    def create_rule(
+        self,
+        tenant: str,
+        url: str,
+        body: str,
+        *,
+        name: str = "Webhook",
+        events: Sequence[str] = ("created", "modified", "deleted"),
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """A rule calling ``url`` with ``body`` (Mustache: ``{{event}}``, ``{{document._id}}``,
+        ``{{document.title}}``, ``{{document.user._id}}``, ``{{document.created.sec}}``, ...)
+        when research of the tenant is created, modified or deleted; ``{"id", ...}``."""
+        result: dict[str, Any] = self.admin(
+            "POST",
+            f"/_sandbox/tenants/{tenant}/rules",
+            {
+                "url": url,
+                "body": body,
+                "name": name,
+                "events": list(events),
+                "content_type": content_type,
+            },
+        )
+        return result
+
+    def delete_rule(self, tenant: str, rule_id: str) -> None:
+        self.admin("DELETE", f"/_sandbox/tenants/{tenant}/rules/{rule_id}")
+
+    def rule_calls(self, tenant: str) -> list[dict[str, Any]]:
+        """The calls the tenant's rules made: rule, event, document_id, status (None when the
+        receiver did not answer), error."""
+        result: list[dict[str, Any]] = self.admin("GET", f"/_sandbox/tenants/{tenant}/rules/calls")
+        return result
+
     # -- what GraphQL reads ------------------------------------------------------------------
     def generate_categories(
         self, tenant: str, count: int, *, with_tickers: bool = True, seed: int | None = None

@@ -74,6 +74,8 @@ SANDBOX_TOKEN_RESPONSE_INCLUDES_SCOPE = env_bool("SANDBOX_TOKEN_RESPONSE_INCLUDE
 # (RFC 6749 §5.1 allows additional parameters; clients ignore unknown ones). The
 # partner app reads them (BIPSYNC_TOKEN_SUBJECT_PARAMETER); switch off to see it cope without.
 SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT = env_bool("SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT", True)
+# (A run-time override of the switch above: PUT /_sandbox/api-settings
+# {"token_response_includes_subject": false}, to run a client against a Bipsync that sends none.)
 # [choice] token_type is spelled like Bipsync's example.
 SANDBOX_TOKEN_TYPE = env_str("SANDBOX_TOKEN_TYPE", "bearer")
 # [choice] How a client selects the service-account variation: "application" = the OAuth
@@ -109,6 +111,10 @@ SANDBOX_API_RATE_WINDOW = env_int("SANDBOX_API_RATE_WINDOW", 1, minimum=1)
 SANDBOX_API_INSUFFICIENT_SCOPE_STATUS = env_int(
     "SANDBOX_API_INSUFFICIENT_SCOPE_STATUS", 401, minimum=400
 )
+# [choice] The Rules engine's webhook calls (bipsync_sandbox/api/rules.py): the receiver's time to
+# answer, and the calls waiting in a worker process at most (more are dropped and logged).
+SANDBOX_RULES_TIMEOUT_SECONDS = env_int("SANDBOX_RULES_TIMEOUT_SECONDS", 5, minimum=1)
+SANDBOX_RULES_QUEUE_SIZE = env_int("SANDBOX_RULES_QUEUE_SIZE", 1000, minimum=1)
 # [choice] Status of POST /v2/research/note (Bipsync documents only the returned ``id``).
 SANDBOX_API_NOTE_CREATED_STATUS = env_int("SANDBOX_API_NOTE_CREATED_STATUS", 201, minimum=200)
 # [choice] Looking notes up by external id: GET /v2/research/note with these two query

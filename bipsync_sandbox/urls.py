@@ -11,7 +11,7 @@ from django.urls import URLPattern, URLResolver, include, path
 
 from bipsync_sandbox import about, hosts
 from bipsync_sandbox.api import admin_api as api_admin
-from bipsync_sandbox.api import graph_admin, writes_admin
+from bipsync_sandbox.api import graph_admin, rules_admin, writes_admin
 from bipsync_sandbox.authserver import api_views, pages
 from bipsync_sandbox.control import admin_api, grants_api
 from bipsync_sandbox.identity.models import Tenant
@@ -81,6 +81,9 @@ admin_patterns: list[URLPattern | URLResolver] = [
     path("_sandbox/tenants/<str:slug>/ingest/external-ids", writes_admin.ingest_counts),
     path("_sandbox/tenants/<str:slug>/ingest/by-external-id", writes_admin.ingest_by_external_id),
     path("_sandbox/tenants/<str:slug>/ingest", writes_admin.seed_ingest_record),
+    path("_sandbox/tenants/<str:slug>/rules", rules_admin.rules_view),
+    path("_sandbox/tenants/<str:slug>/rules/calls", rules_admin.rule_calls_view),
+    path("_sandbox/tenants/<str:slug>/rules/<str:rule_id>", rules_admin.rule_view),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

@@ -27,7 +27,7 @@ def celery_worker_argv(*, concurrency: int, loglevel: str, name: str) -> list[st
         "bipsync_partner.celery",
         "worker",
         "-Q",
-        "default,refresh,sync,writes",
+        "default,refresh,sync,writes,events",
         "-c",
         str(concurrency),
         "-P",

@@ -216,7 +216,7 @@ def finish(*, query_string: str, session_key: str | None, user: User | None) -> 
     _check_still_allowed(user, record)
     if isinstance(answer, CallbackDenied):
         return _denied(record, answer)
-    grant = Grant.of(_exchange_code(record, answer))
+    grant = Grant.of(_exchange_code(record, answer), record.tenant)
     owner = Owner.of(team=record.team, user=user, tenant=record.tenant, kind=record.kind)
     target = _reconnected(record, owner)
     # A reconnect that comes back as another Bipsync account (signed in as someone else at

@@ -70,7 +70,7 @@ def add_machine_connection(
     connected raise :class:`DuplicateMachineConnection`. A disconnected connection with the same
     credentials is connected again, so that its history continues."""
     _refuse_duplicate(team, credentials)
-    grant = _grant(_first_token(tenant, credentials, scopes), credentials)
+    grant = _grant(_first_token(tenant, credentials, scopes), credentials, tenant)
     owner = Owner.of(team=team, user=None, tenant=tenant, kind=Connection.Kind.CLIENT_CREDENTIALS)
     with transaction.atomic():
         _lock_credentials(team, credentials)
@@ -116,7 +116,9 @@ def reconnect_machine_connection(
     )
     if existing is not None:
         raise DuplicateMachineConnection(existing)
-    grant = _grant(_first_token(connection.tenant, credentials, scopes), credentials)
+    grant = _grant(
+        _first_token(connection.tenant, credentials, scopes), credentials, connection.tenant
+    )
     owner = Owner.of(
         team=connection.team,
         user=None,
@@ -142,8 +144,8 @@ def _lock_credentials(team: Team, credentials: MachineCredentials) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-def _grant(token: Token, credentials: MachineCredentials) -> Grant:
-    learned = Grant.of(token)
+def _grant(token: Token, credentials: MachineCredentials, tenant: str) -> Grant:
+    learned = Grant.of(token, tenant)
     # Without a subject in the answer, the connection acts as the Bipsync team it names.
     team_id = credentials.bipsync_team_id
     return replace(

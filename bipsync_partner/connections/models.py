@@ -420,3 +420,4 @@ from bipsync_partner.connections.tenant_metadata import (  # noqa: E402, F401
     TenantMetadata,
     TenantMetadataEvent,
 )
+from bipsync_partner.connections.webhooks import WebhookReceiver  # noqa: E402, F401

@@ -8,7 +8,6 @@ as; the grant they replace is revoked at Bipsync after the commit.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -18,6 +17,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import Team, User
 from bipsync_partner.connections import clients
+from bipsync_partner.connections.identity import identify
 from bipsync_partner.connections.kinds import spec
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.notifications import clear_notices
@@ -26,8 +26,6 @@ from bipsync_partner.connections.signals import announce_reconnect
 from bipsync_partner.oauth import Token
 
 log = logging.getLogger(__name__)
-
-BIPSYNC_ID = re.compile(r"[0-9a-f]{24}")
 
 
 @dataclass(frozen=True)
@@ -58,24 +56,17 @@ class Grant:
     subject_team_name: str = ""
 
     @classmethod
-    def of(cls, token: Token) -> Grant:
-        """Whom the token acts as, from the token response's additional parameters ([choice]:
-        Bipsync documents none; the names are settings). Empty strings when the server says
-        nothing."""
-
-        def extra(setting: str, limit: int) -> str:
-            name = getattr(settings, setting)
-            value = token.extra.get(name, "") if name else ""
-            return value[:limit] if isinstance(value, str) else ""
-
-        team = extra("BIPSYNC_TOKEN_SUBJECT_TEAM_PARAMETER", 64)
+    def of(cls, token: Token, tenant: str | None = None) -> Grant:
+        """Whom the token acts as, from ``BIPSYNC_IDENTITY_SOURCE`` ([choice]: Bipsync
+        documents no way to ask; :mod:`bipsync_partner.connections.identity`). Empty strings
+        when the source says nothing."""
+        found = identify(token, tenant)
         return cls(
             token=token,
-            subject=extra("BIPSYNC_TOKEN_SUBJECT_PARAMETER", 64),
-            subject_name=extra("BIPSYNC_TOKEN_SUBJECT_NAME_PARAMETER", 200),
-            # Kept only when it is a Bipsync id (docs/bipsync.md, "The REST API slice").
-            subject_team=team if BIPSYNC_ID.fullmatch(team) else "",
-            subject_team_name=extra("BIPSYNC_TOKEN_SUBJECT_TEAM_NAME_PARAMETER", 200),
+            subject=found.subject,
+            subject_name=found.subject_name,
+            subject_team=found.subject_team,
+            subject_team_name=found.subject_team_name,
         )
 
     def acts_as_another_subject_than(self, connection: Connection | None) -> bool:

@@ -7,6 +7,11 @@
   that is no longer disconnected, or a second time.
 - ``sync.sweep_due_syncs()``: beat's minute-ly sweep (queue ``default``): runs for due schedules,
   and runs that lost their worker continue from their checkpoint.
+- ``sync.sweep_new_research()`` and ``sync.poll_new_research(connection_id)``: the short poll
+  for new research between full scans (:mod:`.fresh`); a poll stores only what it does not
+  know yet, so a second delivery finds nothing new.
+- ``sync.refetch_documents(connection_id, document_ids)``: a webhook's hint (:mod:`.hints`);
+  it asks Bipsync again each time, so running twice stores the same answer once.
 
 Task functions carry a ``_task`` suffix (their Celery names do not).
 """
@@ -16,12 +21,13 @@ from __future__ import annotations
 import logging
 import time
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from bipsync_partner.ops.context import bound
-from bipsync_partner.sync import engine, scheduling
+from bipsync_partner.sync import engine, fresh, hints, scheduling
+from bipsync_partner.sync.api import ApiError
 from bipsync_partner.sync.client import api_for
 from bipsync_partner.sync.exposure import forget_connection
 from bipsync_partner.sync.models import SyncRun
@@ -86,3 +92,47 @@ def sweep_due_syncs_task() -> str:
 def forget_connection_task(connection_id: str) -> int:
     with bound(connection=connection_id):
         return forget_connection(connection_id)
+
+
+@shared_task(name="sync.sweep_new_research", ignore_result=True, soft_time_limit=25, time_limit=28)
+def sweep_new_research_task() -> str:
+    return f"{fresh.sweep()} polls queued"
+
+
+@shared_task(
+    name="sync.poll_new_research",
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=75,
+)
+def poll_new_research_task(connection_id: str) -> str:
+    with bound(connection=connection_id):
+        try:
+            polled = fresh.poll(connection_id)
+        except ApiError as error:
+            # The next poll, or the full scan, catches up; nothing is lost.
+            log.info("New-research poll failed: %s", error.sentence)
+            return error.code
+        return polled.skipped or f"{polled.created} new in {polled.requests} requests"
+
+
+@shared_task(
+    name="sync.refetch_documents",
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    max_retries=3,
+    soft_time_limit=60,
+    time_limit=75,
+)
+def refetch_documents_task(self: Task, connection_id: str, document_ids: list[str]) -> str:  # type: ignore[type-arg]
+    with bound(connection=connection_id):
+        try:
+            result = hints.refetch(connection_id, document_ids)
+        except ApiError as error:
+            if error.transient and self.request.retries < (self.max_retries or 0):
+                raise self.retry(countdown=error.retry_after or 30.0) from None
+            # Given up: the next full scan sees the documents anyway.
+            log.info("Webhook hint dropped: %s", error.sentence)
+            return error.code
+        return result.skipped or f"{result.stored} stored, {result.unseen} no longer seen"

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from bipsync_partner.sync import views
+from bipsync_partner.sync import views, webhook_views
 
 app_name = "sync"
 
@@ -20,6 +20,11 @@ urlpatterns = [
         "teams/<slug:team_slug>/sync/runs/<int:run_id>/progress.json",
         views.progress,
         name="progress",
+    ),
+    path(
+        "teams/<slug:team_slug>/sync/<uuid:connection_id>/webhook/",
+        webhook_views.new_address,
+        name="webhook_address",
     ),
     path("teams/<slug:team_slug>/research/", views.research, name="research"),
     path("teams/<slug:team_slug>/research/<int:document_id>/", views.document, name="document"),

@@ -34,6 +34,7 @@ from bipsync_partner.writes import files, queueing, senders
 from bipsync_partner.writes.claims import Claim, NotClaimed, claim
 from bipsync_partner.writes.connections import WriteRefusal, writing_connection
 from bipsync_partner.writes.models import Write
+from bipsync_partner.writes.signals import write_delivered, write_failed
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ def _deliver(held: Claim, bipsync_id: str) -> str:
         ):
             return "claim lost"
         queueing.after_final(held.write)
+        write_delivered.send(sender=Write, write=held.write)
     return "delivered"
 
 
@@ -168,6 +170,7 @@ def _fail(held: Claim, code: str, sentence: str) -> str:
         ):
             return "claim lost"
         queueing.after_final(held.write)
+        write_failed.send(sender=Write, write=held.write)
     log.info("Write %s failed: %s", held.write.uid, code)
     return "failed"
 

@@ -4,7 +4,7 @@
 |---|---|---|
 | POST /_sandbox/research/generate | tenant, team, count, seed?, share_with?, private_fraction?, until? | created, seconds |
 | POST /_sandbox/research/mutate | tenant, team, fraction, seed?, share_with? | edited, deleted, created, seconds |
-| GET/PUT/DELETE /_sandbox/api-settings | rate_limit?, rate_window? | effective settings |
+| GET/PUT/DELETE /_sandbox/api-settings | rate_limit?, rate_window?, token_response_includes_subject? | effective settings |
 
 ``DELETE /_sandbox/api-settings`` drops the run-time overrides and forgets every rate window.
 """
@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 
 from bipsync_sandbox.api import generation, ratelimit
 from bipsync_sandbox.api.models import ApiSettings
+from bipsync_sandbox.authserver.server import includes_subject
 from bipsync_sandbox.control.admin_api import (
     BadInput,
     _body,
@@ -34,6 +35,13 @@ def _number(data: dict[str, Any], key: str, default: float | None = None) -> flo
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadInput(f"{key} must be a number.")
     return float(value)
+
+
+def _opt_bool(data: dict[str, Any], key: str) -> bool | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise BadInput(f"{key} must be true, false or null.")
+    return value
 
 
 def _seed(data: dict[str, Any]) -> int | None:
@@ -89,10 +97,13 @@ def api_settings_view(request: HttpRequest) -> HttpResponse:
             row.rate_limit = _opt_int(data, "rate_limit", 0)
         if "rate_window" in data:
             row.rate_window = _opt_int(data, "rate_window", 1)
+        if "token_response_includes_subject" in data:
+            row.token_response_includes_subject = _opt_bool(data, "token_response_includes_subject")
         row.save()
     elif request.method == "DELETE":
         row.rate_limit = None
         row.rate_window = None
+        row.token_response_includes_subject = None
         row.save()
         ratelimit.reset()
     limit = ratelimit.current_limit()
@@ -103,5 +114,6 @@ def api_settings_view(request: HttpRequest) -> HttpResponse:
             "page_size_default": settings.SANDBOX_API_PAGE_SIZE_DEFAULT,
             "page_size_max": settings.SANDBOX_API_PAGE_SIZE_MAX,
             "page_over_max": settings.SANDBOX_API_PAGE_OVER_MAX,
+            "token_response_includes_subject": includes_subject(),
         }
     )

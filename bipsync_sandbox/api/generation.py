@@ -21,7 +21,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from bipsync_sandbox.api import catalogue, vocabulary
+from bipsync_sandbox.api import catalogue, rules, vocabulary
 from bipsync_sandbox.api.models import ResearchDocument, object_id
 from bipsync_sandbox.api.write_models import NoteBody
 from bipsync_sandbox.authserver.models import Application
@@ -443,9 +443,16 @@ def mutate(
         edit_ids = sorted(chosen[:edits])
         delete_ids = chosen[edits:]
         _edit(factory, edit_ids, now)
+        fired = rules.active(tenant.pk)
+        if fired:  # rendered before the rows go
+            rules.fire(tenant.pk, "deleted", _with_bodies(delete_ids))
         ResearchDocument.objects.filter(pk__in=delete_ids).delete()
         _copy((factory.row(now, now) for _ in range(creates)), None)
         _copy_bodies(factory)
+        if fired:
+            rules.fire(tenant.pk, "modified", _with_bodies(edit_ids))
+            made = ResearchDocument.objects.filter(tenant=tenant, team=team, created=now)
+            rules.fire(tenant.pk, "created", _with_bodies(made.values_list("id", flat=True)))
     _analyze()
     return MutateResult(
         edited=len(edit_ids),
@@ -453,6 +460,12 @@ def mutate(
         created=creates,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _with_bodies(ids: Iterable[str]) -> Iterator[tuple[ResearchDocument, str]]:
+    """The documents with their note content, for the Rules engine."""
+    for document in ResearchDocument.objects.filter(pk__in=list(ids)).order_by("id"):
+        yield document, ""
 
 
 def _edit(factory: _Factory, ids: list[str], now: datetime) -> None:

@@ -206,6 +206,8 @@ class ApiSettings(models.Model):
     graphql_max_complexity = models.PositiveIntegerField(null=True, blank=True)
     graphql_timeout_ms = models.PositiveIntegerField(null=True, blank=True)
     graphql_max_response_bytes = models.PositiveIntegerField(null=True, blank=True)
+    #: Overrides SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT while set (None: the setting).
+    token_response_includes_subject = models.BooleanField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -246,6 +248,7 @@ class ResearchVersion(models.Model):
 
 # The models of what partners write live beside the code that uses them; importing them here
 # registers them with the app (Django only imports models.py).
+from bipsync_sandbox.api.rules import Rule, RuleCall  # noqa: E402, F401
 from bipsync_sandbox.api.write_models import (  # noqa: E402, F401
     Attachment,
     IngestRecord,

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from bipsync_sandbox.api import views
+from bipsync_sandbox.api import rules, views
 from bipsync_sandbox.api.auth import Principal
 from bipsync_sandbox.api.errors import bad_request, not_found_response
 from bipsync_sandbox.api.models import ResearchDocument
@@ -147,6 +147,8 @@ def _update(
     with transaction.atomic():
         document.save(update_fields=["title", "fields", "modified"])
         extras.save(document, created=False)
+        note = NoteBody.objects.filter(document=document).first()
+        rules.fire(tenant.pk, "modified", [(document, note.content if note else "")])
     return json_response(note_item(document))
 
 

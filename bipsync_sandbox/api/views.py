@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 
-from bipsync_sandbox.api import catalogue, listing
+from bipsync_sandbox.api import catalogue, listing, rules
 from bipsync_sandbox.api.auth import Principal
 from bipsync_sandbox.api.errors import ApiError, bad_request, not_found_response
 from bipsync_sandbox.api.models import (
@@ -327,6 +327,7 @@ def create_note(request: HttpRequest, tenant: Tenant, principal: Principal) -> H
         modified=now,
     )
     extras.save(document, created=True)
+    rules.fire(tenant.pk, "created", [(document, extras.content or "")])
     item = notes.note_item(document)
     return json_response(item, status=settings.SANDBOX_API_NOTE_CREATED_STATUS)
 

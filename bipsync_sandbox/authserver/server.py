@@ -137,6 +137,19 @@ def principal_of(row: Token | AuthorizationCode | DeviceCode) -> Principal | Non
     return Principal(PrincipalKind.USER, user=user)
 
 
+def includes_subject() -> bool:
+    """SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT, or its run-time override (admin API,
+    ``/_sandbox/api-settings``)."""
+    from bipsync_sandbox.api.models import ApiSettings
+
+    override = (
+        ApiSettings.objects.filter(pk=ApiSettings.SINGLETON_ID)
+        .values_list("token_response_includes_subject", flat=True)
+        .first()
+    )
+    return bool(settings.SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT if override is None else override)
+
+
 def subject_parameters(principal: Principal) -> dict[str, str]:
     """Who a token acts as, for the token response ([choice], SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT).
 
@@ -624,7 +637,7 @@ class SandboxAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             token["refresh_token"] = secrets.token_urlsafe(48)
         if settings.SANDBOX_TOKEN_RESPONSE_INCLUDES_SCOPE:
             token["scope"] = self.issued_scope
-        if settings.SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT and user is not None:
+        if user is not None and includes_subject():
             token.update(subject_parameters(user))
         return token
 

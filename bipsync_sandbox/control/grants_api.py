@@ -37,7 +37,7 @@ from bipsync_sandbox.authserver.models import (
     Token,
     digest,
 )
-from bipsync_sandbox.authserver.server import revoke_grant
+from bipsync_sandbox.authserver.server import includes_subject, revoke_grant
 from bipsync_sandbox.control import runtime
 from bipsync_sandbox.control.admin_api import (
     BadInput,
@@ -104,6 +104,7 @@ def mint_grants(request: HttpRequest, client_id: str) -> HttpResponse:
     now = timezone.now()
     rows: list[Token] = []
     answers: list[dict[str, Any]] = []
+    with_subject = includes_subject()
     for _ in range(count):
         access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(48)
         lifetime = random.randint(access_min, access_max)
@@ -135,7 +136,7 @@ def mint_grants(request: HttpRequest, client_id: str) -> HttpResponse:
         }
         if settings.SANDBOX_TOKEN_RESPONSE_INCLUDES_SCOPE:
             answer["scope"] = scope
-        if settings.SANDBOX_TOKEN_RESPONSE_INCLUDES_SUBJECT:
+        if with_subject:
             answer.update(subject)
         answers.append(answer)
     with transaction.atomic():

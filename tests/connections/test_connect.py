@@ -209,6 +209,7 @@ def _second_team_admin(sandbox: Sandbox, world: SandboxWorld) -> WorldUser:
     return WorldUser(created["id"], created["email"], world.admin.password)
 
 
+@pytest.mark.usefixtures("identity_source")
 def test_a_service_account_reconnect_as_another_subject_waits_for_the_admin(
     sandbox: Sandbox, world: SandboxWorld, team: Team, alice: User
 ) -> None:
@@ -250,6 +251,7 @@ def test_a_service_account_reconnect_as_another_subject_waits_for_the_admin(
     assert client.post(response["Location"], {"decision": "confirm"}).status_code == 404
 
 
+@pytest.mark.usefixtures("identity_source")
 def test_a_service_account_reconnect_as_another_subject_applies_once_confirmed(
     sandbox: Sandbox, world: SandboxWorld, team: Team, alice: User
 ) -> None:

@@ -22,7 +22,7 @@ from tests.connections.connect_support import (
 )
 from tests.support.sandbox import Sandbox, SandboxWorld, WorldUser
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("identity_source")]
 
 
 @pytest.fixture
@@ -132,3 +132,18 @@ def test_a_held_reconnect_that_no_longer_decrypts_is_refused_with_a_sentence(
     assert answer.status_code == 400
     assert "can no longer be read here" in answer.content.decode()
     assert Connection.objects.get().subject_id == world.member.id
+
+
+@pytest.mark.parametrize("identity_source", ["token_response"], indirect=True)
+def test_without_any_word_of_whom_a_token_acts_as_a_reconnect_is_not_held(
+    sandbox: Sandbox, world: SandboxWorld, team: Team, bob: User, identity_source: str
+) -> None:
+    sandbox.set_token_subject_parameters(False)
+    client = signed_in(bob)
+
+    original, response = reconnect_as_colleague(client, sandbox, team, world)
+
+    assert response.status_code == 302
+    assert not response["Location"].startswith("/connections/confirm/")
+    assert original.subject_id == ""
+    assert not PendingAuthorizationRecord.objects.filter(held_until__isnull=False).exists()

@@ -22,6 +22,7 @@ from bipsync_partner.sync.models import (
     SyncRun,
     SyncSchedule,
 )
+from bipsync_partner.sync.signals import sync_completed
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def finish(run: SyncRun) -> bool:
         SyncSchedule.objects.filter(pk=schedule.pk).update(
             last_success_at=now, next_due_at=now + schedule.interval
         )
+        sync_completed.send(sender=SyncRun, run=run)
     changes = run.created_count + run.deleted_count
     if changes >= ANALYZE_AFTER_CHANGES or (
         run.first_scan and run.seen_count >= ANALYZE_AFTER_CHANGES

@@ -373,3 +373,47 @@ def forget_statement(model: SyncedModel) -> str:
 def analyze_statement(model: type[models.Model], names: tuple[str, ...]) -> str:
     """``ANALYZE`` of the table, for the named fields' columns only."""
     return f"ANALYZE {_table(model)} ({', '.join(_column(model, name) for name in names)})"
+
+
+@functools.cache
+def documents_statement(model: SyncedModel) -> str:
+    """Some documents outside a scan (a hint, the poll for new research): the page statement's
+    upsert, history and sightings, without scan ids or a run's checkpoint. Parameters
+    ``connection``, ``team``, ``tenant``, ``now``, ``rows``, ``sight``; returns (created,
+    updated, sighted)."""
+    body = _insert(model, upsert=True) + _history(model) + _sightings(model, upsert=True)
+    # The last common table expression (counts) ends with the separator the checkpoint follows.
+    return (
+        "WITH " + body.rstrip().removesuffix(",") + "\nSELECT created, updated, sighted FROM counts"
+    )
+
+
+@functools.cache
+def unsight_statement(model: SyncedModel) -> str:
+    """The connection no longer sees the documents named by ``ids`` (comma-joined): its
+    sightings go, and those no other connection sees are marked deleted with a line of history,
+    as :func:`mark_deleted_statement` does after a scan. Returns how many sightings went
+    (parameters ``team``, ``tenant``, ``now``, ``connection``, ``ids``)."""
+    bid, deleted, changed = (
+        _column(model, name) for name in ("bipsync_id", "deleted_at", "changed_at")
+    )
+    sighting = _table(DocumentSighting)
+    document, conn = (_column(DocumentSighting, name) for name in ("document", "connection"))
+    columns = ", ".join(
+        _column(DocumentChange, name) for name in ("document", "connection", "seen_at", "changes")
+    )
+    return (
+        f"WITH gone AS (\n    DELETE FROM {sighting} AS s USING {_table(model)} AS d\n"
+        f"    WHERE s.{conn} = %(connection)s AND d.id = s.{document}\n"
+        f"      AND {_same_document(model, 'd')}\n"
+        f"      AND d.{bid} = ANY(string_to_array(%(ids)s, ','))\n"
+        f"    RETURNING s.{document} AS id\n),\n"
+        f"marked AS (\n    UPDATE {_table(model)} AS d SET {deleted} = %(now)s, {changed} = %(now)s\n"
+        f"    FROM gone WHERE d.id = gone.id AND d.{deleted} IS NULL\n"
+        f"      AND NOT EXISTS (SELECT 1 FROM {sighting} AS o\n"
+        f"                      WHERE o.{document} = d.id AND o.{conn} <> %(connection)s)\n"
+        "    RETURNING d.id\n),\n"
+        f"history AS (\n    INSERT INTO {_table(DocumentChange)} ({columns})\n"
+        "    SELECT id, %(connection)s, %(now)s, '{\"deleted\": true}'::jsonb FROM marked\n)\n"
+        "SELECT count(*) FROM gone"
+    )

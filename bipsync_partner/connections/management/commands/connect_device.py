@@ -153,7 +153,7 @@ class Command(BaseCommand):
             raise CommandError(reason.format(seconds=lifetime)) from None
 
         owner = Owner.of(team=team, user=user, tenant=tenant, kind=Connection.Kind.DEVICE)
-        grant = Grant.of(token)
+        grant = Grant.of(token, tenant)
         target = target_connection(owner)
         if grant.acts_as_another_subject_than(target) and not self._replace_confirmed(
             target, grant, options["replace_account"]

@@ -1,0 +1,354 @@
+"""Delivering one event to one endpoint: claim it, sign it, POST it, record the outcome.
+
+- A 2xx answer delivers it.
+- Anything else (a 5xx, 429, another 4xx or 3xx, a timeout, a refused connection, an address
+  that now resolves to a private network) is tried again with exponential back-off and jitter,
+  never sooner than a 429's ``Retry-After``, until ``EVENTS_RETRY_PERIOD_SECONDS`` after the
+  first attempt; then the delivery fails and the team's admins are emailed. An endpoint whose
+  deliveries have all failed for that whole period is disabled (its admins told once).
+
+Every attempt carries the event's own ``webhook-id``, so a receiver that saw an attempt whose
+answer was lost recognises the retry. A claim with a lease fences the outcome: a worker that lost
+its claim (killed, or outlived the lease) records nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from django.conf import settings
+from django.db import connection as db
+from django.db import transaction
+from django.db.models import Case, Q, When
+from django.utils import timezone
+
+from bipsync_partner.coordination import OnceKeys
+from bipsync_partner.events import addresses, notifications
+from bipsync_partner.events.models import Delivery, Endpoint
+from bipsync_partner.events.outbox import enqueue
+from bipsync_partner.events.signing import signed_headers
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int | None
+    error: str
+    duration_ms: int
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def retry_period() -> timedelta:
+    return timedelta(seconds=settings.EVENTS_RETRY_PERIOD_SECONDS)
+
+
+def backoff(attempts: int) -> float:
+    """Uniform in [ceiling/2, ceiling], ceiling = base·2^(n-1) capped: the jitter spreads the
+    retries of many events that failed together."""
+    base = settings.EVENTS_BACKOFF_BASE_MS / 1000.0
+    cap = settings.EVENTS_BACKOFF_CAP_MS / 1000.0
+    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+#: The task's soft time limit (tasks.py): a batch starts no send that could outlast it.
+TASK_SOFT_LIMIT_SECONDS = 50
+
+
+def deliver(delivery_id: int) -> str:
+    """Attempt the delivery if it is due and nobody holds it, and with it up to
+    ``EVENTS_DELIVERY_BATCH`` - 1 other due deliveries of the same endpoint (a burst of events
+    then costs a few statements per batch, not per event); a word saying what happened to the
+    named one."""
+    with _asynchronous_commits():
+        return _deliver_batch(delivery_id)
+
+
+@contextlib.contextmanager
+def _asynchronous_commits() -> Iterator[None]:
+    """Claims and "delivered" marks commit without waiting for the WAL flush (a flush per event
+    was most of a delivery's cost). Losing the last of them in a PostgreSQL crash loses no event:
+    a lost claim has no holder left, and a lost "delivered" means the event is sent again under
+    its own webhook-id, which receivers de-duplicate on (at least once is the contract). What
+    ends a delivery for good (failed, an endpoint disabled) commits synchronously."""
+    with db.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+    try:
+        yield
+    finally:
+        with db.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
+
+
+def _deliver_batch(delivery_id: int) -> str:
+    token = uuid.uuid4()
+    batch = _claim(delivery_id, token)
+    if not batch:
+        return "not due"
+    started = time.monotonic()
+    budget = TASK_SOFT_LIMIT_SECONDS - settings.EVENTS_TIMEOUT_SECONDS - 5
+    try:
+        target: addresses.Target | str = addresses.check(batch[0].endpoint.url)
+    except addresses.AddressRefused as refused:
+        target = str(refused)
+    outcomes: dict[int, str] = {}
+    for index, delivery in enumerate(batch):
+        if not delivery.endpoint.enabled:
+            break  # disabled by the failure just recorded, which failed the rest with it
+        if time.monotonic() - started > budget:
+            _release(batch[index:], token)
+            enqueue(batch[index].pk)
+            break
+        outcome = _record(delivery, token, send(delivery, target, timezone.now()))
+        if outcome == "failed":
+            delivery.endpoint.enabled = Endpoint.objects.filter(
+                id=delivery.endpoint_id, enabled=True
+            ).exists()
+        outcomes[delivery.pk] = outcome
+    return outcomes.get(delivery_id, f"{len(outcomes)} of its endpoint's deliveries attempted")
+
+
+def _due(now: datetime) -> Q:
+    return Q(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        status=Delivery.Status.PENDING,
+        next_attempt_at__lte=now,
+        endpoint__enabled=True,
+    )
+
+
+def _claim(delivery_id: int, token: uuid.UUID) -> list[Delivery]:
+    now = timezone.now()
+    with transaction.atomic():
+        endpoint_id = (
+            Delivery.objects.filter(id=delivery_id).values_list("endpoint_id", flat=True).first()
+        )
+        if endpoint_id is None:
+            return []
+        ids = list(
+            Delivery.objects.filter(_due(now), endpoint_id=endpoint_id)
+            # The named delivery first, then the longest waiting.
+            .order_by(Case(When(id=delivery_id, then=0), default=1), "next_attempt_at", "id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", flat=True)[: settings.EVENTS_DELIVERY_BATCH]
+        )
+        if not ids:
+            return []
+        Delivery.objects.filter(id__in=ids).update(
+            claim_token=token,
+            lease_until=now + timedelta(seconds=settings.EVENTS_LEASE_SECONDS),
+        )
+    rows = Delivery.objects.filter(id__in=ids).select_related("event", "endpoint", "endpoint__team")
+    by_id = {row.pk: row for row in rows}
+    endpoint = by_id[ids[0]].endpoint
+    for row in by_id.values():
+        row.endpoint = endpoint  # one object, so that what one outcome learns the next sees
+    return [by_id[i] for i in ids]
+
+
+def _release(rest: list[Delivery], token: uuid.UUID) -> None:
+    Delivery.objects.filter(id__in=[row.pk for row in rest], claim_token=token).update(
+        claim_token=None, lease_until=None
+    )
+
+
+def send(delivery: Delivery, target: addresses.Target | str, now: datetime) -> Answer:
+    """POST the event to the checked ``target`` (a sentence: the address was refused)."""
+    if isinstance(target, str):
+        return Answer(None, target, 0)
+    endpoint = delivery.endpoint
+    started = time.perf_counter()
+    body = json.dumps(delivery.event.payload, separators=(",", ":"))
+    headers = signed_headers(delivery.event.uid, now, body, endpoint.signing_secrets(now))
+    headers["host"] = target.host_header
+    headers["user-agent"] = "bipsync-partner-webhooks"
+    try:
+        response = _client(target.host).post(
+            target.url,
+            content=body.encode(),
+            headers=headers,
+            extensions={"sni_hostname": target.host},
+        )
+    except httpx.TimeoutException:
+        return Answer(None, "The endpoint did not answer in time.", _ms(started))
+    except httpx.HTTPError as error:
+        return Answer(
+            None, f"The endpoint could not be reached ({type(error).__name__}).", _ms(started)
+        )
+    duration = _ms(started)
+    if 200 <= response.status_code < 300:
+        return Answer(response.status_code, "", duration)
+    return Answer(
+        response.status_code,
+        f"The endpoint answered {response.status_code}.",
+        duration,
+        _retry_after(response) if response.status_code == 429 else None,
+    )
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+_local = threading.local()
+
+
+def _client(host: str) -> httpx.Client:
+    """One client per thread and host, so that a burst of events reuses its connections (and a
+    connection opened for one host's certificate never carries another host's events)."""
+    clients: dict[str, httpx.Client] | None = getattr(_local, "clients", None)
+    if clients is None or len(clients) > 64:
+        for old in (clients or {}).values():
+            old.close()
+        clients = _local.clients = {}
+    if host not in clients:
+        clients[host] = httpx.Client(
+            timeout=settings.EVENTS_TIMEOUT_SECONDS, follow_redirects=False
+        )
+    return clients[host]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    seconds: float = (when - timezone.now()).total_seconds()
+    return max(0.0, seconds)
+
+
+def _record(delivery: Delivery, token: uuid.UUID, answer: Answer) -> str:
+    now = timezone.now()
+    first = delivery.first_attempt_at or now
+    mine = Delivery.objects.filter(id=delivery.pk, claim_token=token)
+    common = {
+        "attempts": delivery.attempts + 1,
+        "first_attempt_at": first,
+        "last_attempt_at": now,
+        "last_status_code": answer.status_code,
+        "last_duration_ms": answer.duration_ms,
+        "last_error": answer.error,
+        "claim_token": None,
+        "lease_until": None,
+    }
+    delivery.attempts += 1
+    delivery.last_error = answer.error
+    endpoint = Endpoint.objects.filter(id=delivery.endpoint_id)
+    if answer.ok:
+        # One statement (autocommit): the hot path of a burst.
+        if not mine.update(status=Delivery.Status.DELIVERED, delivered_at=now, **common):
+            return "claim lost"
+        if delivery.endpoint.failing_since is not None:
+            endpoint.update(failing_since=None)
+            delivery.endpoint.failing_since = None
+        return "delivered"
+    with transaction.atomic():
+        deadline = first + retry_period()
+        if now < deadline:
+            delay = max(backoff(delivery.attempts), answer.retry_after or 0.0)
+            at = min(now + timedelta(seconds=delay), deadline)
+            if not mine.update(next_attempt_at=at, **common):
+                return "claim lost"
+            if endpoint.filter(failing_since__isnull=True).update(failing_since=now):
+                delivery.endpoint.failing_since = now
+            enqueue(delivery.pk, countdown=(at - now).total_seconds())
+            return "retry"
+        with db.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = on")
+        if not mine.update(status=Delivery.Status.FAILED, **common):
+            return "claim lost"
+        endpoint.filter(failing_since__isnull=True).update(failing_since=now)
+        if not _disable_if_failing(delivery.endpoint_id, now):
+            transaction.on_commit(lambda: notifications.delivery_failed(delivery))
+    return "failed"
+
+
+def _disable_if_failing(endpoint_id: uuid.UUID, now: datetime) -> bool:
+    """Disable the endpoint when every delivery to it has failed for the whole retry period,
+    failing what it still had pending; True when this call disabled it."""
+    endpoint = Endpoint.objects.select_for_update().select_related("team").get(id=endpoint_id)
+    if (
+        not endpoint.enabled
+        or endpoint.failing_since is None
+        or endpoint.failing_since > now - retry_period()
+    ):
+        return False
+    endpoint.enabled = False
+    endpoint.disabled_reason = (
+        f"Disabled on {now:%Y-%m-%d %H:%M} UTC: every delivery had failed since "
+        f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC."
+    )
+    endpoint.save(update_fields=["enabled", "disabled_reason"])
+    held = (
+        Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING)
+        .order_by()
+        .update(
+            status=Delivery.Status.FAILED,
+            last_error="Not sent: the endpoint was disabled.",
+            claim_token=None,
+            lease_until=None,
+        )
+    )
+    failed = (
+        Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.FAILED)
+        .filter(Q(delivered_at__isnull=True), last_attempt_at__gte=endpoint.failing_since)
+        .count()
+    )
+    transaction.on_commit(lambda: notifications.endpoint_disabled(endpoint, failed + held))
+    return True
+
+
+def replay(delivery: Delivery) -> None:
+    """Send the event again (same webhook-id), with a fresh retry period; queued on commit."""
+    now = timezone.now()
+    Delivery.objects.filter(id=delivery.pk).update(
+        status=Delivery.Status.PENDING,
+        next_attempt_at=now,
+        first_attempt_at=None,
+        claim_token=None,
+        lease_until=None,
+    )
+    enqueue(delivery.pk)
+
+
+def sweep() -> int:
+    """Queue the due deliveries whose message was lost (or whose worker died holding them)."""
+    now = timezone.now()
+    # Due for a while: a just-due retry is about to arrive on its own countdown.
+    due = list(
+        Delivery.objects.filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+            status=Delivery.Status.PENDING,
+            next_attempt_at__lte=now - timedelta(seconds=settings.EVENTS_SWEEP_GRACE_SECONDS),
+            endpoint__enabled=True,
+        )
+        .order_by("next_attempt_at")
+        .values_list("id", flat=True)[: settings.EVENTS_SWEEP_BATCH]
+    )
+    # A delivery queued by one sweep is not queued again by the next while its task waits.
+    markers = OnceKeys("events-sweep", ttl_seconds=max(5, settings.EVENTS_LEASE_SECONDS))
+    claimed = markers.claim_many([markers.name(delivery_id) for delivery_id in due])
+    queued = 0
+    for delivery_id, mine in zip(due, claimed, strict=True):
+        if mine:
+            enqueue(delivery_id)
+            queued += 1
+    return queued

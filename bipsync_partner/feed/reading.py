@@ -1,0 +1,128 @@
+"""Reading a team's feed in commit order, with cursors that never skip a change.
+
+A sequence hands out ids before commit: a transaction that took id 10 may commit after one
+that took id 11, so a reader at "after 11" would never see 10. The feed is ordered by the
+writing transaction's id and then the row's, ``(txid, id)``, and serves only rows whose
+transaction is older than the oldest one still running, ``pg_snapshot_xmin(
+pg_current_snapshot())``: every transaction before that xmin has committed or rolled back
+(PostgreSQL, "Transaction ID and Snapshot Information Functions",
+https://www.postgresql.org/docs/current/functions-info.html), so nothing can appear behind a
+served row any more and a cursor is final. The cost is a delay as long as the longest running
+transaction, in a team's feed or not.
+
+Cursors are signed (``django.core.signing``), so a client cannot make one up; they carry the
+position only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core import signing
+from django.db import connection
+
+_SIGNER = signing.Signer(salt="bipsync_partner.feed.cursor", sep=".")
+
+#: Before every entry.
+START = (0, 0)
+
+
+@dataclass(frozen=True)
+class Change:
+    id: int
+    txid: int
+    resource: str
+    tenant: str
+    bipsync_id: str
+    action: str
+    row_id: int
+    created: datetime
+
+    @property
+    def cursor(self) -> str:
+        return encode_cursor(self.txid, self.id)
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    entries: list[Change]
+    #: Where the next read starts: past the last entry, or where this one started.
+    next_cursor: str
+    #: More entries are ready now (else the next read may still find new ones later).
+    has_more: bool
+
+
+def encode_cursor(txid: int, entry_id: int) -> str:
+    raw = f"{txid}-{entry_id}".encode()
+    return _SIGNER.sign(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """The position a cursor names; ValueError with a sentence for anything not made here."""
+    try:
+        payload = _SIGNER.unsign(cursor)
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+        txid, entry_id = (int(part) for part in raw.split("-"))
+    except (signing.BadSignature, binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(
+            "The cursor is not one this feed gave out; start again without it or with a "
+            "cursor from a previous page."
+        ) from exc
+    if txid < 0 or entry_id < 0:
+        raise ValueError("The cursor names no position in the feed.")
+    return txid, entry_id
+
+
+_READ = """
+SELECT id, txid::text, resource, tenant, bipsync_id, action, row_id, created
+FROM feed_feedentry
+WHERE team_id = %(team)s
+  AND (txid, id) > (%(txid)s::xid8, %(id)s)
+  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY txid, id
+LIMIT %(limit)s
+"""
+
+_NEWEST = """
+SELECT txid::text, id FROM feed_feedentry WHERE team_id = %(team)s
+ORDER BY txid DESC, id DESC LIMIT 1
+"""
+
+
+def read_changes(team_id: int, after: str | None, limit: int) -> FeedPage:
+    """Up to ``limit`` (at least 1) of the team's changes after the cursor ``after`` (from the
+    start when None), oldest first. Raises ValueError for a cursor not made here."""
+    txid, entry_id = START if after is None else decode_cursor(after)
+    limit = max(1, limit)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _READ, {"team": team_id, "txid": str(txid), "id": entry_id, "limit": limit + 1}
+        )
+        rows = cursor.fetchall()
+    entries = [
+        Change(
+            id=row[0],
+            txid=int(row[1]),
+            resource=row[2],
+            tenant=row[3],
+            bipsync_id=row[4],
+            action=row[5],
+            row_id=row[6],
+            created=row[7],
+        )
+        for row in rows[:limit]
+    ]
+    next_cursor = entries[-1].cursor if entries else encode_cursor(txid, entry_id)
+    return FeedPage(entries=entries, next_cursor=next_cursor, has_more=len(rows) > limit)
+
+
+def current_cursor(team_id: int) -> str:
+    """The cursor just past the team's newest entry (its own transaction's included): a reader
+    that has reached it has read every change made before it was taken."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEWEST, {"team": team_id})
+        row = cursor.fetchone()
+    return encode_cursor(*START) if row is None else encode_cursor(int(row[0]), row[1])

@@ -1,0 +1,104 @@
+"""The triggers that write the feed, as migration operations.
+
+Each synced table gets three statement-level triggers with transition tables (``REFERENCING NEW
+TABLE AS ...``, https://www.postgresql.org/docs/current/sql-createtrigger.html): a sync page of a
+hundred rows, written by one statement, costs one ``INSERT ... SELECT`` into the feed, not a
+hundred. They run in the writing transaction, so an entry commits (or rolls back) with its
+change, and the sync engine knows nothing of the feed.
+
+The functions read the columns every synced table shares (``id``, ``team_id``, ``tenant``,
+``bipsync_id``, ``content_hash``, ``deleted_at``); the resource's name is the trigger's argument.
+A soft delete (``deleted_at`` set) is ``deleted``, a row coming back ``created``, and an update
+is ``changed`` only when its content hash moved (the sync's own test of a change: an update of
+bookkeeping columns alone, such as the writing connection, is no change of the document).
+
+Adding a synced table to the feed is one operation in its migration: ``track(table, resource)``.
+"""
+
+from __future__ import annotations
+
+from django.db import migrations
+
+FUNCTIONS = """
+CREATE FUNCTION feed_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO feed_feedentry (team_id, resource, tenant, bipsync_id, action, row_id)
+    SELECT n.team_id, TG_ARGV[0], n.tenant, n.bipsync_id, 'created', n.id
+    FROM feed_new AS n WHERE n.deleted_at IS NULL
+    ORDER BY n.id;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION feed_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO feed_feedentry (team_id, resource, tenant, bipsync_id, action, row_id)
+    SELECT team_id, TG_ARGV[0], tenant, bipsync_id, action, id FROM (
+        SELECT n.team_id, n.tenant, n.bipsync_id, n.id,
+               CASE
+                   WHEN n.deleted_at IS NOT NULL AND o.deleted_at IS NULL THEN 'deleted'
+                   WHEN n.deleted_at IS NULL AND o.deleted_at IS NOT NULL THEN 'created'
+                   WHEN n.deleted_at IS NULL AND n.content_hash IS DISTINCT FROM o.content_hash
+                       THEN 'changed'
+               END AS action
+        FROM feed_new AS n JOIN feed_old AS o ON o.id = n.id
+    ) AS changes
+    WHERE action IS NOT NULL
+    ORDER BY id;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION feed_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- A row already marked deleted was announced then.
+    INSERT INTO feed_feedentry (team_id, resource, tenant, bipsync_id, action, row_id)
+    SELECT o.team_id, TG_ARGV[0], o.tenant, o.bipsync_id, 'deleted', o.id
+    FROM feed_old AS o WHERE o.deleted_at IS NULL
+    ORDER BY o.id;
+    RETURN NULL;
+END $$;
+
+-- A team's entries go with the team: after its synced rows' deletions, which wrote entries.
+CREATE FUNCTION feed_team_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM feed_feedentry WHERE team_id IN (SELECT id FROM feed_old);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER feed_team_deleted AFTER DELETE ON accounts_team
+    REFERENCING OLD TABLE AS feed_old
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_team_deleted();
+"""
+
+DROP_FUNCTIONS = """
+DROP TRIGGER IF EXISTS feed_team_deleted ON accounts_team;
+DROP FUNCTION IF EXISTS feed_team_deleted();
+DROP FUNCTION IF EXISTS feed_deleted();
+DROP FUNCTION IF EXISTS feed_updated();
+DROP FUNCTION IF EXISTS feed_inserted();
+"""
+
+
+def functions() -> migrations.RunSQL:
+    """The trigger functions (once, in the feed's first migration)."""
+    return migrations.RunSQL(FUNCTIONS, DROP_FUNCTIONS, elidable=False)
+
+
+def track(table: str, resource: str) -> migrations.RunSQL:
+    """Write the feed from ``table``'s changes, as ``resource``. ``table`` and ``resource`` are
+    names written in a migration, never input."""
+    create = f"""
+CREATE TRIGGER feed_inserted AFTER INSERT ON {table}
+    REFERENCING NEW TABLE AS feed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_inserted('{resource}');
+CREATE TRIGGER feed_updated AFTER UPDATE ON {table}
+    REFERENCING OLD TABLE AS feed_old NEW TABLE AS feed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_updated('{resource}');
+CREATE TRIGGER feed_deleted AFTER DELETE ON {table}
+    REFERENCING OLD TABLE AS feed_old
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_deleted('{resource}');
+"""
+    drop = "\n".join(
+        f"DROP TRIGGER IF EXISTS feed_{event} ON {table};"
+        for event in ("inserted", "updated", "deleted")
+    )
+    return migrations.RunSQL(create, drop, elidable=False)

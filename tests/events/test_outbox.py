@@ -1,0 +1,138 @@
+"""The outbox: each event is written in the transaction of the change it describes (a rolled-back
+change has none), with one delivery per enabled endpoint subscribed to its type; the changes come
+from the real code paths (a sync run and a write against the sandbox, a disconnect)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from pytest_django.fixtures import Settings
+
+from accounts.models import Team, User
+from bipsync_partner.connections.disconnect import disconnect
+from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.connections.signals import connection_needs_reconnect
+from bipsync_partner.events.models import Delivery, Event
+from bipsync_partner.feed.reading import current_cursor, read_changes
+from bipsync_partner.writes import api
+from bipsync_partner.writes.delivery import deliver
+from tests.events.conftest import Receiver, add_endpoint
+from tests.support.sandbox import Sandbox
+from tests.sync.conftest import SyncWorld, machine_connection
+from tests.sync.test_engine import new_run, run_to_end
+from tests.writes.conftest import partner, service_account, world  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_an_event_rolls_back_with_its_change_and_goes_only_to_subscribed_enabled_endpoints(
+    events_settings: Settings, receiver: Receiver, team: Team, alice: User
+) -> None:
+    wanted = add_endpoint(team, receiver, ["connection.connected"])
+    add_endpoint(team, receiver, ["write.failed"])
+    add_endpoint(team, receiver, ["connection.connected"], enabled=False)
+    conn = Connection.objects.create(team=team, tenant="acme", kind=Connection.Kind.SERVICE_ACCOUNT)
+
+    def connect_then_fail() -> None:
+        with transaction.atomic():
+            conn.record(ConnectionEvent.Kind.CONNECTED, alice, "Connected.")
+            assert Event.objects.count() == 1  # written beside the history line...
+            raise Boom
+
+    with pytest.raises(Boom):
+        connect_then_fail()
+    assert not Event.objects.exists()  # ...and gone with it
+
+    conn.record(ConnectionEvent.Kind.CONNECTED, alice, "Connected.")
+    [event] = Event.objects.all()
+    assert event.type == "connection.connected"
+    assert event.uid.startswith("evt_")
+    assert event.payload["data"]["connection"] == {
+        "id": str(conn.pk),
+        "kind": "service_account",
+        "tenant": "acme",
+        "label": conn.label,
+        "status": conn.status,
+    }
+    assert set(event.payload) == {"type", "timestamp", "data"}
+    assert list(Delivery.objects.values_list("endpoint_id", flat=True)) == [wanted.pk]
+
+
+def test_a_sync_run_sends_sync_completed_with_its_counts_and_the_feed_cursor(
+    events_settings: Settings,
+    partner: Settings,  # noqa: F811
+    sandbox: Sandbox,
+    world: SyncWorld,  # noqa: F811
+    receiver: Receiver,
+    team: Team,
+) -> None:
+    add_endpoint(team, receiver, ["sync.completed"])
+    sandbox.generate_research(world.tenant, world.team_id, 30, seed=3)
+    conn = machine_connection(team, world)
+
+    run = new_run(conn)
+    run_to_end(run)
+
+    [event] = Event.objects.filter(type="sync.completed")
+    data = event.payload["data"]
+    assert data["run"]["id"] == run.pk
+    assert (data["run"]["seen"], data["run"]["created"], data["run"]["deleted"]) == (30, 30, 0)
+    # The cursor is just past the run's changes: reading the feed up to it gets all 30.
+    page = read_changes(team.pk, None, 100)
+    assert len(page.entries) == 30
+    assert data["feed_cursor"] == page.next_cursor == current_cursor(team.pk)
+    assert read_changes(team.pk, data["feed_cursor"], 100).entries == []
+
+
+def test_a_write_sends_write_delivered_in_the_transaction_of_its_outcome(
+    events_settings: Settings,
+    partner: Settings,  # noqa: F811
+    world: SyncWorld,  # noqa: F811
+    receiver: Receiver,
+    team: Team,
+) -> None:
+    add_endpoint(team, receiver, ["write.delivered", "write.failed"])
+    service_account(team, world)
+    write = api.create_note(team, external_id="n-1", title="Hello", author=world.world.admin.id)
+    assert deliver(write.pk) == "delivered"
+
+    [event] = Event.objects.filter(type="write.delivered")
+    write.refresh_from_db()
+    assert event.payload["data"]["write"]["id"] == str(write.uid)
+    assert event.payload["data"]["write"]["bipsync_id"] == write.bipsync_id
+    assert event.payload["data"]["write"]["external_id"] == {
+        "source": write.external_source,
+        "value": "n-1",
+    }
+
+
+def test_a_disconnect_and_a_dead_grant_become_events(
+    events_settings: Settings,
+    partner: Settings,  # noqa: F811
+    world: SyncWorld,  # noqa: F811
+    receiver: Receiver,
+    team: Team,
+    alice: User,
+) -> None:
+    add_endpoint(team, receiver, ["connection.disconnected", "connection.needs_reconnect"])
+    conn = machine_connection(team, world)
+
+    connection_needs_reconnect.send(
+        sender=Connection, connection=conn, reason="Bipsync no longer accepts it."
+    )
+    disconnect(conn, alice)
+
+    types = list(
+        Event.objects.order_by("id").values_list("type", "payload__data__connection__status")
+    )
+    assert types == [
+        ("connection.needs_reconnect", conn.status),
+        ("connection.disconnected", "disconnected"),
+    ]
+    assert Event.objects.get(type="connection.needs_reconnect").payload["data"]["reason"] == (
+        "Bipsync no longer accepts it."
+    )
