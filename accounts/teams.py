@@ -13,7 +13,8 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 
 from accounts.models import Membership, Team, User
@@ -24,7 +25,8 @@ SESSION_KEY = "current_team_id"
 TEAM_HOME = "team_home"
 
 P = ParamSpec("P")
-R = TypeVar("R", bound=HttpResponse)
+# HttpResponseBase: a team view may stream (StreamingHttpResponse is not an HttpResponse).
+R = TypeVar("R", bound=HttpResponseBase)
 
 
 class TeamRequest(HttpRequest):
@@ -46,10 +48,10 @@ def membership_or_404(user: User, team_slug: str) -> Membership:
 
 def team_view(
     *, admin: bool = False
-) -> Callable[[Callable[Concatenate[TeamRequest, P], R]], Callable[..., HttpResponse]]:
+) -> Callable[[Callable[Concatenate[TeamRequest, P], R]], Callable[..., R]]:
     """Require a signed-in member of the URL's team (and the admin role when ``admin``)."""
 
-    def decorator(view: Callable[Concatenate[TeamRequest, P], R]) -> Callable[..., HttpResponse]:
+    def decorator(view: Callable[Concatenate[TeamRequest, P], R]) -> Callable[..., R]:
         @login_required
         @wraps(view)
         def wrapper(request: HttpRequest, team_slug: str, *args: P.args, **kwargs: P.kwargs) -> R:

@@ -455,6 +455,28 @@ SYNC_RATE_LIMIT_ATTEMPTS = env_int("SYNC_RATE_LIMIT_ATTEMPTS", 10, minimum=1)
 # mass deletion is more often a listing fault (a lost share, a backend hiccup) than research
 # removed, and a wrong deletion hides research from every member until the next run.
 SYNC_CONFIRM_DELETIONS_PERCENT = env_int("SYNC_CONFIRM_DELETIONS_PERCENT", 20, minimum=0)
+# The resources each run reads through GraphQL after the research (bipsync_partner/sync/
+# resources.py): users, classifications, categories, contacts, projects, note_bodies,
+# attachments. Each needs its GraphQL scope (add them to BIPSYNC_SCOPES); a connection without
+# it skips that resource with a note on the run.
+SYNC_RESOURCES = env_list(
+    "SYNC_RESOURCES",
+    [
+        "users",
+        "classifications",
+        "categories",
+        "contacts",
+        "projects",
+        "note_bodies",
+        "attachments",
+    ],
+)
+# Where an attachment's bytes are read, after the tenant's API base ({document}, {attachment}:
+# Bipsync ids). Bipsync does not document a download [choice]; the sandbox serves this path.
+BIPSYNC_ATTACHMENT_DOWNLOAD_PATH = env_str(
+    "BIPSYNC_ATTACHMENT_DOWNLOAD_PATH",
+    "/v2/research/note/{document}/attachment/{attachment}/download",
+)
 # --- Fresher than a full scan (bipsync_partner/sync/fresh.py, hints.py) ------------------------
 # (BIPSYNC_NEW_RESEARCH_POLL_SECONDS is with beat's schedule above.)
 # Documents per page of that poll, and the pages it reads at most before leaving the rest to

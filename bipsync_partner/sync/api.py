@@ -27,6 +27,7 @@ Bodies are read in a stream up to a bound, and never logged: they hold customers
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -288,6 +289,61 @@ class BipsyncApi:
                 continue
             raise ApiError(
                 f"Bipsync refused the request {path} with HTTP {status}.",
+                code=f"http_{status}",
+                status=status,
+            )
+
+    @contextlib.contextmanager
+    def download(self, path: str) -> Iterator[httpx.Response]:
+        """GET ``{api_base}{path}`` as a stream: the answer is handed over once its status is
+        200, its body unread, so a file of any size passes through in chunks. Until then the
+        policy of :meth:`get` applies (a download is a read, safe to ask again)."""
+        url = f"{self.api_base}{path}"
+        failures = rate_limits = 0
+        refreshed = False
+        token = self.tokens.access_token()
+        while True:
+            self._wait_for_gate()
+            try:
+                response = self.http.send(
+                    # identity: the bytes pass through as Bipsync stores them, their length too.
+                    self.http.build_request("GET", url, headers={"Accept-Encoding": "identity"}),
+                    auth=BearerAuth(token),
+                    stream=True,
+                    follow_redirects=False,
+                )
+            except httpx.TransportError as exc:
+                failures += 1
+                self._backoff_or_raise(
+                    failures, f"Bipsync could not be reached ({type(exc).__name__})"
+                )
+                continue
+            status, headers = response.status_code, response.headers
+            if status == 200:
+                try:
+                    yield response
+                finally:
+                    response.close()
+                return
+            response.close()
+            if status == 401:
+                token = self._after_rejection(headers, path, token, refreshed, "rest_api:read")
+                refreshed = True
+                continue
+            if status == 403:
+                raise IpNotAllowListed()
+            if status == 429:
+                rate_limits += 1
+                self._after_rate_limit(headers, rate_limits)
+                continue
+            if status >= 500:
+                failures += 1
+                self._backoff_or_raise(
+                    failures, f"Bipsync answered with a server error (HTTP {status})", status
+                )
+                continue
+            raise ApiError(
+                f"Bipsync refused the download with HTTP {status}.",
                 code=f"http_{status}",
                 status=status,
             )

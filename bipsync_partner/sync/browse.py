@@ -29,9 +29,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Lookup, Q, QuerySet
+from django.db.models import F, Lookup, Q, QuerySet, Value
 from django.db.models.expressions import OrderBy, RawSQL
 
+from bipsync_partner.sync.engine.items import valid_id
 from bipsync_partner.sync.models import ResearchDocument
 
 #: What the page shows of each document.
@@ -43,6 +44,7 @@ COLUMNS = (
     "author_name",
     "bipsync_modified",
     "tenant",
+    "lookup_fields",
 )
 #: Newest first; the primary key breaks ties so that every row has one place in the order.
 ORDER = (F("bipsync_modified").desc(nulls_first=True), F("pk").desc())
@@ -78,7 +80,29 @@ def filtered(
         documents = documents.filter(content_type_bid=data["content_type"])
     if data.get("author"):
         documents = documents.filter(author_bid=data["author"])
+    if data.get("company"):
+        documents = documents.filter(tagged_with(data["company"]))
     return documents
+
+
+class PathExists(Lookup[Any]):
+    """``column @? path``: the SQL/JSON path finds something in the JSON column."""
+
+    lookup_name = "path_exists"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} @? {rhs}::jsonpath", [*lhs_params, *rhs_params]
+
+
+def tagged_with(category_ids: Sequence[str]) -> PathExists:
+    """Documents one of whose fields holds one of the categories (a lookup field holds an id or
+    a list of ids; lax SQL/JSON paths look into the lists,
+    https://www.postgresql.org/docs/current/functions-json.html#STRICT-AND-LAX-MODES).
+    The ids are 24-hex (the caller's are stored Bipsync ids), so the path is built from them."""
+    wanted = " || ".join(f'@ == "{bid}"' for bid in category_ids if valid_id(bid))
+    return PathExists(F("lookup_fields"), Value(f"$.* ? ({wanted or '1 == 2'})"))
 
 
 # --- counting -----------------------------------------------------------------------------------

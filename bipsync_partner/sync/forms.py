@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -113,20 +114,44 @@ class ResearchFilterForm(forms.Form):
         error_messages={"invalid_choice": "That is not an author of the research you see."},
     )
 
+    company = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Company or ticker",
+        error_messages={
+            "max_length": "A company name or ticker has at most 200 characters.",
+            "null_characters_not_allowed": "A company name cannot contain a NUL character.",
+        },
+    )
+
     def __init__(
         self,
         *args: Any,
         content_types: dict[str, str],
         authors: list[tuple[str, str]],
+        companies: Callable[[str], list[str]] = lambda text: [],
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self._companies = companies
         type_field = self.fields["content_type"]
         assert isinstance(type_field, forms.ChoiceField)
         type_field.choices = [("", "Any"), *content_types.items()]
         author_field = self.fields["author"]
         assert isinstance(author_field, forms.ChoiceField)
         author_field.choices = [("", "Anyone"), *authors]
+
+    def clean_company(self) -> list[str]:
+        """The ids of the categories the company name or ticker stands for."""
+        text = str(self.cleaned_data.get("company") or "").strip()
+        if not text:
+            return []
+        ids = self._companies(text)
+        if not ids:
+            raise forms.ValidationError(
+                "No company of the synced research has that name or ticker."
+            )
+        return ids
 
     def clean_q(self) -> str:
         q = str(self.cleaned_data.get("q") or "")

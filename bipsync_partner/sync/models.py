@@ -25,7 +25,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import ExpressionWrapper, F, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Upper
 from django.utils import timezone
 
 from bipsync_partner.connections.kinds import PERSONAL, SYNCED_BY_DEFAULT
@@ -225,6 +225,9 @@ class SyncRun(models.Model):
         blank=True, help_text="What went wrong, in a sentence; or why the run is waiting."
     )
     notes = models.TextField(blank=True)
+    #: The GraphQL resources read after the research (bipsync_partner/sync/resources.py): per
+    #: resource name, its state ("reading", "done", "skipped"), counts and scan checkpoint.
+    resources = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -290,7 +293,24 @@ class SyncRun(models.Model):
             "pages": self.pages,
             "error": self.error_message,
             "finished": self.is_finished,
+            "resources": self.resource_progress(),
         }
+
+    def resource_progress(self) -> list[dict[str, object]]:
+        """What the run read of each resource so far, for the history page and its progress."""
+        return [
+            {
+                "name": name,
+                "state": state.get("state", ""),
+                "seen": state.get("seen", 0),
+                "rows": state.get("rows", 0),
+                "total": state.get("total"),
+                "created": state.get("created", 0),
+                "updated": state.get("updated", 0),
+                "deleted": state.get("deleted", 0),
+            }
+            for name, state in self.resources.items()
+        ]
 
 
 class ScanPage(models.Model):
@@ -546,3 +566,175 @@ class DocumentChange(models.Model):
 
     def __str__(self) -> str:
         return f"Change of document {self.document_id} at {self.seen_at:%Y-%m-%d %H:%M}"
+
+
+# --- resources read through GraphQL -------------------------------------------------------------
+
+
+class TenantRow(models.Model):
+    """Columns of a row read through Bipsync's GraphQL (bipsync_partner/sync/resources.py): one
+    row per Bipsync id per tenant of a team, like :class:`ResearchDocument`.
+
+    ``source_connection`` is the connection whose scan wrote the row last; a complete scan of a
+    connection marks deleted only the rows it wrote (or whose writer was disconnected), so a
+    connection that sees less (a member's own) never removes what another one brought.
+    """
+
+    team = models.ForeignKey(
+        "accounts.Team", models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    tenant = models.CharField(max_length=63)
+    bipsync_id = models.CharField("Bipsync id", max_length=24)
+    source_connection = models.ForeignKey(
+        Connection,
+        models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        null=True,
+        blank=True,
+    )
+    content_hash = models.CharField(max_length=64)
+    first_synced_at = models.DateTimeField(default=timezone.now)
+    changed_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+def _one_per_tenant(name: str) -> list[models.BaseConstraint]:
+    return [models.UniqueConstraint(fields=["team", "tenant", "bipsync_id"], name=name)]
+
+
+class SyncedUser(TenantRow):
+    """A Bipsync user (GraphQL ``users``): authors are shown by name."""
+
+    name = models.CharField(max_length=200, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        constraints = _one_per_tenant("one_synced_user_per_tenant")
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.bipsync_id
+
+
+class SyncedClassification(TenantRow):
+    """What kind of entity a category is (GraphQL ``classifications``)."""
+
+    name = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = _one_per_tenant("one_synced_classification_per_tenant")
+
+    def __str__(self) -> str:
+        return self.name or self.bipsync_id
+
+
+class SyncedCategory(TenantRow):
+    """A company or other entity research is tagged with (GraphQL ``categories``); lookup fields
+    hold these ids (docs/bipsync.md, "Categories")."""
+
+    name = models.CharField(max_length=200, blank=True)
+    ticker = models.CharField(max_length=32, blank=True)
+    classification_bid = models.CharField("classification", max_length=24, blank=True)
+    external_ids = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = _one_per_tenant("one_synced_category_per_tenant")
+        indexes = [
+            # The research browser's company filter: by ticker or by name, ignoring case.
+            models.Index("team", Upper("ticker"), name="category_by_ticker"),
+            models.Index("team", Upper("name"), name="category_by_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ticker})" if self.ticker else self.name or self.bipsync_id
+
+
+class SyncedContact(TenantRow):
+    """A contact (GraphQL ``contacts``)."""
+
+    name = models.CharField(max_length=200, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    external_ids = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = _one_per_tenant("one_synced_contact_per_tenant")
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.bipsync_id
+
+
+class SyncedProject(TenantRow):
+    """A project (GraphQL ``projects``)."""
+
+    name = models.CharField(max_length=200, blank=True)
+    stage = models.CharField(max_length=200, blank=True)
+    external_ids = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = _one_per_tenant("one_synced_project_per_tenant")
+
+    def __str__(self) -> str:
+        return self.name or self.bipsync_id
+
+
+class NoteBody(TenantRow):
+    """A note's HTML body (GraphQL ``research { content }``), keyed by the document's Bipsync
+    id. Stored as Bipsync sends it; the document page sanitises it when it shows it
+    (bipsync_partner/sync/html.py), so a change of the allow-list applies to every body."""
+
+    content = models.TextField(blank=True)
+
+    class Meta:
+        constraints = _one_per_tenant("one_note_body_per_tenant")
+
+    def __str__(self) -> str:
+        return f"Body of note {self.bipsync_id}"
+
+
+class SyncedAttachment(TenantRow):
+    """An attachment's metadata (GraphQL ``research { attachments }``); its bytes are read from
+    Bipsync when someone downloads it, never stored here."""
+
+    document_bid = models.CharField("document", max_length=24)
+    file_name = models.CharField(max_length=500, blank=True)
+    length = models.BigIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=200, blank=True)
+    bipsync_created = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["file_name", "bipsync_id"]
+        constraints = _one_per_tenant("one_synced_attachment_per_tenant")
+        indexes = [
+            models.Index(fields=["team", "tenant", "document_bid"], name="attachment_by_document")
+        ]
+
+    def __str__(self) -> str:
+        return self.file_name or self.bipsync_id
+
+
+class ResourceScanPage(models.Model):
+    """The Bipsync ids one page of a resource's scan saw (as :class:`ScanPage` for research):
+    a complete scan marks deleted what none of its pages saw. Deleted when the scan ends."""
+
+    run = models.ForeignKey(SyncRun, models.CASCADE, related_name="resource_pages")
+    resource = models.CharField(max_length=32)
+    seq = models.PositiveIntegerField()
+    ids = ArrayField(models.CharField(max_length=24))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "resource", "seq"], name="one_resource_page_per_seq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Page {self.seq} of {self.resource} in run {self.run_id}"

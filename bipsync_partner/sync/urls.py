@@ -28,4 +28,9 @@ urlpatterns = [
     ),
     path("teams/<slug:team_slug>/research/", views.research, name="research"),
     path("teams/<slug:team_slug>/research/<int:document_id>/", views.document, name="document"),
+    path(
+        "teams/<slug:team_slug>/research/<int:document_id>/attachments/<str:attachment_id>/",
+        views.attachment,
+        name="attachment",
+    ),
 ]

@@ -18,6 +18,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -25,13 +26,17 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.teams import TeamRequest, team_view
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.visibility import research_sources, visible_connections
-from bipsync_partner.sync import browse, scheduling
+from bipsync_partner.sync import browse, companies, downloads, scheduling
 from bipsync_partner.sync.forms import ResearchFilterForm, ScheduleForm, TeamSyncSettingsForm
+from bipsync_partner.sync.html import sanitised
 from bipsync_partner.sync.models import (
     DocumentSighting,
+    NoteBody,
     ResearchDocument,
+    SyncedAttachment,
     SyncedContentType,
     SyncedField,
+    SyncedUser,
     SyncRun,
     SyncSchedule,
     TeamSyncSettings,
@@ -215,20 +220,30 @@ def _content_types(request: TeamRequest) -> dict[str, str]:
 def _author_labels(request: TeamRequest, documents: QuerySet[ResearchDocument]) -> dict[str, str]:
     """Bipsync user id -> what to call that author, for the first 500 authors by id.
 
-    The REST slice gives a document's ``user`` as an id (the name only when it sends an object),
-    and the API has no user lookup short of GraphQL's ``users:read``. The team does know the
-    people it connected: a token response names its subject, kept as the connection's
-    ``subject_name``. So: the name sent with a document, else a connected subject's name, else
-    the id. Two authors with one name keep apart by the end of their ids.
+    The REST slice gives a document's ``user`` as an id (the name only when it sends an object).
+    The users resource (GraphQL ``users:read``) names them; and the team knows the people it
+    connected: a token response names its subject, kept as the connection's ``subject_name``.
+    So: the name sent with a document, else the synced user's, else a connected subject's
+    name, else the id. Two authors with one name keep apart by the end of their ids.
     """
     names = dict(browse.author_names(documents, 500))
     unnamed = [bid for bid, name in names.items() if not name]
+    # The users resource (GraphQL users:read) names them when the connection may read it.
+    users = dict(
+        SyncedUser.objects.filter(
+            team=request.team, bipsync_id__in=unnamed, deleted_at__isnull=True
+        )
+        .exclude(name="")
+        .values_list("bipsync_id", "name")
+    )
     subjects = dict(
         Connection.objects.filter(team=request.team, subject_id__in=unnamed)
         .exclude(subject_name="")
         .values_list("subject_id", "subject_name")
     )
-    labels = {bid: name or subjects.get(bid) or bid for bid, name in names.items()}
+    labels = {
+        bid: name or users.get(bid) or subjects.get(bid) or bid for bid, name in names.items()
+    }
     counts = Counter(labels.values())
     return {
         bid: f"{label} (…{bid[-6:]})" if counts[label] > 1 else label
@@ -243,7 +258,10 @@ def research(request: TeamRequest) -> HttpResponse:
     content_types = _content_types(request)
     authors = _author_labels(request, documents)
     form = ResearchFilterForm(
-        request.GET or None, content_types=content_types, authors=list(authors.items())
+        request.GET or None,
+        content_types=content_types,
+        authors=list(authors.items()),
+        companies=lambda text: companies.matching(request.team, text),
     )
     page: browse.Page | None = None
     page_error = ""
@@ -256,7 +274,17 @@ def research(request: TeamRequest) -> HttpResponse:
     if page is not None:
         sources = list(research_sources(request.team, request.user).select_related("user"))
         stale = staleness(list(page.object_list), sources)
+        tags = companies.labels(
+            request.team,
+            (
+                bid
+                for doc in page.object_list
+                for value in doc.lookup_fields.values()
+                for bid in companies.ids_in(value)
+            ),
+        )
         for doc in page.object_list:
+            doc.companies = _companies_of(doc, tags)  # type: ignore[attr-defined]
             # What the template shows as the author (not a model field).
             doc.author_label = authors.get(doc.author_bid) or doc.author_name or doc.author_bid  # type: ignore[attr-defined]
             doc.bipsync_url = bipsync_url(doc)  # type: ignore[attr-defined]
@@ -278,6 +306,17 @@ def research(request: TeamRequest) -> HttpResponse:
         # Bad filters show their sentence and no documents: never the unfiltered list.
         status=200 if page is not None else 400,
     )
+
+
+def _companies_of(doc: ResearchDocument, tags: dict[str, str]) -> list[str]:
+    """The named companies a document's lookup fields hold, each once, in field order."""
+    found = (
+        tags[bid]
+        for value in doc.lookup_fields.values()
+        for bid in companies.ids_in(value)
+        if bid in tags
+    )
+    return list(dict.fromkeys(found))
 
 
 def _research_page(request: TeamRequest, documents: QuerySet[ResearchDocument]) -> browse.Page:
@@ -325,7 +364,17 @@ def document(request: TeamRequest, document_id: int) -> HttpResponse:
             team=request.team, tenant=doc.tenant, connection__in=sources
         ).exclude(api_identifier="")
     }
-    fields = [(names.get(key) or key, value) for key, value in sorted(doc.lookup_fields.items())]
+    tags = companies.labels(
+        request.team,
+        (bid for value in doc.lookup_fields.values() for bid in companies.ids_in(value)),
+    )
+    fields = [
+        (names.get(key) or key, _field_text(value, tags))
+        for key, value in sorted(doc.lookup_fields.items())
+    ]
+    body = NoteBody.objects.filter(
+        team=request.team, tenant=doc.tenant, bipsync_id=doc.bipsync_id, deleted_at__isnull=True
+    ).first()
     labels = {str(c.pk): str(c) for c in sources}
     history = [
         (change, labels.get(str(change.connection_id), "a connection you cannot see"))
@@ -345,5 +394,46 @@ def document(request: TeamRequest, document_id: int) -> HttpResponse:
             "seen_through": seen_through,
             "stale": staleness([doc], sources).get(doc.pk),
             "bipsync_url": bipsync_url(doc),
+            "body": sanitised(body.content) if body is not None else None,
+            "attachments": _attachments(doc),
         },
     )
+
+
+def _field_text(value: object, tags: dict[str, str]) -> object:
+    """A field's value with the companies it names by name and ticker (an id stays an id
+    when the categories resource does not know it)."""
+    if isinstance(value, str) and value in tags:
+        return tags[value]
+    if isinstance(value, list) and any(isinstance(v, str) and v in tags for v in value):
+        return ", ".join(tags.get(v, str(v)) if isinstance(v, str) else str(v) for v in value)
+    return value
+
+
+def _attachments(doc: ResearchDocument) -> QuerySet[SyncedAttachment]:
+    return SyncedAttachment.objects.filter(
+        team_id=doc.team_id, tenant=doc.tenant, document_bid=doc.bipsync_id, deleted_at__isnull=True
+    )
+
+
+@require_GET
+@team_view()
+def attachment(request: TeamRequest, document_id: int, attachment_id: str) -> HttpResponseBase:
+    """An attachment's bytes, streamed from Bipsync, for someone who may read its document (a
+    404 otherwise, as for the document page)."""
+    doc = ResearchDocument.objects.filter(
+        research_visible_to(request.team, request.user), pk=document_id
+    ).first()
+    found = _attachments(doc).filter(bipsync_id=attachment_id).first() if doc else None
+    if doc is None or found is None:
+        raise Http404("No such attachment.")
+    sources = list(research_sources(request.team, request.user))
+    reader = downloads.reader(doc, sources)
+    if reader is None:
+        return HttpResponse(
+            "The document is seen only through connections that need reconnecting; reconnect "
+            "one to download its attachments.",
+            status=409,
+            content_type="text/plain; charset=utf-8",
+        )
+    return downloads.stream(found, reader)

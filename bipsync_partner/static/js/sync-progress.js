@@ -16,6 +16,19 @@
         if (run.total !== null) { bar.max = run.total; }
         bar.value = run.seen;
         text.textContent = run.seen + " documents so far" + (run.total !== null ? " of " + run.total : "");
+        // The resources read after the research (users, categories...), one line each.
+        var list = document.getElementById("sync-progress-resources");
+        if (list && run.resources) {
+          list.textContent = "";
+          run.resources.forEach(function (r) {
+            var item = document.createElement("li");
+            item.setAttribute("data-resource", r.name);
+            item.textContent = r.name + ": " + r.state + ", " + r.seen +
+              (r.total !== null ? " of " + r.total : "") + " read, " + r.created + " new, " +
+              r.updated + " changed";
+            list.appendChild(item);
+          });
+        }
         window.setTimeout(poll, 2000);
       })
       .catch(function () { window.setTimeout(poll, 5000); });

@@ -22,6 +22,7 @@ from bipsync_partner.sync.engine.outcomes import DONE, RETRY, Outcome, SliceOver
 from bipsync_partner.sync.engine.pages import store_page
 from bipsync_partner.sync.engine.paging import Step, scan
 from bipsync_partner.sync.engine.prefetch import PREFETCH_SWITCH_INTERVAL, Prefetch
+from bipsync_partner.sync.engine.resources import sync_resources
 from bipsync_partner.sync.engine.runs import fail, finish, pause, retry_later
 from bipsync_partner.sync.models import DocumentSighting, ResearchDocument, SyncRun, may_sync
 
@@ -105,6 +106,9 @@ def _execute_locked(
             sync_metadata(run, api)
         while True:
             _read_to_the_end(run, api, slot, deadline=deadline, prefetch=prefetch)
+            # After the research's scan, before the run concludes: the run's progress and
+            # notes say what became of each resource (bipsync_partner/sync/resources.py).
+            sync_resources(run, api, deadline=deadline, tick=_renewing(slot))
             if finish(run):
                 break
         return Outcome(DONE, "succeeded")
@@ -152,11 +156,29 @@ def _read_to_the_end(
                 if time.monotonic() - renewed > 30:  # the lease lasts minutes
                     slot.renew()
                     renewed = time.monotonic()
-                if deadline is not None and time.monotonic() > deadline:
+                # (Not after the list's last page: the slice goes on to conclude the scan.)
+                if (
+                    deadline is not None
+                    and time.monotonic() > deadline
+                    and step.next_offset < step.total
+                ):
                     raise SliceOver
     finally:
         if fetcher is not None:
             fetcher.close()
+
+
+def _renewing(slot: TenantSemaphore) -> Callable[[], None]:
+    """A callback that renews the tenant slot at most every 30 s (its lease lasts minutes)."""
+    renewed = time.monotonic()
+
+    def tick() -> None:
+        nonlocal renewed
+        if time.monotonic() - renewed > 30:
+            slot.renew()
+            renewed = time.monotonic()
+
+    return tick
 
 
 def _set_session(on: bool) -> None:
