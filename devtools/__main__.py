@@ -44,6 +44,13 @@ def sandbox_env(base: dict[str, str], sandbox_db: str) -> dict[str, str]:
     return env
 
 
+#: What bin/run's partner app asks Bipsync for (docs/bipsync.md, "Scopes").
+DEMO_BIPSYNC_SCOPES = (
+    "rest_api:read rest_api:fields:read research:read users:read categories:read "
+    "classifications:read contacts:read projects:read attachments:read external_ids:read"
+)
+
+
 def product_env(svc: services.Services, dev: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(dev)
@@ -56,6 +63,10 @@ def product_env(svc: services.Services, dev: dict[str, str]) -> dict[str, str]:
             "BIPSYNC_API_BASE_TEMPLATE": f"http://127.0.0.1:{SANDBOX_PORT}/t/{{tenant}}/api",
             "BIPSYNC_WEB_BASE_TEMPLATE": f"http://127.0.0.1:{SANDBOX_PORT}/t/{{tenant}}/web",
             "BIPSYNC_ALLOW_INSECURE_LOOPBACK": "1",
+            # The demo asks for the GraphQL read scopes too (its sandbox applications may have
+            # them), so that authors' names, tickers, note bodies and the new-research poll show;
+            # the product's default stays REST-only, for applications registered without them.
+            "BIPSYNC_SCOPES": os.environ.get("BIPSYNC_SCOPES", DEMO_BIPSYNC_SCOPES),
             # The demo's webhook receivers run on this machine.
             "EVENTS_ALLOW_PRIVATE_ADDRESSES": "1",
             "BIPSYNC_USER_CLIENT_ID": "partner-demo-user-app",
