@@ -1,6 +1,6 @@
 """``/users``, ``/categories``, ``/contacts`` and ``/projects``: a key reads its team's live rows
 and nothing of another team's; ``/changes`` names each entry's resource and where to read it,
-and leaves out a note body of a document only a member's own connection sees."""
+and leaves out a note body or an attachment of a document only a member's own connection sees."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from bipsync_partner.connections.models import Connection
 from bipsync_partner.feed.models import FeedEntry
 from bipsync_partner.sync.models import (
     NoteBody,
+    SyncedAttachment,
     SyncedCategory,
     SyncedClassification,
     SyncedContact,
@@ -135,6 +136,8 @@ def test_changes_name_their_resource_and_where_the_api_serves_the_row(
     category = row(SyncedCategory, team, 3, name="Apple", ticker="AAPL")
     body = row(NoteBody, team, 1, content="<p>Shared.</p>")
     row(NoteBody, team, 2, content="<p>Bob's alone.</p>")
+    model = row(SyncedAttachment, team, 5, document_bid=bid(1), file_name="model.xlsx")
+    row(SyncedAttachment, team, 6, document_bid=bid(2), file_name="bobs.xlsx")
     category.name = "Apple Inc."
     category.content_hash = "h3-renamed"
     category.save()
@@ -145,12 +148,13 @@ def test_changes_name_their_resource_and_where_the_api_serves_the_row(
         entries: list[dict[str, Any]] = client.get("/api/v1/changes").json()["entries"]
         return entries
 
-    # Bob's own document and its body are left out, so the key reads two fewer than stored.
-    entries = eventually(read, lambda found: len(found) >= stored - 2)
+    # Bob's own document, its body and its attachment are left out: three fewer than stored.
+    entries = eventually(read, lambda found: len(found) >= stored - 3)
     assert [(e["resource"], e["action"], e["row_id"], e["path"]) for e in entries] == [
         ("research", "created", shared.pk, f"/api/v1/research/{shared.pk}"),
         ("categories", "created", category.pk, f"/api/v1/categories/{category.pk}"),
         ("note_bodies", "created", body.pk, None),
+        ("attachments", "created", model.pk, None),
         ("categories", "changed", category.pk, f"/api/v1/categories/{category.pk}"),
     ]
     assert private.pk not in {e["row_id"] for e in entries if e["resource"] == "research"}
