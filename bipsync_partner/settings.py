@@ -344,6 +344,7 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "sync.forget_connection": {"queue": "default"},
     # Outbound events have a queue of their own: a slow customer endpoint must not hold up
     # writes, syncs or refreshes (the Procfile's worker takes every queue).
+    "events.deliver_endpoint": {"queue": "events"},
     "events.deliver": {"queue": "events"},
     "events.sweep": {"queue": "events"},
     # Not the sync queue: a poll or a hint must not wait behind a long full scan.
