@@ -344,6 +344,7 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "sync.forget_connection": {"queue": "default"},
     # Outbound events have a queue of their own: a slow customer endpoint must not hold up
     # writes, syncs or refreshes (the Procfile's worker takes every queue).
+    "events.deliver_endpoint": {"queue": "events"},
     "events.deliver": {"queue": "events"},
     "events.sweep": {"queue": "events"},
     # Not the sync queue: a poll or a hint must not wait behind a long full scan.
@@ -568,11 +569,11 @@ EVENTS_SECRET_OVERLAP_SECONDS = env_int("EVENTS_SECRET_OVERLAP_SECONDS", 24 * 36
 EVENTS_LEASE_SECONDS = env_int("EVENTS_LEASE_SECONDS", 60, minimum=56)
 if EVENTS_TIMEOUT_SECONDS >= 50:
     raise ImproperlyConfiguredEnv("EVENTS_TIMEOUT_SECONDS must stay below the task's 50 s limit.")
-# A delivery task also takes up to this many other due deliveries of the same endpoint (a burst
+# A run of an endpoint's deliverer claims this many of its due deliveries at a time (a burst
 # costs a few statements per batch instead of per event).
 EVENTS_DELIVERY_BATCH = env_int("EVENTS_DELIVERY_BATCH", 20, minimum=1)
-# The sweep queues deliveries due for longer than this (sooner ones have their own message), at
-# most this many per sweep.
+# The sweep queues a run for each endpoint with a delivery due for longer than this (sooner ones
+# have a run coming), at most this many endpoints per sweep.
 EVENTS_SWEEP_GRACE_SECONDS = env_int("EVENTS_SWEEP_GRACE_SECONDS", 30, minimum=0)
 EVENTS_SWEEP_BATCH = env_int("EVENTS_SWEEP_BATCH", 1000, minimum=1)
 # --- Research browser (bipsync_partner/sync/browse.py) ----------------------------------------------

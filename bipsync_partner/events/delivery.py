@@ -33,9 +33,8 @@ from django.db.models import Case, Q, When
 from django.utils import timezone
 
 from bipsync_partner.coordination import OnceKeys
-from bipsync_partner.events import addresses, notifications
+from bipsync_partner.events import addresses, notifications, outbox
 from bipsync_partner.events.models import Delivery, Endpoint
-from bipsync_partner.events.outbox import enqueue
 from bipsync_partner.events.signing import signed_headers
 
 
@@ -64,17 +63,56 @@ def backoff(attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-#: The task's soft time limit (tasks.py): a batch starts no send that could outlast it.
+#: The task's soft time limit (tasks.py): a run starts no send that could outlast it.
 TASK_SOFT_LIMIT_SECONDS = 50
+
+
+def deliver_due(endpoint_id: uuid.UUID | str) -> str:
+    """A run of the endpoint's deliverer: claim up to ``EVENTS_DELIVERY_BATCH`` of its due
+    deliveries at a time and attempt them, until none is left or the task's time is nearly up.
+    When more are due than one batch, another run is queued first, so that a burst spreads over
+    the workers (at most one run waits per endpoint, :mod:`~bipsync_partner.events.outbox`)."""
+    outbox.started(endpoint_id)
+    started = time.monotonic()
+    attempted = 0
+    with _asynchronous_commits():
+        while True:
+            if time.monotonic() - started > _budget():
+                outbox.enqueue(endpoint_id)
+                break
+            token = uuid.uuid4()
+            batch, more = _claim(endpoint_id, token)
+            if not batch:
+                break
+            if more:
+                outbox.enqueue(endpoint_id)
+            outcomes = _attempt(batch, token, started)
+            attempted += len(outcomes)
+            if len(outcomes) < len(batch):
+                break  # out of time (the rest released and queued) or the endpoint disabled
+    return f"{attempted} deliveries attempted"
 
 
 def deliver(delivery_id: int) -> str:
     """Attempt the delivery if it is due and nobody holds it, and with it up to
-    ``EVENTS_DELIVERY_BATCH`` - 1 other due deliveries of the same endpoint (a burst of events
-    then costs a few statements per batch, not per event); a word saying what happened to the
-    named one."""
+    ``EVENTS_DELIVERY_BATCH`` - 1 other due deliveries of the same endpoint; a word saying what
+    happened to the named one."""
+    endpoint_id = (
+        Delivery.objects.filter(id=delivery_id).values_list("endpoint_id", flat=True).first()
+    )
+    if endpoint_id is None:
+        return "not due"
+    token = uuid.uuid4()
     with _asynchronous_commits():
-        return _deliver_batch(delivery_id)
+        batch, _ = _claim(endpoint_id, token, first=delivery_id)
+        if not batch:
+            return "not due"
+        outcomes = _attempt(batch, token, time.monotonic())
+    return outcomes.get(delivery_id, f"{len(outcomes)} of its endpoint's deliveries attempted")
+
+
+def _budget() -> float:
+    return TASK_SOFT_LIMIT_SECONDS - settings.EVENTS_TIMEOUT_SECONDS - 5
 
 
 @contextlib.contextmanager
@@ -93,32 +131,68 @@ def _asynchronous_commits() -> Iterator[None]:
             cursor.execute("RESET synchronous_commit")
 
 
-def _deliver_batch(delivery_id: int) -> str:
-    token = uuid.uuid4()
-    batch = _claim(delivery_id, token)
-    if not batch:
-        return "not due"
-    started = time.monotonic()
-    budget = TASK_SOFT_LIMIT_SECONDS - settings.EVENTS_TIMEOUT_SECONDS - 5
+def _attempt(batch: list[Delivery], token: uuid.UUID, started: float) -> dict[int, str]:
+    """Send each claimed delivery and record its outcome; the deliveries delivered are marked in
+    one statement (at the end, or before a failure is recorded, so that what a failure decides,
+    such as disabling the endpoint, sees them)."""
     try:
         target: addresses.Target | str = addresses.check(batch[0].endpoint.url)
     except addresses.AddressRefused as refused:
         target = str(refused)
     outcomes: dict[int, str] = {}
+    delivered: list[tuple[Delivery, Answer, datetime]] = []
     for index, delivery in enumerate(batch):
         if not delivery.endpoint.enabled:
             break  # disabled by the failure just recorded, which failed the rest with it
-        if time.monotonic() - started > budget:
+        if time.monotonic() - started > _budget():
             _release(batch[index:], token)
-            enqueue(batch[index].pk)
+            outbox.enqueue(delivery.endpoint_id)
             break
-        outcome = _record(delivery, token, send(delivery, target, timezone.now()))
+        answer = send(delivery, target, timezone.now())
+        if answer.ok:
+            delivered.append((delivery, answer, timezone.now()))
+            continue
+        outcomes.update(_mark_delivered(delivered, token))
+        delivered = []
+        outcome = _record_failure(delivery, token, answer)
         if outcome == "failed":
             delivery.endpoint.enabled = Endpoint.objects.filter(
                 id=delivery.endpoint_id, enabled=True
             ).exists()
         outcomes[delivery.pk] = outcome
-    return outcomes.get(delivery_id, f"{len(outcomes)} of its endpoint's deliveries attempted")
+    outcomes.update(_mark_delivered(delivered, token))
+    return outcomes
+
+
+def _claim(
+    endpoint_id: uuid.UUID | str, token: uuid.UUID, *, first: int | None = None
+) -> tuple[list[Delivery], bool]:
+    """Claim up to a batch of the endpoint's due deliveries (``first``, when given and due,
+    first; then the longest waiting); and whether more were due than the batch took."""
+    now = timezone.now()
+    size = settings.EVENTS_DELIVERY_BATCH
+    order = [Case(When(id=first, then=0), default=1)] if first is not None else []
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.filter(_due(now), endpoint_id=endpoint_id)
+            .order_by(*order, "next_attempt_at", "id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", flat=True)[: size + 1]
+        )
+        more = len(ids) > size
+        ids = ids[:size]
+        if not ids:
+            return [], False
+        Delivery.objects.filter(id__in=ids).update(
+            claim_token=token,
+            lease_until=now + timedelta(seconds=settings.EVENTS_LEASE_SECONDS),
+        )
+    rows = Delivery.objects.filter(id__in=ids).select_related("event", "endpoint", "endpoint__team")
+    by_id = {row.pk: row for row in rows}
+    endpoint = by_id[ids[0]].endpoint
+    for row in by_id.values():
+        row.endpoint = endpoint  # one object, so that what one outcome learns the next sees
+    return [by_id[i] for i in ids], more
 
 
 def _due(now: datetime) -> Q:
@@ -130,39 +204,11 @@ def _due(now: datetime) -> Q:
     )
 
 
-def _claim(delivery_id: int, token: uuid.UUID) -> list[Delivery]:
-    now = timezone.now()
-    with transaction.atomic():
-        endpoint_id = (
-            Delivery.objects.filter(id=delivery_id).values_list("endpoint_id", flat=True).first()
-        )
-        if endpoint_id is None:
-            return []
-        ids = list(
-            Delivery.objects.filter(_due(now), endpoint_id=endpoint_id)
-            # The named delivery first, then the longest waiting.
-            .order_by(Case(When(id=delivery_id, then=0), default=1), "next_attempt_at", "id")
-            .select_for_update(skip_locked=True, of=("self",))
-            .values_list("id", flat=True)[: settings.EVENTS_DELIVERY_BATCH]
-        )
-        if not ids:
-            return []
-        Delivery.objects.filter(id__in=ids).update(
-            claim_token=token,
-            lease_until=now + timedelta(seconds=settings.EVENTS_LEASE_SECONDS),
-        )
-    rows = Delivery.objects.filter(id__in=ids).select_related("event", "endpoint", "endpoint__team")
-    by_id = {row.pk: row for row in rows}
-    endpoint = by_id[ids[0]].endpoint
-    for row in by_id.values():
-        row.endpoint = endpoint  # one object, so that what one outcome learns the next sees
-    return [by_id[i] for i in ids]
-
-
 def _release(rest: list[Delivery], token: uuid.UUID) -> None:
-    Delivery.objects.filter(id__in=[row.pk for row in rest], claim_token=token).update(
-        claim_token=None, lease_until=None
-    )
+    if rest:
+        Delivery.objects.filter(id__in=[row.pk for row in rest], claim_token=token).update(
+            claim_token=None, lease_until=None
+        )
 
 
 def send(delivery: Delivery, target: addresses.Target | str, now: datetime) -> Answer:
@@ -235,7 +281,51 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, seconds)
 
 
-def _record(delivery: Delivery, token: uuid.UUID, answer: Answer) -> str:
+def _mark_delivered(
+    delivered: list[tuple[Delivery, Answer, datetime]], token: uuid.UUID
+) -> dict[int, str]:
+    """Mark the deliveries delivered in one statement, each only while this worker still holds
+    it (a worker that lost its claim records nothing)."""
+    if not delivered:
+        return {}
+    with db.cursor() as cursor:
+        # Hand-written: bulk_update's CASE per field and row cost more than the POSTs, and it
+        # cannot say which rows were still ours. Only the table's own name is interpolated.
+        cursor.execute(
+            f"""
+            UPDATE {Delivery._meta.db_table} AS d SET
+                status = %s, attempts = d.attempts + 1,
+                first_attempt_at = COALESCE(d.first_attempt_at, v.at),
+                last_attempt_at = v.at, delivered_at = v.at,
+                last_status_code = v.code, last_duration_ms = v.ms, last_error = '',
+                claim_token = NULL, lease_until = NULL
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::integer[], %s::integer[])
+                AS v(id, at, code, ms)
+            WHERE d.id = v.id AND d.claim_token = %s
+            RETURNING d.id
+            """,  # noqa: S608
+            [
+                Delivery.Status.DELIVERED,
+                [delivery.pk for delivery, _, _ in delivered],
+                [at for _, _, at in delivered],
+                [answer.status_code for _, answer, _ in delivered],
+                [answer.duration_ms for _, answer, _ in delivered],
+                token,
+            ],
+        )
+        mine = {row[0] for row in cursor.fetchall()}
+    endpoint = delivered[0][0].endpoint
+    if mine and endpoint.failing_since is not None:
+        Endpoint.objects.filter(id=endpoint.pk).update(failing_since=None)
+        endpoint.failing_since = None
+    return {
+        delivery.pk: "delivered" if delivery.pk in mine else "claim lost"
+        for delivery, _, _ in delivered
+    }
+
+
+def _record_failure(delivery: Delivery, token: uuid.UUID, answer: Answer) -> str:
+    """Record an attempt that was not delivered: a retry after back-off, or failed for good."""
     now = timezone.now()
     first = delivery.first_attempt_at or now
     mine = Delivery.objects.filter(id=delivery.pk, claim_token=token)
@@ -252,14 +342,6 @@ def _record(delivery: Delivery, token: uuid.UUID, answer: Answer) -> str:
     delivery.attempts += 1
     delivery.last_error = answer.error
     endpoint = Endpoint.objects.filter(id=delivery.endpoint_id)
-    if answer.ok:
-        # One statement (autocommit): the hot path of a burst.
-        if not mine.update(status=Delivery.Status.DELIVERED, delivered_at=now, **common):
-            return "claim lost"
-        if delivery.endpoint.failing_since is not None:
-            endpoint.update(failing_since=None)
-            delivery.endpoint.failing_since = None
-        return "delivered"
     with transaction.atomic():
         deadline = first + retry_period()
         if now < deadline:
@@ -269,7 +351,7 @@ def _record(delivery: Delivery, token: uuid.UUID, answer: Answer) -> str:
                 return "claim lost"
             if endpoint.filter(failing_since__isnull=True).update(failing_since=now):
                 delivery.endpoint.failing_since = now
-            enqueue(delivery.pk, countdown=(at - now).total_seconds())
+            outbox.enqueue(delivery.endpoint_id, countdown=(at - now).total_seconds())
             return "retry"
         with db.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = on")
@@ -326,29 +408,32 @@ def replay(delivery: Delivery) -> None:
         claim_token=None,
         lease_until=None,
     )
-    enqueue(delivery.pk)
+    outbox.enqueue(delivery.endpoint_id)
 
 
 def sweep() -> int:
-    """Queue the due deliveries whose message was lost (or whose worker died holding them)."""
+    """Queue a run for each endpoint with a delivery due for a while (its run was lost, or its
+    worker died holding it); how many were queued."""
     now = timezone.now()
     # Due for a while: a just-due retry is about to arrive on its own countdown.
-    due = list(
+    endpoints = list(
         Delivery.objects.filter(
             Q(lease_until__isnull=True) | Q(lease_until__lt=now),
             status=Delivery.Status.PENDING,
             next_attempt_at__lte=now - timedelta(seconds=settings.EVENTS_SWEEP_GRACE_SECONDS),
             endpoint__enabled=True,
         )
-        .order_by("next_attempt_at")
-        .values_list("id", flat=True)[: settings.EVENTS_SWEEP_BATCH]
+        .order_by("endpoint_id")
+        .distinct("endpoint_id")
+        .values_list("endpoint_id", flat=True)[: settings.EVENTS_SWEEP_BATCH]
     )
-    # A delivery queued by one sweep is not queued again by the next while its task waits.
+    # An endpoint queued by one sweep is not queued again by the next while its run waits.
     markers = OnceKeys("events-sweep", ttl_seconds=max(5, settings.EVENTS_LEASE_SECONDS))
-    claimed = markers.claim_many([markers.name(delivery_id) for delivery_id in due])
+    claimed = markers.claim_many([markers.name(endpoint_id) for endpoint_id in endpoints])
     queued = 0
-    for delivery_id, mine in zip(due, claimed, strict=True):
+    for endpoint_id, mine in zip(endpoints, claimed, strict=True):
         if mine:
-            enqueue(delivery_id)
+            # Even while a run waits: that one may be lost.
+            outbox.publish(endpoint_id)
             queued += 1
     return queued

@@ -1,13 +1,25 @@
 """Writing events: one Event row and one Delivery per enabled endpoint subscribed to its type,
-in the caller's transaction, with each delivery queued once that transaction commits."""
+in the caller's transaction, with a run of each endpoint's deliverer queued once it commits.
+
+What is queued is a run of the endpoint's deliverer (:func:`delivery.deliver_due`), only a
+nudge: the rows say what to do. A run queued while another waits for a worker would find nothing
+the waiting one does not, so at most one waits per endpoint (a Redis marker, set when it is
+queued and cleared when it starts; it expires by itself should the run be lost). A burst of
+events therefore costs a handful of messages, not one per event. Queueing one too many costs a
+claim that finds nothing; losing one costs at most a sweep interval (the sweep queues a run for
+every endpoint with a due delivery).
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bipsync_partner.coordination import OnceKeys
 from bipsync_partner.events.models import Delivery, Endpoint, Event
 
 
@@ -24,23 +36,40 @@ def record(team_id: int, type: str, data: dict[str, Any]) -> Event | None:
     now = timezone.now()
     payload = {"type": type, "timestamp": now.isoformat(), "data": data}
     event = Event.objects.create(team_id=team_id, type=type, payload=payload, created=now)
-    deliveries = Delivery.objects.bulk_create(
+    Delivery.objects.bulk_create(
         Delivery(event=event, endpoint_id=endpoint, next_attempt_at=now) for endpoint in endpoints
     )
-    for delivery in deliveries:
-        enqueue(delivery.pk)
+    for endpoint in endpoints:
+        enqueue(endpoint)
     return event
 
 
-def enqueue(delivery_id: int, *, countdown: float = 0.0) -> None:
-    """Queue the delivery after the commit (at once outside a transaction). A lost message
-    costs a sweep interval: the sweep queues every due delivery."""
-    from bipsync_partner.events.tasks import deliver_event_task
+def _waiting() -> OnceKeys:
+    # Longer than a sweep interval would delay a lost run's replacement beyond it.
+    return OnceKeys("events-run", ttl_seconds=settings.EVENTS_SWEEP_INTERVAL_SECONDS)
+
+
+def enqueue(endpoint_id: uuid.UUID | str, *, countdown: float = 0.0) -> None:
+    """Queue a run of the endpoint's deliverer once the current transaction commits (at once
+    outside one). A run for later (a retry's back-off) is always queued; one for now only when
+    no other waits."""
 
     def send() -> None:
-        if countdown > 0:
-            deliver_event_task.apply_async((delivery_id,), countdown=countdown)
-        else:
-            deliver_event_task.apply_async((delivery_id,))
+        if countdown > 0 or _waiting().claim(_waiting().name(endpoint_id)):
+            publish(endpoint_id, countdown)
 
     transaction.on_commit(send)
+
+
+def publish(endpoint_id: uuid.UUID | str, countdown: float = 0.0) -> None:
+    from bipsync_partner.events.tasks import deliver_endpoint_task  # the task calls this module
+
+    if countdown > 0:
+        deliver_endpoint_task.apply_async((str(endpoint_id),), countdown=countdown)
+    else:
+        deliver_endpoint_task.apply_async((str(endpoint_id),))
+
+
+def started(endpoint_id: uuid.UUID | str) -> None:
+    """A run of the endpoint's deliverer started: the next event recorded must queue another."""
+    _waiting().release([_waiting().name(endpoint_id)])

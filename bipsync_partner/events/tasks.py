@@ -1,8 +1,11 @@
 """Celery tasks of the events: each takes ids, calls one function, and is safe to run twice.
 
-- ``events.deliver(delivery_id)`` (queue ``events``): one attempt of one delivery. A second run
-  finds it delivered, not yet due, or claimed by the first, and does nothing.
-- ``events.sweep()`` (queue ``events``, beat): due deliveries whose message was lost.
+- ``events.deliver_endpoint(endpoint_id)`` (queue ``events``): a run of the endpoint's
+  deliverer, attempting its due deliveries in batches. A second run finds them delivered, not
+  yet due, or claimed by the first, and does nothing.
+- ``events.deliver(delivery_id)`` (queue ``events``): one delivery (with a batch of its
+  endpoint's); no longer queued, kept for the messages queued before runs per endpoint.
+- ``events.sweep()`` (queue ``events``, beat): endpoints with due deliveries whose run was lost.
 """
 
 from __future__ import annotations
@@ -10,6 +13,17 @@ from __future__ import annotations
 from celery import shared_task
 
 from bipsync_partner.events import delivery
+
+
+@shared_task(
+    name="events.deliver_endpoint",
+    ignore_result=True,
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=55,
+)
+def deliver_endpoint_task(endpoint_id: str) -> str:
+    return delivery.deliver_due(endpoint_id)
 
 
 @shared_task(
@@ -21,4 +35,4 @@ def deliver_event_task(delivery_id: int) -> str:
 
 @shared_task(name="events.sweep", ignore_result=True, soft_time_limit=50, time_limit=55)
 def sweep_events_task() -> str:
-    return f"{delivery.sweep()} deliveries queued"
+    return f"{delivery.sweep()} endpoints queued"

@@ -103,7 +103,10 @@ class Receiver:
                 super().finish()
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    return  # cut off by a restart: the sender saw no answer, nothing was judged
                 status, extra = receiver.answer(body, dict(self.headers.items()))
                 self.send_response(status)
                 for name, value in extra.items():

@@ -6,7 +6,11 @@ from django.conf import settings
 
 from bipsync_partner.celery import app
 from bipsync_partner.connections.tasks import refresh_batch_task, sweep_refreshes_task
-from bipsync_partner.events.tasks import deliver_event_task, sweep_events_task
+from bipsync_partner.events.tasks import (
+    deliver_endpoint_task,
+    deliver_event_task,
+    sweep_events_task,
+)
 from bipsync_partner.sync.tasks import (
     forget_connection_task,
     poll_new_research_task,
@@ -74,10 +78,11 @@ def test_beat_fires_five_sweeps_and_nothing_per_connection() -> None:
 
 
 def test_a_live_workers_claim_on_a_delivery_never_lapses_before_its_task_is_stopped() -> None:
-    assert deliver_event_task.time_limit is not None
-    assert deliver_event_task.time_limit < settings.EVENTS_LEASE_SECONDS
-    assert deliver_event_task.soft_time_limit is not None
-    assert deliver_event_task.soft_time_limit > settings.EVENTS_TIMEOUT_SECONDS
+    for task in (deliver_endpoint_task, deliver_event_task):
+        assert task.time_limit is not None
+        assert task.time_limit < settings.EVENTS_LEASE_SECONDS
+        assert task.soft_time_limit is not None
+        assert task.soft_time_limit > settings.EVENTS_TIMEOUT_SECONDS
 
 
 def test_a_live_workers_claim_on_a_write_never_lapses_before_its_task_is_stopped() -> None:

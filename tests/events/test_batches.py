@@ -1,0 +1,87 @@
+"""A burst of events costs a few messages and a few statements per batch, not per event, and a
+worker that lost its claim still records nothing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from pytest_django.fixtures import Settings
+
+from accounts.models import Team
+from bipsync_partner.events import delivery, outbox
+from bipsync_partner.events.models import Delivery
+from tests.events.conftest import Receiver, add_endpoint
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def burst(team: Team, count: int) -> None:
+    with transaction.atomic():
+        for n in range(count):
+            outbox.record(team.pk, "write.delivered", {"write": {"id": f"w-{n}"}})
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The runs queued, still queued for real (a spy, not a stand-in)."""
+    calls: list[str] = []
+    real = outbox.publish
+
+    def spy(endpoint_id: Any, countdown: float = 0.0) -> None:
+        calls.append(str(endpoint_id))
+        real(endpoint_id, countdown)
+
+    monkeypatch.setattr(outbox, "publish", spy)
+    return calls
+
+
+def test_a_burst_queues_one_run_and_marks_each_batch_delivered_in_one_statement(
+    events_settings: Settings, receiver: Receiver, team: Team, published: list[str]
+) -> None:
+    events_settings.EVENTS_DELIVERY_BATCH = 10
+    endpoint = add_endpoint(team, receiver)
+    outbox.started(endpoint.pk)  # no run of an earlier test waits
+    burst(team, 25)
+    assert published == [str(endpoint.pk)]  # 25 events, one run queued
+
+    with CaptureQueriesContext(connection) as queries:
+        assert delivery.deliver_due(endpoint.pk) == "25 deliveries attempted"
+
+    assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 25
+    assert sorted(receiver.accepted.values()) == [1] * 25
+    marks = [q["sql"] for q in queries.captured_queries if "delivered_at = v.at" in q["sql"]]
+    assert len(marks) == 3  # batches of 10, 10 and 5
+    assert len(queries.captured_queries) <= 3 * 8 + 4
+    # More were due than one batch: a second run was queued for another worker to join in.
+    assert published == [str(endpoint.pk)] * 2
+    assert delivery.deliver_due(endpoint.pk) == "0 deliveries attempted"
+
+
+def test_a_worker_that_lost_its_claim_marks_nothing_delivered(
+    events_settings: Settings, receiver: Receiver, team: Team
+) -> None:
+    endpoint = add_endpoint(team, receiver)
+    burst(team, 3)
+    token = uuid.uuid4()
+    batch, more = delivery._claim(endpoint.pk, token)
+    assert (len(batch), more) == (3, False)
+    # Its lease ran out and another worker took the second one over.
+    Delivery.objects.filter(pk=batch[1].pk).update(claim_token=uuid.uuid4())
+
+    outcomes = delivery._attempt(batch, token, started=time.monotonic())
+
+    assert outcomes == {
+        batch[0].pk: "delivered",
+        batch[1].pk: "claim lost",
+        batch[2].pk: "delivered",
+    }
+    taken = Delivery.objects.get(pk=batch[1].pk)
+    assert (taken.status, taken.attempts, taken.delivered_at) == ("pending", 0, None)
+    done = Delivery.objects.get(pk=batch[0].pk)
+    assert (done.status, done.attempts, done.last_status_code) == ("delivered", 1, 204)
+    assert done.first_attempt_at == done.last_attempt_at == done.delivered_at
