@@ -472,6 +472,17 @@ def _copy_state(source: Connection, target: Connection) -> None:
             target.__dict__[column.attname] = source.__dict__[column.attname]
 
 
+#: Run first in every transaction that stores tokens. ``synchronous_commit = on``: a rotated
+#: refresh token is the grant's only copy (docs/bipsync.md, rotation), so its commit waits for
+#: the WAL flush even in a session that runs with ``synchronous_commit = off`` (a sync slice does,
+#: for its pages, and refreshes inside it); otherwise a PostgreSQL crash could undo a commit the
+#: caller already acted on. ``lock_timeout`` (NULL leaves it unchanged) bounds a waiter's wait.
+_TRANSACTION_SETTINGS = (
+    "SELECT set_config('synchronous_commit', 'on', true), "
+    "set_config('lock_timeout', coalesce(%s, current_setting('lock_timeout')), true)"
+)
+
+
 @contextlib.contextmanager
 def _row_lock(connection_id: UUID | str, *, wait: bool) -> Iterator[Connection | None]:
     """A durable transaction holding the connection's row lock; yields the row read under it
@@ -480,13 +491,10 @@ def _row_lock(connection_id: UUID | str, *, wait: bool) -> Iterator[Connection |
         # durable: the new tokens must be committed when this block ends, not when some outer
         # transaction of the caller does (and never rolled back with it).
         with transaction.atomic(durable=True):
-            if wait:
-                with db_connection.cursor() as cursor:
-                    # A waiter gives up, rather than hang, if the holder is stuck (a frozen VM).
-                    cursor.execute(
-                        "SELECT set_config('lock_timeout', %s, true)",
-                        [f"{int(_lock_timeout().total_seconds() * 1000)}ms"],
-                    )
+            with db_connection.cursor() as cursor:
+                # A waiter gives up, rather than hang, if the holder is stuck (a frozen VM).
+                timeout = f"{int(_lock_timeout().total_seconds() * 1000)}ms" if wait else None
+                cursor.execute(_TRANSACTION_SETTINGS, [timeout])
             yield fastdb.lock_connection(connection_id, skip_locked=not wait)
     except OperationalError as exc:
         if not isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
@@ -734,6 +742,8 @@ def _store_again(writes: _Writes) -> _Outcome:
             db_connection.close()
         try:
             with transaction.atomic(durable=True):
+                with db_connection.cursor() as cursor:
+                    cursor.execute(_TRANSACTION_SETTINGS, [None])
                 current = fastdb.lock_connection(conn.pk, skip_locked=False)
                 if current is None:
                     raise Connection.DoesNotExist("The connection no longer exists.")
