@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from devtools.soak import processes
 from devtools.soak.processes import Managed
 
 
@@ -28,7 +27,7 @@ def test_a_killed_worker_started_again_is_never_taken_for_a_crashed_one(
         return real_popen(*args, **kwargs)
 
     # Not a stand-in: the real Popen runs; the wrapper only looks on at the moment of the call.
-    monkeypatch.setattr(processes.subprocess, "Popen", popen_watched_by_the_supervisor)
+    monkeypatch.setattr(subprocess, "Popen", popen_watched_by_the_supervisor)
     try:
         worker.start()
         assert seen == [True]
