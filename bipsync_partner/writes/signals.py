@@ -2,7 +2,10 @@
 
 ``write_delivered`` and ``write_failed`` are sent inside the transaction that records a write's
 outcome (delivered, or failed for good), so that what a receiver writes commits or rolls back
-with it; receivers get ``write`` (a :class:`~bipsync_partner.writes.models.Write`).
+with it; receivers get ``write`` (a :class:`~bipsync_partner.writes.models.Write`). That
+transaction commits without waiting for its disk flush: should PostgreSQL crash before it, the
+receiver's rows are lost with the outcome, and the signal is sent again when the write's outcome
+is recorded again.
 """
 
 from __future__ import annotations

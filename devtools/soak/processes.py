@@ -47,7 +47,6 @@ class Managed:
         self.down_on_purpose = False
 
     def start(self) -> None:
-        self.down_on_purpose = False
         self._log = self.log_path.open("ab")
         self._log.write(f"--- start {self.starts + 1}: {' '.join(self.argv)}\n".encode())
         self._log.flush()
@@ -61,6 +60,10 @@ class Managed:
             start_new_session=True,
         )
         self.starts += 1
+        # Only now: the supervisor (another thread) starts again any process that is neither
+        # down on purpose nor running, so clearing this before the new process exists let it
+        # start a second one beside the fault's, which nothing then stopped.
+        self.down_on_purpose = False
 
     @property
     def running(self) -> bool:

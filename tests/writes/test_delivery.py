@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import connection as db
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +19,7 @@ from accounts.models import Team
 from bipsync_partner.coordination import TenantGate
 from bipsync_partner.writes import api, delivery, queueing
 from bipsync_partner.writes.models import Write
+from bipsync_partner.writes.signals import write_delivered
 from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld
 from tests.writes.conftest import service_account
@@ -145,6 +147,55 @@ def test_a_note_whose_answer_was_lost_is_adopted_not_created_again(
     assert sandbox.note_counts(world.tenant, SOURCE) == {"lost-1": 1}
     client_id = world.world.service_app.client_id
     assert sandbox.api_requests(client_id, "GET /v2/research/note") == 1
+
+
+def test_only_the_claim_waits_for_the_disk_not_the_outcome(
+    partner: Settings, world: SyncWorld, team: Team
+) -> None:
+    service_account(team, world)
+    seen: list[str] = []
+
+    def note_setting(**_: object) -> None:
+        with db.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            seen.append(cursor.fetchone()[0])
+
+    write = api.create_note(team, external_id="flush-1", title="Once", author=world.world.admin.id)
+    write_delivered.connect(note_setting, dispatch_uid="flush-test")
+    try:
+        assert delivery.deliver(write.pk) == "delivered"
+    finally:
+        write_delivered.disconnect(dispatch_uid="flush-test")
+
+    # The outcome's transaction did not wait; the session (and so the next claim) still does.
+    assert seen == ["off"]
+    with db.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+
+
+def test_a_delivered_mark_lost_in_a_database_crash_is_adopted_not_sent_twice(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    service_account(team, world)
+    write = api.create_note(team, external_id="crash-1", title="Once", author=world.world.admin.id)
+    assert delivery.deliver(write.pk) == "delivered"
+    write.refresh_from_db()
+    delivered_as = write.bipsync_id
+
+    # What a crash before the outcome's flush leaves: the synchronous claim's row, lease lapsed.
+    Write.objects.filter(pk=write.pk).update(
+        status=Write.Status.SENDING,
+        uncertain=True,
+        bipsync_id="",
+        finished_at=None,
+        lease_until=timezone.now() - timedelta(seconds=1),
+    )
+    assert delivery.deliver(write.pk) == "delivered"
+
+    write.refresh_from_db()
+    assert write.bipsync_id == delivered_as
+    assert sandbox.note_counts(world.tenant, SOURCE) == {"crash-1": 1}
 
 
 def test_an_attachment_follows_its_note_streamed_with_its_checksum(
