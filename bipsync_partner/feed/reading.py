@@ -76,19 +76,24 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
     return txid, entry_id
 
 
+# The columns are qualified and the text of txid has a name of its own: ORDER BY a bare name
+# means the output column of that name first (PostgreSQL, "Sorting Rows",
+# https://www.postgresql.org/docs/current/queries-order.html), and ``txid::text`` named "txid"
+# would sort as text ("10" before "9") and by a sort of every row instead of the index.
 _READ = """
-SELECT id, txid::text, resource, tenant, bipsync_id, action, row_id, created
-FROM feed_feedentry
-WHERE team_id = %(team)s
-  AND (txid, id) > (%(txid)s::xid8, %(id)s)
-  AND txid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY txid, id
+SELECT e.id, e.txid::text AS txid_text, e.resource, e.tenant, e.bipsync_id, e.action, e.row_id,
+       e.created
+FROM feed_feedentry AS e
+WHERE e.team_id = %(team)s
+  AND (e.txid, e.id) > (%(txid)s::xid8, %(id)s)
+  AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.txid, e.id
 LIMIT %(limit)s
 """
 
 _NEWEST = """
-SELECT txid::text, id FROM feed_feedentry WHERE team_id = %(team)s
-ORDER BY txid DESC, id DESC LIMIT 1
+SELECT e.txid::text AS txid_text, e.id FROM feed_feedentry AS e WHERE e.team_id = %(team)s
+ORDER BY e.txid DESC, e.id DESC LIMIT 1
 """
 
 
