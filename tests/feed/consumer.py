@@ -50,7 +50,7 @@ def main(team_id: int, log_path: str) -> None:
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT position FROM feed_consumer_state FOR UPDATE")
-            (position,) = cursor.fetchone()  # type: ignore[misc]
+            (position,) = cursor.fetchone()
             page = read_changes(team_id, position, PAGE)
             for change in page.entries:
                 os.write(log, f"{change.id}\n".encode())
