@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 #: Changes per page: small, so a run takes many pages and transactions.
 PAGE = 25
 #: The "work" per change, inside the transaction, so a kill often lands in one.
-WORK_SECONDS = 0.005
+WORK_SECONDS = 0.002
 
 
 def main(team_id: int, log_path: str) -> None:
