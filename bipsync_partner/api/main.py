@@ -19,7 +19,7 @@ from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.operation import Operation
 
-from bipsync_partner.api import changes, connections, research, writes
+from bipsync_partner.api import changes, connections, research, resources, writes
 from bipsync_partner.api import problems as p
 from bipsync_partner.api.auth import unauthorized
 
@@ -60,7 +60,7 @@ api = Api(
     docs=Swagger(),
     docs_decorator=_with_csp,
 )
-for module in (connections, research, changes, writes):
+for module in (connections, research, resources, changes, writes):
     api.add_router("/", module.router)
 
 

@@ -89,17 +89,100 @@ class ResearchPage(Schema):
     next_cursor: str | None = Field(description="Pass as `after` for the next page; null: end.")
 
 
+# --- the resources read through GraphQL --------------------------------------------------------
+
+
+class UserOut(Schema):
+    id: int
+    bipsync_id: str
+    tenant: str
+    name: str
+    email: str
+    first_synced_at: datetime
+    changed_at: datetime
+
+
+class UserPage(Schema):
+    items: list[UserOut]
+    next_cursor: str | None = Field(description="Pass as `after` for the next page; null: end.")
+
+
+class ClassificationOut(Schema):
+    bipsync_id: str
+    name: str = Field(description="Empty when the classification is not synced.")
+
+
+class CategoryOut(Schema):
+    id: int
+    bipsync_id: str
+    tenant: str
+    name: str
+    ticker: str
+    classification: ClassificationOut | None
+    external_ids: dict[str, Any] | list[Any]
+    first_synced_at: datetime
+    changed_at: datetime
+
+
+class CategoryPage(Schema):
+    items: list[CategoryOut]
+    next_cursor: str | None = Field(description="Pass as `after` for the next page; null: end.")
+
+
+class ContactOut(Schema):
+    id: int
+    bipsync_id: str
+    tenant: str
+    name: str
+    email: str
+    external_ids: dict[str, Any] | list[Any]
+    first_synced_at: datetime
+    changed_at: datetime
+
+
+class ContactPage(Schema):
+    items: list[ContactOut]
+    next_cursor: str | None = Field(description="Pass as `after` for the next page; null: end.")
+
+
+class ProjectOut(Schema):
+    id: int
+    bipsync_id: str
+    tenant: str
+    name: str
+    stage: str
+    external_ids: dict[str, Any] | list[Any]
+    first_synced_at: datetime
+    changed_at: datetime
+
+
+class ProjectPage(Schema):
+    items: list[ProjectOut]
+    next_cursor: str | None = Field(description="Pass as `after` for the next page; null: end.")
+
+
 # --- the change feed ---------------------------------------------------------------------------
 
 
 class ChangeOut(Schema):
     id: int
     cursor: str = Field(description="The position just past this entry.")
-    resource: str
+    resource: str = Field(
+        description=(
+            "What changed: research, users, classifications, categories, contacts, projects, "
+            "note_bodies (keyed by their document's Bipsync id) or attachments."
+        )
+    )
     tenant: str
     bipsync_id: str
     action: Literal["created", "changed", "deleted"]
     row_id: int
+    path: str | None = Field(
+        description=(
+            "Where the API serves the row (its list's detail endpoint), or null for a resource "
+            "the API does not serve by itself and for a deleted row."
+        )
+    )
     created: datetime
 
 

@@ -22,6 +22,7 @@ from pytest_django.live_server_helper import LiveServer
 from accounts.models import Team
 from bipsync_partner.api.keys import NewKey
 from bipsync_partner.feed.models import FeedEntry
+from bipsync_partner.sync.models import SyncedCategory, SyncedClassification
 from tests.api.conftest import document, machine
 from tests.feed.waiting import eventually
 
@@ -86,6 +87,8 @@ def test_a_generated_client_lists_walks_the_feed_and_writes(
             ("research", "list_research"),
             ("research", "get_research"),
             ("changes", "list_changes"),
+            ("resources", "list_categories"),
+            ("resources", "get_category"),
             ("writes", "write_note"),
             ("writes", "get_write"),
         ]
@@ -124,6 +127,26 @@ def test_a_generated_client_lists_walks_the_feed_and_writes(
 
     stored = FeedEntry.objects.filter(team=team).count()
     assert eventually(walk, lambda ids: len(ids) >= stored) == [d.pk for d in docs]
+
+    # A synced resource, with what it names.
+    SyncedClassification.objects.create(
+        team=team, tenant="acme", bipsync_id="c" * 24, content_hash="h", name="Company"
+    )
+    apple = SyncedCategory.objects.create(
+        team=team,
+        tenant="acme",
+        bipsync_id="a" * 24,
+        content_hash="h",
+        name="Apple",
+        ticker="AAPL",
+        classification_bid="c" * 24,
+    )
+    categories = api["list_categories"].sync(client=client)
+    assert isinstance(categories, models.CategoryPage)
+    assert [(c.id, c.ticker, c.classification.name) for c in categories.items] == [
+        (apple.pk, "AAPL", "Company")
+    ]
+    assert api["get_category"].sync(client=client, category_id=apple.pk).name == "Apple"
 
     # A write, and its retry with the same Idempotency-Key.
     body = models.NoteIn(external_id="client-note-1", title="From the generated client")
