@@ -115,6 +115,17 @@ def params_for(
         "membership_id": [_first_admin_membership("acme"), 2**31 - 1],
         "invitation_id": [2**31 - 1],
         "document_id": [2**31 - 1],
+        "attachment_id": ["0" * 24, "not-an-id"],
+        "key_id": [2**31 - 1],
+        "endpoint_id": [uuid.uuid4()],
+        "delivery_id": [2**31 - 1],
+        # The HTTP API's ids (answered with a problem: the crawl's session carries no API key).
+        "doc_id": ["0", "not-an-id"],
+        "user_id": ["0"],
+        "category_id": ["0"],
+        "contact_id": ["0"],
+        "project_id": ["0"],
+        "write_id": ["0", "not-an-id"],
         "uid": [uuid.uuid4()],
     }
     names = list(pattern.pattern.converters)

@@ -167,7 +167,7 @@ def test_it_refuses_an_unknown_client_and_a_scope_too_wide(sandbox_world: Sandbo
     assert unknown.json()["error"] == "invalid_client"
     wide = world.http.post(
         world.sandbox.device_url(world.tenant),
-        data={"client_id": world.device_app.client_id, "scope": "users:read"},
+        data={"client_id": world.device_app.client_id, "scope": "tasks:read"},
     )
     assert wide.status_code == 400
     assert wide.json()["error"] == "invalid_scope"

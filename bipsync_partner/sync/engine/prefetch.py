@@ -5,10 +5,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from typing import Generic, TypeVar, cast
 
 from django.db import close_old_connections, connection
 
-from bipsync_partner.sync.engine.paging import Step
+T = TypeVar("T")
 
 #: Pages read ahead of the one being written: enough to ride out a slow answer, few enough that
 #: memory stays a handful of pages whatever the number of documents.
@@ -22,14 +23,15 @@ PREFETCH_PAGES = 2
 PREFETCH_SWITCH_INTERVAL = 0.0005
 
 
-class Prefetch:
+class Prefetch(Generic[T]):
     """Reads the next pages in a thread while the current one is written: the run then takes
     about max(fetch, write) per page instead of their sum. The queue holds PREFETCH_PAGES pages,
-    so at most that many plus one are in memory whatever the number of documents."""
+    so at most that many plus one are in memory whatever the number of documents (research's
+    pages, and the resources' GraphQL pages)."""
 
     _END = object()
 
-    def __init__(self, pages: Iterator[Step]) -> None:
+    def __init__(self, pages: Iterator[T]) -> None:
         self._pages = pages
         self._queue: queue.Queue[object] = queue.Queue(maxsize=PREFETCH_PAGES)
         self._stop = threading.Event()
@@ -58,15 +60,14 @@ class Prefetch:
                 continue
         return False
 
-    def __iter__(self) -> Iterator[Step]:
+    def __iter__(self) -> Iterator[T]:
         while True:
             item = self._queue.get()
             if item is self._END:
                 return
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, Step)
-            yield item
+            yield cast(T, item)
 
     def close(self) -> None:
         self._stop.set()

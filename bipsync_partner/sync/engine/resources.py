@@ -20,6 +20,7 @@ Progress is kept in :attr:`SyncRun.resources`, which the history page shows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -31,10 +32,12 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from bipsync_partner.ops.interpreter import switch_interval
 from bipsync_partner.sync.api import ApiError, BipsyncApi, InsufficientScope
 from bipsync_partner.sync.engine.hashing import content_hash, json_text
 from bipsync_partner.sync.engine.items import ISO_DATETIME_PATTERN, max_lengths, valid_id
 from bipsync_partner.sync.engine.outcomes import SliceOver
+from bipsync_partner.sync.engine.prefetch import PREFETCH_SWITCH_INTERVAL, Prefetch
 from bipsync_partner.sync.engine.resource_sql import (
     SEEN_TABLE,
     item_fields,
@@ -158,41 +161,96 @@ def _sync_one(
         }
         _save_state(run, resource, state)
     query = resource.query(scopes)
-    page_size = int(state.get("page_size") or settings.BIPSYNC_GRAPHQL_PAGE_SIZE)
-    while not state["complete"]:
+    listings = _listings(
+        client,
+        resource,
+        query,
+        after=None if state["complete"] else state["after"],
+        page_size=int(state.get("page_size") or settings.BIPSYNC_GRAPHQL_PAGE_SIZE),
+        complete=bool(state["complete"]),
+    )
+    # The next pages are read while this one is written (as research's are), so the scan takes
+    # about max(read, write) per page. Not for a resource whose rows may need reads of their
+    # own (an inner connection read on by itself): those stay on this thread.
+    fetcher = Prefetch(listings) if resource.each is None else None
+    switching = (
+        switch_interval(PREFETCH_SWITCH_INTERVAL)
+        if fetcher is not None
+        else contextlib.nullcontext()
+    )
+    try:
+        with switching:
+            for page_size, listing in fetcher if fetcher is not None else listings:
+                if page_size != int(state.get("page_size") or settings.BIPSYNC_GRAPHQL_PAGE_SIZE):
+                    state["page_size"] = page_size
+                _store_listing(run, client, resource, state, scopes, listing)
+                if tick is not None:
+                    tick()
+                if deadline is not None and time.monotonic() > deadline and not state["complete"]:
+                    raise SliceOver
+    finally:
+        if fetcher is not None:
+            fetcher.close()
+    _conclude(run, resource, state)
+
+
+def _listings(
+    client: GraphqlClient,
+    resource: Resource,
+    query: str,
+    *,
+    after: str | None,
+    page_size: int,
+    complete: bool,
+) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """(page size asked, connection listing) of the resource's pages from the checkpoint
+    ``after`` to the last page (none if the scan is ``complete`` already)."""
+    if complete:
+        return
+    while True:
         try:
-            data = client.execute(query, {"first": page_size, "after": state["after"]})
+            data = client.execute(query, {"first": page_size, "after": after})
         except QueryLimitExceeded:
             if page_size == 1:
                 raise
             # Bipsync's limits (docs/bipsync.md, "GraphQL") bound a query by what it asks
             # for: a smaller page asks for less.
             page_size = max(1, page_size // 2)
-            state["page_size"] = page_size
             continue
         listing = value_at(data, resource.source) or {}
-        edges = [e for e in listing.get("edges") or [] if isinstance(e, Mapping)]
-        nodes: list[Mapping[str, Any]] = [
-            e["node"] for e in edges if isinstance(e.get("node"), Mapping)
-        ]
+        yield page_size, listing
         info = listing.get("pageInfo") or {}
-        rows = dict(_rows(client, resource, nodes, scopes))
-        _store(run, resource, state, nodes, rows, listing.get("totalCount"), info)
-        if tick is not None:
-            tick()
-        if deadline is not None and time.monotonic() > deadline and not state["complete"]:
-            raise SliceOver
-    _conclude(run, resource, state)
+        if not info.get("hasNextPage") or not info.get("endCursor"):
+            return
+        after = info["endCursor"]
+
+
+def _store_listing(
+    run: SyncRun,
+    client: GraphqlClient,
+    resource: Resource,
+    state: dict[str, Any],
+    scopes: list[str],
+    listing: Mapping[str, Any],
+) -> None:
+    edges = [e for e in listing.get("edges") or [] if isinstance(e, Mapping)]
+    nodes: list[Mapping[str, Any]] = [
+        e["node"] for e in edges if isinstance(e.get("node"), Mapping)
+    ]
+    info = listing.get("pageInfo") or {}
+    rows = dict(_rows(client, resource, nodes, scopes))
+    _store(run, resource, state, nodes, rows, listing.get("totalCount"), info)
 
 
 def _rows(
     client: GraphqlClient, resource: Resource, nodes: list[Mapping[str, Any]], scopes: list[str]
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(Bipsync id, row) of a page's nodes (or of each node's inner connection's nodes)."""
+    columns = _columns(resource)
     for node in nodes:
         if resource.each is None:
             if all(value_at(node, p) is not None for p in resource.required):
-                row = _row(resource, node, node)
+                row = _row(resource, columns, node, node)
                 if row is not None:
                     yield row
             continue
@@ -200,7 +258,7 @@ def _rows(
         if parent is None:
             continue
         for inner in _inner_nodes(client, resource, node, parent, scopes):
-            row = _row(resource, inner, {**inner, "__parent": parent})
+            row = _row(resource, columns, inner, {**inner, "__parent": parent})
             if row is not None:
                 row[1][str(resource.parent_column)] = parent
                 yield row
@@ -233,18 +291,28 @@ def _inner_nodes(
         listing = value_at(outer or {}, str(resource.each)) or {}
 
 
+#: A resource's columns as a row takes them: (attname, field, the node's path).
+Columns = list[tuple[str, "models.Field[Any, Any]", str]]
+
+
+def _columns(resource: Resource) -> Columns:
+    """Looked up once per page rather than once per row (a page has hundreds of rows)."""
+    fields = {f.name: f for f in item_fields(resource.model)}
+    return [
+        (fields[column].attname, fields[column], value.path)
+        for column, value in resource.values().items()
+    ]
+
+
 def _row(
-    resource: Resource, node: Mapping[str, Any], hashed: Mapping[str, Any]
+    resource: Resource, columns: Columns, node: Mapping[str, Any], hashed: Mapping[str, Any]
 ) -> tuple[str, dict[str, Any]] | None:
     bid = valid_id(value_at(node, resource.key))
     if bid is None:
         return None
-    fields = {f.name: f for f in item_fields(resource.model)}
     row: dict[str, Any] = {"bipsync_id": bid, "content_hash": content_hash(dict(hashed))}
-    for column, value in resource.values().items():
-        row[fields[column].attname] = _coerce(
-            resource.model, fields[column], value_at(node, value.path)
-        )
+    for attname, field, path in columns:
+        row[attname] = _coerce(resource.model, field, value_at(node, path))
     return bid, row
 
 
