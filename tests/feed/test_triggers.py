@@ -147,3 +147,19 @@ def test_a_team_deleted_takes_its_entries_along(team: Team) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM feed_feedentry")
         assert cursor.fetchone() == (0,)
+
+
+def test_the_feed_orders_transaction_ids_as_numbers_not_as_text(team: Team) -> None:
+    """A transaction id of more digits comes later (as text "10" sorts before "9")."""
+    for txid, bipsync_id in ((10, "g" * 24), (9, "h" * 24)):
+        FeedEntry.objects.create(
+            team=team,
+            resource="research",
+            tenant="acme",
+            bipsync_id=bipsync_id,
+            action="created",
+            row_id=1,
+            txid=txid,
+        )
+    assert [e.txid for e in read_changes(team.pk, None, 10).entries] == [9, 10]
+    assert decode_cursor(current_cursor(team.pk))[0] == 10
