@@ -17,6 +17,7 @@ from bipsync_partner.feed.reading import current_cursor, read_changes
 from bipsync_partner.writes import api
 from bipsync_partner.writes.delivery import deliver
 from tests.events.conftest import Receiver, add_endpoint
+from tests.feed.waiting import eventually
 from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld, machine_connection
 from tests.sync.test_engine import new_run, run_to_end
@@ -82,7 +83,7 @@ def test_a_sync_run_sends_sync_completed_with_its_counts_and_the_feed_cursor(
     assert data["run"]["id"] == run.pk
     assert (data["run"]["seen"], data["run"]["created"], data["run"]["deleted"]) == (30, 30, 0)
     # The cursor is just past the run's changes: reading the feed up to it gets all 30.
-    page = read_changes(team.pk, None, 100)
+    page = eventually(lambda: read_changes(team.pk, None, 100), lambda p: len(p.entries) >= 30)
     assert len(page.entries) == 30
     assert data["feed_cursor"] == page.next_cursor == current_cursor(team.pk)
     assert read_changes(team.pk, data["feed_cursor"], 100).entries == []
