@@ -174,6 +174,16 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
 
+@dataclass
+class _Read:
+    """What one read has been through so far: its token, and the counts its policy bounds."""
+
+    token: str
+    failures: int = 0
+    rate_limits: int = 0
+    refreshed: bool = False
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of an offset/limit listing (docs/bipsync.md, "The REST API slice")."""
@@ -251,47 +261,21 @@ class BipsyncApi:
         """GET ``{api_base}{path}`` and return the decoded JSON body, reacting to errors as the
         module docstring describes."""
         url = f"{self.api_base}{path}"
-        failures = 0
-        rate_limits = 0
-        refreshed = False
-        token = self.tokens.access_token()
+        read = _Read(token=self.tokens.access_token())
         while True:
             self._wait_for_gate()
             try:
-                status, headers, body = self._fetch(url, params, token)
+                status, headers, body = self._fetch(url, params, read.token)
             except httpx.TimeoutException:
-                failures += 1
-                self._backoff_or_raise(failures, "Bipsync did not answer in time")
+                read.failures += 1
+                self._backoff_or_raise(read.failures, "Bipsync did not answer in time")
                 continue
             except httpx.TransportError as exc:
-                failures += 1
-                self._backoff_or_raise(
-                    failures, f"Bipsync could not be reached ({type(exc).__name__})"
-                )
+                self._after_transport_error(read, exc)
                 continue
             if status == 200:
                 return _decode(body)
-            if status == 401:
-                token = self._after_rejection(headers, path, token, refreshed, "rest_api:read")
-                refreshed = True
-                continue
-            if status == 403:
-                raise IpNotAllowListed()
-            if status == 429:
-                rate_limits += 1
-                self._after_rate_limit(headers, rate_limits)
-                continue
-            if status >= 500:
-                failures += 1
-                self._backoff_or_raise(
-                    failures, f"Bipsync answered with a server error (HTTP {status})", status
-                )
-                continue
-            raise ApiError(
-                f"Bipsync refused the request {path} with HTTP {status}.",
-                code=f"http_{status}",
-                status=status,
-            )
+            self._after_refused_read(read, status, headers, path, f"the request {path}")
 
     @contextlib.contextmanager
     def download(self, path: str) -> Iterator[httpx.Response]:
@@ -299,24 +283,19 @@ class BipsyncApi:
         200, its body unread, so a file of any size passes through in chunks. Until then the
         policy of :meth:`get` applies (a download is a read, safe to ask again)."""
         url = f"{self.api_base}{path}"
-        failures = rate_limits = 0
-        refreshed = False
-        token = self.tokens.access_token()
+        read = _Read(token=self.tokens.access_token())
         while True:
             self._wait_for_gate()
             try:
                 response = self.http.send(
                     # identity: the bytes pass through as Bipsync stores them, their length too.
                     self.http.build_request("GET", url, headers={"Accept-Encoding": "identity"}),
-                    auth=BearerAuth(token),
+                    auth=BearerAuth(read.token),
                     stream=True,
                     follow_redirects=False,
                 )
             except httpx.TransportError as exc:
-                failures += 1
-                self._backoff_or_raise(
-                    failures, f"Bipsync could not be reached ({type(exc).__name__})"
-                )
+                self._after_transport_error(read, exc)
                 continue
             status, headers = response.status_code, response.headers
             if status == 200:
@@ -326,27 +305,40 @@ class BipsyncApi:
                     response.close()
                 return
             response.close()
-            if status == 401:
-                token = self._after_rejection(headers, path, token, refreshed, "rest_api:read")
-                refreshed = True
-                continue
-            if status == 403:
-                raise IpNotAllowListed()
-            if status == 429:
-                rate_limits += 1
-                self._after_rate_limit(headers, rate_limits)
-                continue
-            if status >= 500:
-                failures += 1
-                self._backoff_or_raise(
-                    failures, f"Bipsync answered with a server error (HTTP {status})", status
-                )
-                continue
-            raise ApiError(
-                f"Bipsync refused the download with HTTP {status}.",
-                code=f"http_{status}",
-                status=status,
+            self._after_refused_read(read, status, headers, path, "the download")
+
+    def _after_transport_error(self, read: _Read, exc: httpx.TransportError) -> None:
+        read.failures += 1
+        self._backoff_or_raise(
+            read.failures, f"Bipsync could not be reached ({type(exc).__name__})"
+        )
+
+    def _after_refused_read(
+        self, read: _Read, status: int, headers: httpx.Headers, path: str, what: str
+    ) -> None:
+        """One policy for every read that did not get a 200 (:meth:`get`, :meth:`download`):
+        return to ask again (a new token, after a rate limit or a back-off), or raise."""
+        if status == 401:
+            read.token = self._after_rejection(
+                headers, path, read.token, read.refreshed, "rest_api:read"
             )
+            read.refreshed = True
+            return
+        if status == 403:
+            raise IpNotAllowListed()
+        if status == 429:
+            read.rate_limits += 1
+            self._after_rate_limit(headers, read.rate_limits)
+            return
+        if status >= 500:
+            read.failures += 1
+            self._backoff_or_raise(
+                read.failures, f"Bipsync answered with a server error (HTTP {status})", status
+            )
+            return
+        raise ApiError(
+            f"Bipsync refused {what} with HTTP {status}.", code=f"http_{status}", status=status
+        )
 
     def send(
         self,
