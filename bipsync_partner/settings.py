@@ -533,9 +533,6 @@ WRITES_MAX_ATTEMPTS = env_int("WRITES_MAX_ATTEMPTS", 25, minimum=1)
 # next run: the task's cost and the connection's reads are paid once per run, not per write.
 WRITES_BATCH_SIZE = env_int("WRITES_BATCH_SIZE", 200, minimum=1)
 WRITES_BATCH_SECONDS = env_int("WRITES_BATCH_SECONDS", 60, minimum=1)
-# A run claims this many due writes in one durable commit (one WAL flush for the group), then
-# sends them one after another; a write still claimed when half its lease is gone is given back.
-WRITES_CLAIM_GROUP = env_int("WRITES_CLAIM_GROUP", 10, minimum=1)
 # Teams with due writes queued per sweep.
 WRITES_SWEEP_BATCH = env_int("WRITES_SWEEP_BATCH", 2000, minimum=1)
 # --- The HTTP API (bipsync_partner/api/) ---------------------------------------------------------

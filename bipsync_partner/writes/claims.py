@@ -19,14 +19,12 @@ that took over.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import connection
 from django.utils import timezone
 
 from bipsync_partner.writes.models import Write
@@ -51,24 +49,6 @@ class Claim:
 
     def renew(self) -> bool:
         return self.update(lease_until=lease_end())
-
-    def has_time_left(self) -> bool:
-        """At least half of the lease is left: room for a send, however slow, to end before
-        another worker may take the write over (a claim of a group waits for the writes ahead
-        of it)."""
-        lease_until = self.write.lease_until
-        half = timedelta(seconds=settings.WRITES_LEASE_SECONDS / 2)
-        return lease_until is not None and lease_until - timezone.now() >= half
-
-    def release(self) -> bool:
-        """Give the write back unsent, as it was before the claim (its attempt not counted)."""
-        return self.update(
-            status=Write.Status.QUEUED,
-            claim_token=None,
-            lease_until=None,
-            uncertain=self.uncertain,
-            attempts=F("attempts") - 1,
-        )
 
 
 def lease_end() -> Any:
@@ -209,20 +189,6 @@ def claim_candidate(candidate: Candidate) -> Claim | None:
         known_note_id=getattr(write, "known_note_id") or None,  # noqa: B009
         written_before=bool(getattr(write, "written_before")),  # noqa: B009
     )
-
-
-def claim_group(candidates: Sequence[Candidate]) -> list[Claim]:
-    """Claim each of ``candidates`` that is to be taken now, in one transaction that commits
-    durably: one WAL flush for the group instead of one per write, the flush that was most of
-    what a delivery cost beyond its POST (bench/README.md, "Writes"). Every claim is on disk
-    before its write is sent, as a claim of its own would be. Writes of one ordering key never
-    share a group: the second's claim sees the first "sending" and passes it over."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            # Durable whatever the session says: a claim lost in a crash after its note was
-            # sent would let the next claimant send it again without looking it up.
-            cursor.execute("SET LOCAL synchronous_commit = on")
-        return [held for candidate in candidates if (held := claim_candidate(candidate))]
 
 
 def claim(write_id: int) -> Claim:

@@ -14,11 +14,9 @@ The outcome is one of:
 A run of :func:`deliver_due` keeps what every write of the run would otherwise read again: the
 team's writing connection, and one API client per connection (its token, kept until it nears
 expiry, and one keep-alive HTTP client). Each write still costs one statement to claim it and
-one to record its outcome. Only the claims wait for their commit to reach the disk (see
-:func:`_commit_without_waiting_for_the_flush`), and a run claims ``WRITES_CLAIM_GROUP`` writes
-in one such commit (:func:`~.claims.claim_group`), then sends them in turn, giving back unsent
-any whose lease is half gone by the time it is reached. The next write of an ordering key needs
-no queueing, as the run's next claim (or another worker's) takes it.
+one to record its outcome, and only the claim waits for its commit to reach the disk (see
+:func:`_commit_without_waiting_for_the_flush`); the next write of an ordering key needs no
+queueing, as the run's next claim (or another worker's) takes it.
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ from bipsync_partner.writes.claims import (
     Claim,
     NotClaimed,
     claim,
-    claim_group,
+    claim_candidate,
     due_candidates,
 )
 from bipsync_partner.writes.connections import WriteRefusal, writing_connection
@@ -139,15 +137,15 @@ class RunResult:
     more: bool
 
 
-#: Due writes read at a time by a run; they are then claimed WRITES_CLAIM_GROUP at a time.
+#: Due writes read at a time by a run; each is then claimed on its own.
 CANDIDATES = 50
 
 
 def deliver_due(team_id: int) -> RunResult:
-    """Deliver the team's due writes one after another, claimed ``WRITES_CLAIM_GROUP`` at a time
-    as the run reaches them (other workers running for the team take others), until none is due
-    or the run has done ``WRITES_BATCH_SIZE`` writes or spent ``WRITES_BATCH_SECONDS``; a run that
-    stopped at its budget gives back what it claimed and did not send, and queues the next run."""
+    """Deliver the team's due writes one after another, each claimed as the run reaches it
+    (other workers running for the team take others), until none is due or the run has done
+    ``WRITES_BATCH_SIZE`` writes or spent ``WRITES_BATCH_SECONDS``; a run that stopped at its
+    budget queues the next one."""
     queueing.started(team_id)
     # The budget stays well inside the task's time limit, so a run never outlives its task.
     budget = min(float(settings.WRITES_BATCH_SECONDS), settings.WRITES_TASK_SOFT_TIME_LIMIT / 2)
@@ -159,27 +157,20 @@ def deliver_due(team_id: int) -> RunResult:
             # Runs of one team at once start at different places, so they seldom both try to
             # claim the same write.
             start = random.randrange(len(candidates))
-            candidates = candidates[start:] + candidates[:start]
             taken = 0
-            while candidates:
-                room = settings.WRITES_BATCH_SIZE - attempted
-                if room <= 0 or time.monotonic() >= deadline:
+            for candidate in candidates[start:] + candidates[:start]:
+                if attempted >= settings.WRITES_BATCH_SIZE or time.monotonic() >= deadline:
                     queueing.enqueue(team_id)
                     return RunResult(attempted=attempted, more=True)
-                size = min(settings.WRITES_CLAIM_GROUP, room)
-                group, candidates = claim_group(candidates[:size]), candidates[size:]
-                if group and attempted == 0:
+                held = claim_candidate(candidate)
+                if held is None:
+                    continue  # another worker took it, or it waits for an earlier write
+                if attempted == 0:
                     # Due writes may outnumber this run: let another worker join it.
                     queueing.enqueue(team_id)
-                for index, held in enumerate(group):
-                    if time.monotonic() >= deadline or not held.has_time_left():
-                        for unsent in group[index:]:
-                            unsent.release()
-                        queueing.enqueue(team_id)
-                        return RunResult(attempted=attempted, more=True)
-                    attempted += 1
-                    taken += 1
-                    _attempt(run, held)
+                attempted += 1
+                taken += 1
+                _attempt(run, held)
             if not taken:
                 break
     finally:
