@@ -342,6 +342,7 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "writes.deliver": {"queue": "writes"},
     "writes.sweep": {"queue": "writes"},
     "sync.forget_connection": {"queue": "default"},
+    "api.prune_idempotency_keys": {"queue": "default"},
     # Outbound events have a queue of their own: a slow customer endpoint must not hold up
     # writes, syncs or refreshes (the Procfile's worker takes every queue).
     "events.deliver_endpoint": {"queue": "events"},
@@ -400,6 +401,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "events.sweep",
         "schedule": float(EVENTS_SWEEP_INTERVAL_SECONDS),
         "options": {"expires": 25},
+    },
+    # Idempotency-Key rows past API_IDEMPOTENCY_KEY_HOURS.
+    "idempotency-keys-prune": {
+        "task": "api.prune_idempotency_keys",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
     },
 }
 CELERY_TIMEZONE = "UTC"
@@ -539,6 +546,8 @@ WRITES_SWEEP_BATCH = env_int("WRITES_SWEEP_BATCH", 2000, minimum=1)
 # Page sizes of the API's lists (?limit=): the default and the largest allowed.
 API_PAGE_SIZE_DEFAULT = env_int("API_PAGE_SIZE_DEFAULT", 50, minimum=1)
 API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 1000, minimum=1)
+# How long an Idempotency-Key answers with its first write (bipsync_partner/api/idempotency.py).
+API_IDEMPOTENCY_KEY_HOURS = env_int("API_IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 # The change feed's default page (/api/v1/changes).
 API_CHANGES_PAGE_SIZE_DEFAULT = env_int("API_CHANGES_PAGE_SIZE_DEFAULT", 500, minimum=1)
 # An API key's last use is written at most once per this many seconds.

@@ -6,6 +6,10 @@ same key with the same request answers with the same write (200); with another r
 422 problem, as the IETF's draft "The Idempotency-Key HTTP Header Field" advises. The key's row
 is inserted in the transaction that makes the write, so two requests racing with one key make
 one write: the second waits on the unique index, fails, and answers with the first's write.
+
+Keys are kept ``API_IDEMPOTENCY_KEY_HOURS`` (24 by default, the retention the draft leaves to the
+server and says to publish; Stripe's is the same): beat's hourly ``api.prune_idempotency_keys``
+removes older ones, so a client retrying a day later makes a new write.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from accounts.models import Team
@@ -55,3 +61,22 @@ def once(team: Team, key: str, digest: str, make: Callable[[], Write]) -> tuple[
             raise
         return False, _replayed(found, digest)
     return True, write
+
+
+#: Keys removed per statement: a short lock on the table however many have expired.
+PRUNE_BATCH = 5000
+
+
+def prune(now: datetime) -> int:
+    """Remove the keys older than ``API_IDEMPOTENCY_KEY_HOURS``, in batches; how many."""
+    cutoff = now - timedelta(hours=settings.API_IDEMPOTENCY_KEY_HOURS)
+    removed = 0
+    while True:
+        batch = list(
+            IdempotencyKey.objects.filter(created__lt=cutoff).values_list("pk", flat=True)[
+                :PRUNE_BATCH
+            ]
+        )
+        if not batch:
+            return removed
+        removed += IdempotencyKey.objects.filter(pk__in=batch).delete()[0]

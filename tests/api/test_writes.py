@@ -4,16 +4,19 @@ with another body is refused, and attachments come as base64 within a bound."""
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
 from django.test import Client
+from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team
 from bipsync_partner.api.keys import NewKey
 from bipsync_partner.api.models import IdempotencyKey
+from bipsync_partner.api.tasks import prune_idempotency_keys_task
 from bipsync_partner.writes.models import Write
 from tests.api.conftest import key_client, machine
 
@@ -52,6 +55,32 @@ def test_the_same_key_with_another_body_is_a_422(team: Team, team_key: NewKey) -
     upsert = {"kind": "category", "source": "crm", "value": "7", "properties": {"name": "A"}}
     assert post(client, "/api/v1/writes/upserts", upsert, "k").status_code == 422
     assert Write.objects.filter(team=team).count() == 1
+
+
+def test_a_key_older_than_its_retention_is_pruned_and_then_makes_a_new_write(
+    team: Team, team_key: NewKey, settings: Settings
+) -> None:
+    settings.API_IDEMPOTENCY_KEY_HOURS = 24
+    client = key_client(team_key)
+    first = post(client, "/api/v1/writes/notes", NOTE, "old-key")
+    kept = post(client, "/api/v1/writes/notes", {**NOTE, "external_id": "report-2"}, "new-key")
+    IdempotencyKey.objects.filter(key="old-key").update(
+        created=timezone.now() - timedelta(hours=25)
+    )
+
+    assert prune_idempotency_keys_task() == "1 idempotency keys removed"
+    assert prune_idempotency_keys_task() == "0 idempotency keys removed"
+
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new-key"]
+    assert (
+        post(client, "/api/v1/writes/notes", {**NOTE, "external_id": "report-2"}, "new-key").json()[
+            "id"
+        ]
+        == kept.json()["id"]
+    )
+    again = post(client, "/api/v1/writes/notes", NOTE, "old-key")
+    assert again.status_code == 202
+    assert again.json()["id"] != first.json()["id"]
 
 
 def test_idempotency_keys_are_kept_per_team(

@@ -1,9 +1,10 @@
-"""Celery in production shape: queues, time limits, late acks, and beat's four sweeps."""
+"""Celery in production shape: queues, time limits, late acks, and beat's schedule."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
+from bipsync_partner.api.tasks import prune_idempotency_keys_task
 from bipsync_partner.celery import app
 from bipsync_partner.connections.tasks import refresh_batch_task, sweep_refreshes_task
 from bipsync_partner.events.tasks import (
@@ -39,6 +40,7 @@ def test_refreshes_and_syncs_have_their_own_queues() -> None:
     assert queue_of(poll_new_research_task.name) == "default"
     assert queue_of(refetch_documents_task.name) == "default"
     assert queue_of(forget_connection_task.name) == "default"
+    assert queue_of(prune_idempotency_keys_task.name) == "default"
 
 
 def test_tasks_ack_late_and_have_time_limits_below_the_visibility_timeout() -> None:
@@ -59,9 +61,10 @@ def test_tasks_ack_late_and_have_time_limits_below_the_visibility_timeout() -> N
         assert task.soft_time_limit < task.time_limit < visibility
 
 
-def test_beat_fires_five_sweeps_and_nothing_per_connection() -> None:
+def test_beat_fires_five_sweeps_an_hourly_prune_and_nothing_per_connection() -> None:
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert {entry["task"] for entry in schedule.values()} == {
+        prune_idempotency_keys_task.name,
         sweep_refreshes_task.name,
         sweep_due_syncs_task.name,
         sweep_writes_task.name,
@@ -75,6 +78,7 @@ def test_beat_fires_five_sweeps_and_nothing_per_connection() -> None:
     assert by_task[sweep_new_research_task.name] == float(
         settings.BIPSYNC_NEW_RESEARCH_POLL_SECONDS
     )
+    assert by_task[prune_idempotency_keys_task.name] == 3600.0
 
 
 def test_a_live_workers_claim_on_a_delivery_never_lapses_before_its_task_is_stopped() -> None:
