@@ -336,6 +336,7 @@ CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
     "connections.refresh_batch": {"queue": "refresh"},
     "connections.sweep_refreshes": {"queue": "refresh"},
     "sync.run_sync": {"queue": "sync"},
+    "sync.refresh_statistics": {"queue": "default"},
     "sync.sweep_due_syncs": {"queue": "default"},
     # Writes to Bipsync have a queue of their own: a burst of 10,000 notes must not delay a sync
     # or a refresh (run a worker on "writes"; the Procfile's worker takes every queue).

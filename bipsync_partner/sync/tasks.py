@@ -10,6 +10,9 @@
 - ``sync.sweep_new_research()`` and ``sync.poll_new_research(connection_id)``: the short poll
   for new research between full scans (:mod:`.fresh`); a poll stores only what it does not
   know yet, so a second delivery finds nothing new.
+- ``sync.refresh_statistics()``: after a run that changed many rows (queue ``default``): fresh
+  planner statistics when they are stale (:mod:`.engine.statistics`); a second run finds them
+  fresh and does nothing.
 - ``sync.refetch_documents(connection_id, document_ids)``: a webhook's hint (:mod:`.hints`);
   it asks Bipsync again each time, so running twice stores the same answer once.
 
@@ -29,6 +32,7 @@ from bipsync_partner.ops.context import bound
 from bipsync_partner.sync import engine, fresh, hints, scheduling
 from bipsync_partner.sync.api import ApiError
 from bipsync_partner.sync.client import api_for
+from bipsync_partner.sync.engine import statistics
 from bipsync_partner.sync.exposure import forget_connection
 from bipsync_partner.sync.models import SyncRun
 
@@ -136,3 +140,9 @@ def refetch_documents_task(self: Task, connection_id: str, document_ids: list[st
             log.info("Webhook hint dropped: %s", error.sentence)
             return error.code
         return result.skipped or f"{result.stored} stored, {result.unseen} no longer seen"
+
+
+@shared_task(name="sync.refresh_statistics", ignore_result=True)
+def refresh_statistics_task() -> str:
+    analysed = statistics.refresh_if_stale()
+    return f"analysed {', '.join(analysed)}" if analysed else "statistics fresh"

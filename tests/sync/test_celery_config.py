@@ -16,6 +16,7 @@ from bipsync_partner.sync.tasks import (
     forget_connection_task,
     poll_new_research_task,
     refetch_documents_task,
+    refresh_statistics_task,
     run_sync_task,
     sweep_due_syncs_task,
     sweep_new_research_task,
@@ -39,6 +40,7 @@ def test_refreshes_and_syncs_have_their_own_queues() -> None:
     assert queue_of(sweep_new_research_task.name) == "default"
     assert queue_of(poll_new_research_task.name) == "default"
     assert queue_of(refetch_documents_task.name) == "default"
+    assert queue_of(refresh_statistics_task.name) == "default"
     assert queue_of(forget_connection_task.name) == "default"
     assert queue_of(prune_idempotency_keys_task.name) == "default"
 

@@ -307,27 +307,76 @@ def test_a_first_scan_that_meets_documents_again_updates_them_instead_of_failing
     assert (run.pages, run.seen_count, run.created_count, run.updated_count) == (2, 150, 100, 50)
 
 
-def test_a_run_that_changed_many_rows_refreshes_the_statistics_of_the_filtered_columns(
+def _analysed_columns() -> set[str]:
+    with psycopg.connect(database_url(), autocommit=True) as pg:
+        return {
+            name
+            for (name,) in pg.execute(
+                "SELECT attname FROM pg_stats WHERE tablename = 'sync_researchdocument'"
+            )
+        }
+
+
+def _analyses() -> int:
+    with psycopg.connect(database_url(), autocommit=True) as pg:
+        pg.execute("SELECT pg_stat_clear_snapshot()")
+        row = pg.execute(
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'sync_researchdocument'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_run_that_changed_many_rows_queues_a_refresh_of_the_statistics_instead_of_waiting(
     partner: Settings,
     sandbox: Sandbox,
     world: SyncWorld,
     team: Team,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The threshold is lowered rather than 5,000 documents synced, to keep the test short.
-    monkeypatch.setattr(engine.runs, "ANALYZE_AFTER_CHANGES", 100)
+    # The threshold is lowered rather than 5,000 documents synced, to keep the test short. The
+    # task is recorded rather than sent: what it runs is called below, in this process.
+    monkeypatch.setattr(engine.statistics, "ANALYZE_AFTER_CHANGES", 100)
+    queued: list[str] = []
+    monkeypatch.setattr(engine.runs, "_queue_statistics_refresh", lambda: queued.append("yes"))
     sandbox.generate_research(world.tenant, world.team_id, 150, seed=41)
     conn = machine_connection(team, world)
+    analyses = _analyses()
 
     run_to_end(run := new_run(conn))
 
     assert run.status == SyncRun.Status.SUCCEEDED, run.error_message
-    with psycopg.connect(database_url(), autocommit=True) as pg:
-        analysed = {
-            name
-            for (name,) in pg.execute(
-                "SELECT attname FROM pg_stats WHERE tablename = 'sync_researchdocument'"
-            )
-        }
-    assert {"tenant", "team_id", "bipsync_id", "title"} <= analysed
-    assert "lookup_fields" not in analysed  # left to autovacuum: half the cost
+    assert queued == ["yes"]
+    assert _analyses() == analyses  # the run did not wait for it
+
+    time.sleep(1.1)  # PostgreSQL publishes a backend's row counts at most once a second
+    assert set(engine.statistics.refresh_if_stale()) == {
+        "sync_researchdocument",
+        "sync_documentsighting",
+    }
+    assert {"tenant", "team_id", "bipsync_id", "title"} <= _analysed_columns()
+    assert "lookup_fields" not in _analysed_columns()  # left to autovacuum: half the cost
+    assert engine.statistics.refresh_if_stale() == []  # safe to run twice
+    assert _analyses() == analyses + 1
+
+
+def test_a_run_refreshes_stale_statistics_itself_before_its_first_page(
+    partner: Settings,
+    sandbox: Sandbox,
+    world: SyncWorld,
+    team: Team,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine.statistics, "ANALYZE_AFTER_CHANGES", 100)
+    monkeypatch.setattr(engine.runs, "_queue_statistics_refresh", lambda: None)  # task lost
+    sandbox.generate_research(world.tenant, world.team_id, 150, seed=42)
+    conn = machine_connection(team, world)
+    run_to_end(new_run(conn))
+    time.sleep(1.1)
+    analyses = _analyses()
+
+    run_to_end(again := new_run(conn))
+    run_to_end(third := new_run(conn))
+
+    assert (again.status, third.status) == (SyncRun.Status.SUCCEEDED, SyncRun.Status.SUCCEEDED)
+    assert _analyses() == analyses + 1  # the second run refreshed them; the third had no need

@@ -30,11 +30,13 @@ One run per connection at a time (:mod:`.lock`). One module per concern:
 - :mod:`.hashing`: the content hash; :mod:`.pages`: storing one page; :mod:`.sql`: its statement,
   built from the models' metadata;
 - :mod:`.metadata`: content types and fields; :mod:`.deletions`: deletion detection;
-- :mod:`.runs`: the run's bookkeeping (finish, fail, retry, pause, crash); :mod:`.outcomes`.
+- :mod:`.runs`: the run's bookkeeping (finish, fail, retry, pause, crash); :mod:`.outcomes`;
+  :mod:`.statistics`: the planner's statistics, refreshed after a run by a task.
 
 The names below are the engine's interface to the tasks, the scheduler and the tests.
 """
 
+from bipsync_partner.sync.engine import runs, statistics
 from bipsync_partner.sync.engine.deletions import EmptyListing, mark_deleted
 from bipsync_partner.sync.engine.hashing import content_hash
 from bipsync_partner.sync.engine.items import document_row
@@ -69,7 +71,9 @@ __all__ = [
     "mark_deleted",
     "record_crash",
     "run_lock",
+    "runs",
     "scan",
+    "statistics",
     "store_page",
     "sync_metadata",
 ]

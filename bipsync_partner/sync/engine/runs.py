@@ -12,12 +12,10 @@ from django.utils import timezone
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.ops import metrics
 from bipsync_partner.sync.api import ApiError
+from bipsync_partner.sync.engine import statistics
 from bipsync_partner.sync.engine.deletions import decide_deletions
 from bipsync_partner.sync.engine.outcomes import CONTINUE, DONE, RETRY, Outcome
-from bipsync_partner.sync.engine.sql import analyze_statement
 from bipsync_partner.sync.models import (
-    DocumentSighting,
-    ResearchDocument,
     ScanPage,
     SyncRun,
     SyncSchedule,
@@ -26,26 +24,10 @@ from bipsync_partner.sync.signals import sync_completed
 
 log = logging.getLogger(__name__)
 
-#: A run that created or deleted this many rows refreshes the table's statistics when it ends.
-ANALYZE_AFTER_CHANGES = 5000
-
 
 def _durable_commit() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit = on")
-
-
-#: The columns queries filter and sort on (see :func:`finish`).
-_ANALYZED = (
-    "team",
-    "tenant",
-    "deleted_at",
-    "bipsync_modified",
-    "bipsync_id",
-    "content_type_bid",
-    "author_bid",
-    "title",
-)
 
 
 def finish(run: SyncRun) -> bool:
@@ -70,18 +52,14 @@ def finish(run: SyncRun) -> bool:
             last_success_at=now, next_due_at=now + schedule.interval
         )
         sync_completed.send(sender=SyncRun, run=run)
-    changes = run.created_count + run.deleted_count
-    if changes >= ANALYZE_AFTER_CHANGES or (
-        run.first_scan and run.seen_count >= ANALYZE_AFTER_CHANGES
-    ):
-        # (A connection's first scan of a synced tenant writes its sightings only.)
-        # Fresh statistics for the research browser and the next run's plans; autovacuum
-        # would get there, but not before the next sync of a just-filled table. Only the
-        # columns queries filter and sort on: the statistics of lookup_fields (JSON) were half
-        # the cost (0.37 of 0.75 s at 90,000 rows), and autovacuum's analyses still cover them.
-        with connection.cursor() as cursor:
-            cursor.execute(analyze_statement(ResearchDocument, _ANALYZED))
-            cursor.execute(analyze_statement(DocumentSighting, ("document", "connection")))
+        changes = run.created_count + run.deleted_count
+        if changes >= statistics.ANALYZE_AFTER_CHANGES or (
+            run.first_scan and run.seen_count >= statistics.ANALYZE_AFTER_CHANGES
+        ):
+            # (A connection's first scan of a synced tenant writes its sightings only.) Fresh
+            # statistics for the browser and the next run's plans, as a task: ANALYZE reads the
+            # whole table, every team's research, so it stays off the run (see .statistics).
+            transaction.on_commit(_queue_statistics_refresh)
     metrics.inc("bipsync_sync_runs", outcome="succeeded")
     for outcome, count in (
         ("created", run.created_count),
@@ -101,6 +79,12 @@ def finish(run: SyncRun) -> bool:
         run.deleted_count,
     )
     return True
+
+
+def _queue_statistics_refresh() -> None:
+    from bipsync_partner.sync.tasks import refresh_statistics_task
+
+    refresh_statistics_task.delay()
 
 
 def fail(run: SyncRun, code: str, sentence: str) -> None:

@@ -16,6 +16,7 @@ from bipsync_partner.connections.models import Connection
 from bipsync_partner.coordination import TenantSemaphore
 from bipsync_partner.ops.interpreter import switch_interval
 from bipsync_partner.sync.api import ApiError, BipsyncApi
+from bipsync_partner.sync.engine import statistics
 from bipsync_partner.sync.engine.lock import run_lock
 from bipsync_partner.sync.engine.metadata import sync_metadata
 from bipsync_partner.sync.engine.outcomes import DONE, RETRY, Outcome, SliceOver
@@ -89,6 +90,8 @@ def _execute_locked(
     api: BipsyncApi | None = None
     _set_session(True)
     try:
+        # Before the first page: a refresh queued by an earlier run may not have run yet.
+        statistics.refresh_if_stale()
         api = api_factory(conn)
         if run.pages == 0 and run.next_offset == 0:
             # Decided before the first page commits and kept with the checkpoint: a resumed
