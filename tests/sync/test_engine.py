@@ -341,6 +341,9 @@ def test_a_run_that_changed_many_rows_queues_a_refresh_of_the_statistics_instead
     monkeypatch.setattr(engine.runs, "_queue_statistics_refresh", lambda: queued.append("yes"))
     sandbox.generate_research(world.tenant, world.team_id, 150, seed=41)
     conn = machine_connection(team, world)
+    # Earlier tests in this database wrote rows too: start from fresh statistics.
+    time.sleep(1.1)  # PostgreSQL publishes a backend's row counts at most once a second
+    engine.statistics.refresh_if_stale()
     analyses = _analyses()
 
     run_to_end(run := new_run(conn))
