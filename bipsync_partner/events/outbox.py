@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bipsync_partner.commit_hooks import on_commit_once
 from bipsync_partner.coordination import OnceKeys
 from bipsync_partner.events.models import Delivery, Endpoint, Event
 
@@ -58,7 +59,11 @@ def enqueue(endpoint_id: uuid.UUID | str, *, countdown: float = 0.0) -> None:
         if countdown > 0 or _waiting().claim(_waiting().name(endpoint_id)):
             publish(endpoint_id, countdown)
 
-    transaction.on_commit(send)
+    if countdown > 0:
+        transaction.on_commit(send)
+    else:
+        # The transaction's other events for it share this nudge (one Redis round trip).
+        on_commit_once(("events-run", str(endpoint_id)), send)
 
 
 def publish(endpoint_id: uuid.UUID | str, countdown: float = 0.0) -> None:

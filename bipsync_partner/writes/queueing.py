@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from bipsync_partner.commit_hooks import on_commit_once
 from bipsync_partner.coordination import OnceKeys
 from bipsync_partner.writes.models import Write
 
@@ -55,7 +56,11 @@ def enqueue(team_id: int, *, countdown: float = 0.0) -> None:
         if countdown > 0 or _waiting().claim(_waiting().name(team_id)):
             _publish(team_id, countdown)
 
-    transaction.on_commit(send)
+    if countdown > 0:
+        transaction.on_commit(send)
+    else:
+        # The transaction's other writes for it share this nudge (one Redis round trip).
+        on_commit_once(("writes-run", str(team_id)), send)
 
 
 def _publish(team_id: int, countdown: float = 0.0) -> None:
