@@ -579,9 +579,12 @@ EVENTS_SECRET_OVERLAP_SECONDS = env_int("EVENTS_SECRET_OVERLAP_SECONDS", 24 * 36
 EVENTS_LEASE_SECONDS = env_int("EVENTS_LEASE_SECONDS", 60, minimum=56)
 if EVENTS_TIMEOUT_SECONDS >= 50:
     raise ImproperlyConfiguredEnv("EVENTS_TIMEOUT_SECONDS must stay below the task's 50 s limit.")
-# A run of an endpoint's deliverer claims this many of its due deliveries at a time (a burst
-# costs a few statements per batch instead of per event).
-EVENTS_DELIVERY_BATCH = env_int("EVENTS_DELIVERY_BATCH", 20, minimum=1)
+# A run of an endpoint's deliverer claims its due deliveries in batches (a burst costs a few
+# statements per batch instead of per event): at most this many, and after its first batch of 10
+# as many as take about EVENTS_DELIVERY_BATCH_MS at the endpoint's pace, so that a slow
+# endpoint's burst is shared between workers instead of held by one (bench/README.md).
+EVENTS_DELIVERY_BATCH = env_int("EVENTS_DELIVERY_BATCH", 100, minimum=1)
+EVENTS_DELIVERY_BATCH_MS = env_int("EVENTS_DELIVERY_BATCH_MS", 2000, minimum=1)
 # The sweep queues a run for each endpoint with a delivery due for longer than this (sooner ones
 # have a run coming), at most this many endpoints per sweep.
 EVENTS_SWEEP_GRACE_SECONDS = env_int("EVENTS_SWEEP_GRACE_SECONDS", 30, minimum=0)

@@ -29,11 +29,11 @@ import httpx
 from django.conf import settings
 from django.db import connection as db
 from django.db import transaction
-from django.db.models import Case, Q, When
+from django.db.models import Q
 from django.utils import timezone
 
 from bipsync_partner.coordination import OnceKeys
-from bipsync_partner.events import addresses, notifications, outbox
+from bipsync_partner.events import addresses, claims, notifications, outbox
 from bipsync_partner.events.models import Delivery, Endpoint
 from bipsync_partner.events.signing import signed_headers
 
@@ -68,29 +68,50 @@ TASK_SOFT_LIMIT_SECONDS = 50
 
 
 def deliver_due(endpoint_id: uuid.UUID | str) -> str:
-    """A run of the endpoint's deliverer: claim up to ``EVENTS_DELIVERY_BATCH`` of its due
-    deliveries at a time and attempt them, until none is left or the task's time is nearly up.
-    When more are due than one batch, another run is queued first, so that a burst spreads over
-    the workers (at most one run waits per endpoint, :mod:`~bipsync_partner.events.outbox`)."""
+    """A run of the endpoint's deliverer: claim a batch of its due deliveries at a time and
+    attempt them, until none is left or the task's time is nearly up. When more are due than
+    one batch, another run is queued first, so that a burst spreads over the workers (at most
+    one run waits per endpoint, :mod:`~bipsync_partner.events.outbox`).
+
+    Batches are sized to the endpoint's pace (:func:`_next_batch_size`): a fast endpoint's burst
+    costs a few statements per hundred events, and a slow one's is shared between workers
+    rather than held by one."""
     outbox.started(endpoint_id)
     started = time.monotonic()
     attempted = 0
+    size = min(FIRST_BATCH, settings.EVENTS_DELIVERY_BATCH)
     with _asynchronous_commits():
         while True:
             if time.monotonic() - started > _budget():
                 outbox.enqueue(endpoint_id)
                 break
             token = uuid.uuid4()
-            batch, more = _claim(endpoint_id, token)
+            batch, more = _claim(endpoint_id, token, size=size)
             if not batch:
                 break
             if more:
                 outbox.enqueue(endpoint_id)
+            batch_started = time.monotonic()
             outcomes = _attempt(batch, token, started)
             attempted += len(outcomes)
             if len(outcomes) < len(batch):
                 break  # out of time (the rest released and queued) or the endpoint disabled
+            size = _next_batch_size(time.monotonic() - batch_started, len(outcomes))
     return f"{attempted} deliveries attempted"
+
+
+#: A run's first batch, before it knows the endpoint's pace.
+FIRST_BATCH = 25
+
+
+def _next_batch_size(seconds: float, attempted: int) -> int:
+    """As many deliveries as take ``EVENTS_DELIVERY_BATCH_MS`` at the pace of the last batch,
+    from 1 to ``EVENTS_DELIVERY_BATCH``."""
+    most = settings.EVENTS_DELIVERY_BATCH
+    each = seconds / max(1, attempted)
+    if each <= 0:
+        return most
+    return max(1, min(most, int(settings.EVENTS_DELIVERY_BATCH_MS / 1000 / each)))
 
 
 def deliver(delivery_id: int) -> str:
@@ -165,45 +186,26 @@ def _attempt(batch: list[Delivery], token: uuid.UUID, started: float) -> dict[in
 
 
 def _claim(
-    endpoint_id: uuid.UUID | str, token: uuid.UUID, *, first: int | None = None
+    endpoint_id: uuid.UUID | str,
+    token: uuid.UUID,
+    *,
+    size: int | None = None,
+    first: int | None = None,
 ) -> tuple[list[Delivery], bool]:
-    """Claim up to a batch of the endpoint's due deliveries (``first``, when given and due,
-    first; then the longest waiting); and whether more were due than the batch took."""
-    now = timezone.now()
-    size = settings.EVENTS_DELIVERY_BATCH
-    order = [Case(When(id=first, then=0), default=1)] if first is not None else []
+    """Claim up to ``size`` (by default ``EVENTS_DELIVERY_BATCH``) of the endpoint's due
+    deliveries (``first``, when given and due, first; then the longest waiting); and whether
+    more were due than the batch took."""
     # The endpoint is read once, not joined to every candidate row nor to every claimed one: the
-    # claim then reads its index in order and stops at the batch (events_delivery_claim), and
-    # the batch's rows are built with their events only.
+    # claim then reads its index in order and stops at the batch (events_delivery_claim).
     endpoint = Endpoint.objects.select_related("team").filter(id=endpoint_id, enabled=True).first()
     if endpoint is None:
         return [], False
-    with transaction.atomic():
-        ids = list(
-            Delivery.objects.filter(_due(now), endpoint_id=endpoint_id)
-            .order_by(*order, "next_attempt_at", "id")
-            .select_for_update(skip_locked=True, of=("self",))
-            .values_list("id", flat=True)[: size + 1]
-        )
-        more = len(ids) > size
-        ids = ids[:size]
-        if not ids:
-            return [], False
-        Delivery.objects.filter(id__in=ids).update(
-            claim_token=token,
-            lease_until=now + timedelta(seconds=settings.EVENTS_LEASE_SECONDS),
-        )
-    by_id = {row.pk: row for row in Delivery.objects.filter(id__in=ids).select_related("event")}
-    for row in by_id.values():
-        row.endpoint = endpoint  # one object, so that what one outcome learns the next sees
-    return [by_id[i] for i in ids], more
-
-
-def _due(now: datetime) -> Q:
-    return Q(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
-        status=Delivery.Status.PENDING,
-        next_attempt_at__lte=now,
+    return claims.claim(
+        endpoint,
+        token,
+        size or settings.EVENTS_DELIVERY_BATCH,
+        timezone.now(),
+        first=first,
     )
 
 

@@ -114,8 +114,13 @@ class Delivery(models.Model):
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
 
-    event = models.ForeignKey(Event, models.CASCADE, related_name="deliveries")
-    endpoint = models.ForeignKey(Endpoint, models.CASCADE, related_name="deliveries")
+    # No index of their own: the unique (event, endpoint) serves look-ups by event, and the
+    # delivery log's (endpoint, -created) those by endpoint. Every claim and every "delivered"
+    # writes a row version, and each index of the table is one more entry to write for it.
+    event = models.ForeignKey(Event, models.CASCADE, related_name="deliveries", db_index=False)
+    endpoint = models.ForeignKey(
+        Endpoint, models.CASCADE, related_name="deliveries", db_index=False
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)

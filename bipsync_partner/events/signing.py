@@ -5,6 +5,7 @@ separated by spaces while a rotated secret overlaps), made by the ``standardwebh
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 from datetime import datetime
 
@@ -19,11 +20,17 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
+@functools.lru_cache(maxsize=256)
+def _webhook(secret: str) -> Webhook:
+    # The secret is decoded once per process, not once per event and secret.
+    return Webhook(secret)
+
+
 def signed_headers(
     webhook_id: str, timestamp: datetime, body: str, signing_secrets: list[str]
 ) -> dict[str, str]:
     signatures = " ".join(
-        Webhook(secret).sign(msg_id=webhook_id, timestamp=timestamp, data=body)
+        _webhook(secret).sign(msg_id=webhook_id, timestamp=timestamp, data=body)
         for secret in signing_secrets
     )
     return {

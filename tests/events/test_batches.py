@@ -62,6 +62,39 @@ def test_a_burst_queues_one_run_and_marks_each_batch_delivered_in_one_statement(
     assert delivery.deliver_due(endpoint.pk) == "0 deliveries attempted"
 
 
+def test_a_run_grows_its_batches_to_a_fast_endpoints_pace(
+    events_settings: Settings, receiver: Receiver, team: Team
+) -> None:
+    events_settings.EVENTS_DELIVERY_BATCH = 100
+    endpoint = add_endpoint(team, receiver)
+    burst(team, 250)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert delivery.deliver_due(endpoint.pk) == "250 deliveries attempted"
+
+    marks = [q["sql"] for q in queries.captured_queries if "delivered_at = v.at" in q["sql"]]
+    # A first batch of 25 shows the endpoint answers within milliseconds: then the most.
+    assert len(marks) == 4  # 25, 100, 100, 25
+    assert sorted(receiver.accepted.values()) == [1] * 250
+
+
+@pytest.mark.parametrize(
+    ("seconds", "attempted", "size"),
+    [
+        (0.1, 25, 100),  # 4 ms each: 2 s would hold 500, the most is 100
+        (5.0, 25, 10),  # 200 ms each: 10 fill 2 s
+        (30.0, 5, 1),  # 6 s each: one at a time, so that other workers share the burst
+        (0.0, 25, 100),
+    ],
+)
+def test_a_batch_holds_about_two_seconds_of_the_endpoints_pace(
+    events_settings: Settings, seconds: float, attempted: int, size: int
+) -> None:
+    events_settings.EVENTS_DELIVERY_BATCH = 100
+    events_settings.EVENTS_DELIVERY_BATCH_MS = 2000
+    assert delivery._next_batch_size(seconds, attempted) == size
+
+
 def test_a_worker_that_lost_its_claim_marks_nothing_delivered(
     events_settings: Settings, receiver: Receiver, team: Team
 ) -> None:

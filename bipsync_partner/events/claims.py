@@ -1,0 +1,143 @@
+"""Claiming a batch of one endpoint's due deliveries in one statement.
+
+The deliverer claims a batch, POSTs each delivery, and marks the batch's outcomes. Built by the
+ORM, a claim was five round trips (a transaction around ``SELECT ... FOR UPDATE SKIP LOCKED`` of
+the ids, the ``UPDATE`` of their lease, then a ``SELECT`` of the rows with their events), and
+building those queries and rows was most of what a delivery cost beyond its POST, on the cores
+the POSTs need (bench/README.md, "Outbound events"). Here it is one statement, generated from the
+models' own metadata on first use: ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)
+RETURNING`` the claimed rows and their events, loaded through ``from_db`` (and each field's
+``from_db_value``, so the event's JSON is decoded as the ORM decodes it).
+
+Two workers never both get a delivery: the second skips the rows the first has locked, and
+re-checks the lease on the rows it locks.
+"""
+
+# The statement is assembled from the models' own table and column names (quoted by the
+# backend), never from input; every value is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import functools
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, models
+
+from bipsync_partner.events.models import Delivery, Endpoint, Event
+
+
+def _quoted(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _column(model: type[models.Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field), name
+    return _quoted(field.column)
+
+
+#: What the deliverer reads of a claimed delivery and its event; the rest of each row is left
+#: deferred (the outcome is written by id, and a failure's notice reads only these).
+_LOADED = {
+    Delivery: ("id", "event", "endpoint", "attempts", "first_attempt_at", "next_attempt_at"),
+    Event: ("id", "uid", "type", "payload"),
+}
+
+
+def _fields(model: type[models.Model]) -> tuple[models.Field[Any, Any], ...]:
+    # In the model's own order: ``from_db`` pairs the values with the concrete fields in that
+    # order, marking the ones left out as deferred.
+    wanted = {model._meta.get_field(name) for name in _LOADED[model]}
+    return tuple(field for field in model._meta.concrete_fields if field in wanted)
+
+
+@functools.cache
+def _claim_sql(first: bool) -> str:
+    table = _quoted(Delivery._meta.db_table)
+    events = _quoted(Event._meta.db_table)
+    d = functools.partial(_column, Delivery)
+    # ``first`` (the delivery a task was queued for) goes ahead of the rest when it is due.
+    priority = f"(d.{d('id')} = %(first)s)" if first else "false"
+    returned = ", ".join(
+        [f"t.{_quoted(f.column)}" for f in _fields(Delivery)]
+        + [f"e.{_quoted(f.column)}" for f in _fields(Event)]
+    )
+    return f"""
+        WITH due AS (
+            SELECT d.{d("id")} AS id, d.{d("next_attempt_at")} AS at, {priority} AS named
+            FROM {table} d
+            WHERE d.{d("endpoint")} = %(endpoint)s AND d.{d("status")} = %(pending)s
+              AND d.{d("next_attempt_at")} <= %(now)s
+              AND (d.{d("lease_until")} IS NULL OR d.{d("lease_until")} < %(now)s)
+            ORDER BY named DESC, d.{d("next_attempt_at")}, d.{d("id")}
+            LIMIT %(size)s + 1
+            FOR UPDATE SKIP LOCKED
+        ), taken AS (
+            SELECT id FROM due ORDER BY named DESC, at, id LIMIT %(size)s
+        )
+        UPDATE {table} AS t
+        SET {d("claim_token")} = %(token)s, {d("lease_until")} = %(lease)s
+        FROM taken, {events} AS e
+        WHERE t.{d("id")} = taken.id AND e.{_column(Event, "id")} = t.{d("event")}
+        RETURNING {returned}, (SELECT count(*) FROM due) > %(size)s
+    """
+
+
+@functools.cache
+def _loaders() -> tuple[tuple[str, ...], tuple[Any, ...], tuple[str, ...], tuple[Any, ...]]:
+    def converters(fields: tuple[models.Field[Any, Any], ...]) -> tuple[Any, ...]:
+        return tuple(getattr(f, "from_db_value", None) for f in fields)
+
+    return (
+        tuple(f.attname for f in _fields(Delivery)),
+        converters(_fields(Delivery)),
+        tuple(f.attname for f in _fields(Event)),
+        converters(_fields(Event)),
+    )
+
+
+def _load(
+    model: type[models.Model], names: tuple[str, ...], convert: tuple[Any, ...], row: Any
+) -> Any:
+    values = [
+        value if converter is None else converter(value, None, connection)
+        for value, converter in zip(row, convert, strict=True)
+    ]
+    return model.from_db(connection.alias, names, values)
+
+
+def claim(
+    endpoint: Endpoint, token: uuid.UUID, size: int, now: datetime, *, first: int | None = None
+) -> tuple[list[Delivery], bool]:
+    """Claim up to ``size`` of the endpoint's due deliveries for ``token`` (``first``, when
+    given and due, first; then the longest waiting), each with its event and this endpoint
+    object; and whether more were due than the batch took."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _claim_sql(first is not None),
+            {
+                "endpoint": endpoint.pk,
+                "pending": Delivery.Status.PENDING.value,
+                "now": now,
+                "size": size,
+                "first": first,
+                "token": token,
+                "lease": now + timedelta(seconds=settings.EVENTS_LEASE_SECONDS),
+            },
+        )
+        rows = cursor.fetchall()
+    delivery_names, delivery_convert, event_names, event_convert = _loaders()
+    split = len(delivery_names)
+    batch: list[Delivery] = []
+    for row in rows:
+        delivery: Delivery = _load(Delivery, delivery_names, delivery_convert, row[:split])
+        delivery.event = _load(Event, event_names, event_convert, row[split:-1])
+        delivery.endpoint = endpoint  # one object, so that what one outcome learns the next sees
+        batch.append(delivery)
+    # RETURNING keeps no order: put the batch back in the order it was chosen in.
+    batch.sort(key=lambda row: (row.pk != first, row.next_attempt_at, row.pk))
+    return batch, bool(rows) and bool(rows[0][-1])
