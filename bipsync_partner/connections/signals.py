@@ -7,6 +7,12 @@ other way round); these signals are how its pages and changes reach those featur
 moves a connection to ``needs_reconnect``; receivers get ``connection`` and ``reason`` (the
 sentence stored as ``last_error_message``). The admin email and the in-app banner listen to it.
 
+``history_appended`` is sent by the token service inside its own transaction, right after it
+writes a line of a connection's history by hand (``fastdb.append_event``, so no ``post_save``),
+under the same savepoint: receivers get ``connection``, ``kind`` and ``message``, and what they
+write commits with that line, or is rolled back with it if a receiver fails (the tokens written
+before it stay). The events outbox listens to it, for ``connection.needs_reconnect``.
+
 ``connection_reconnected`` is sent after the commit of a reconnect (new tokens on an existing
 connection, whatever its kind); receivers get ``connection`` and ``actor`` (who reconnected, or
 None). The sync queues a catch-up run.
@@ -40,6 +46,7 @@ from bipsync_partner.connections.models import Connection
 log = logging.getLogger(__name__)
 
 connection_needs_reconnect = Signal()
+history_appended = Signal()
 connection_reconnected = Signal()
 disconnect_consequences = Signal()
 sync_summaries = Signal()

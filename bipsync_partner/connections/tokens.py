@@ -67,14 +67,14 @@ from uuid import UUID
 import httpx
 import psycopg.errors
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
 from bipsync_partner.connections import breaker, clients, fastdb, incidents
 from bipsync_partner.connections.fields import EncryptedTextField
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.connections.signals import connection_needs_reconnect
+from bipsync_partner.connections.signals import connection_needs_reconnect, history_appended
 from bipsync_partner.coordination import TenantGate
 from bipsync_partner.oauth import OAuthError, Token, TransportError, UnusableTokenResponse
 
@@ -694,13 +694,20 @@ def _keep_rotated(locked: Connection, refresh_token: str, now: datetime, writes:
 
 
 def _append_event(conn: Connection, kind: str, message: str) -> None:
-    """One line of history under a savepoint: failing to write it (a trigger, a full disk for
-    that table) must not undo the tokens written before it in the same transaction. If even
-    the rollback to the savepoint fails, the transaction is lost and the error propagates."""
+    """One line of history under a savepoint, with what the receivers of ``history_appended``
+    write for it (the events outbox): failing to write them (a trigger, a full disk for that
+    table, a receiver's bug) must not undo the tokens written before them in the same
+    transaction. If even the rollback to the savepoint fails, the transaction is lost and the
+    error propagates."""
     savepoint = transaction.savepoint()
     try:
         fastdb.append_event(conn, kind, message)
-    except DatabaseError:
+        for _receiver, failure in history_appended.send_robust(
+            sender=Connection, connection=conn, kind=kind, message=message
+        ):
+            if isinstance(failure, Exception):
+                raise failure
+    except Exception:
         transaction.savepoint_rollback(savepoint)
         log.warning("Could not record the %s event of %r; its tokens are kept", kind, conn)
     else:

@@ -6,10 +6,10 @@ the change's own transaction:
   in the transaction that changes the connection. (The connections app's
   ``connection_reconnected`` and ``connection_disconnected`` signals come after the commit, too
   late for an outbox.)
-- ``connection.needs_reconnect``: the connections app's ``connection_needs_reconnect`` signal.
-  The token service commits a dead grant at once, by hand-written statements (a rotated refresh
-  token must never wait for anything), and sends the signal right after; the event is written
-  then, in a transaction of its own.
+- ``connection.needs_reconnect``: the connections app's ``history_appended`` signal, sent by
+  the token service inside the transaction that stores the dead grant, under the savepoint of
+  its history line (the token service writes by hand, so there is no ``post_save``; a failure
+  here loses the line and the event, never the tokens).
 - ``sync.completed``: the sync's ``sync_completed`` signal, in the run's final transaction.
 - ``write.delivered`` / ``write.failed``: the writes' signals, in the outcome's transaction.
 """
@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.connections.signals import connection_needs_reconnect
+from bipsync_partner.connections.signals import history_appended
 from bipsync_partner.events.outbox import record
 from bipsync_partner.sync.models import SyncRun
 from bipsync_partner.sync.signals import sync_completed
@@ -60,14 +59,15 @@ def connection_history_event(
     record(connection.team_id, type, connection_data(connection))
 
 
-@receiver(connection_needs_reconnect, dispatch_uid="events.connection_needs_reconnect")
+@receiver(history_appended, dispatch_uid="events.connection_needs_reconnect")
 def connection_needs_reconnect_event(
-    sender: type[Connection], connection: Connection, reason: str, **kwargs: Any
+    sender: type[Connection], connection: Connection, kind: str, message: str, **kwargs: Any
 ) -> None:
+    if kind != ConnectionEvent.Kind.NEEDS_RECONNECT:
+        return
     data = connection_data(connection)
-    data["reason"] = reason
-    with transaction.atomic():
-        record(connection.team_id, "connection.needs_reconnect", data)
+    data["reason"] = message
+    record(connection.team_id, "connection.needs_reconnect", data)
 
 
 @receiver(sync_completed, dispatch_uid="events.sync_completed")

@@ -4,14 +4,17 @@ from the real code paths (a sync run and a write against the sandbox, a disconne
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
+from bipsync_partner.connections import tokens
 from bipsync_partner.connections.disconnect import disconnect
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-from bipsync_partner.connections.signals import connection_needs_reconnect
 from bipsync_partner.events.models import Delivery, Event
 from bipsync_partner.feed.reading import current_cursor, read_changes
 from bipsync_partner.writes import api
@@ -19,7 +22,7 @@ from bipsync_partner.writes.delivery import deliver
 from tests.events.conftest import Receiver, add_endpoint
 from tests.feed.waiting import eventually
 from tests.support.sandbox import Sandbox
-from tests.sync.conftest import SyncWorld, machine_connection
+from tests.sync.conftest import SyncWorld, machine_connection, user_connection
 from tests.sync.test_engine import new_run, run_to_end
 from tests.writes.conftest import partner, service_account, world  # noqa: F401 - fixtures
 
@@ -111,7 +114,7 @@ def test_a_write_sends_write_delivered_in_the_transaction_of_its_outcome(
     }
 
 
-def test_a_disconnect_and_a_dead_grant_become_events(
+def test_a_dead_grant_and_a_disconnect_become_events_in_their_own_transactions(
     events_settings: Settings,
     partner: Settings,  # noqa: F811
     world: SyncWorld,  # noqa: F811
@@ -120,20 +123,39 @@ def test_a_disconnect_and_a_dead_grant_become_events(
     alice: User,
 ) -> None:
     add_endpoint(team, receiver, ["connection.disconnected", "connection.needs_reconnect"])
-    conn = machine_connection(team, world)
+    conn = user_connection(world, team, alice, expires_in=timedelta(seconds=-1))
+    # Bipsync no longer knows the grant: the refresh is refused with invalid_grant.
+    conn.refresh_token = "a-refresh-token-bipsync-never-issued"
+    conn.save(update_fields=["refresh_token"])
 
-    connection_needs_reconnect.send(
-        sender=Connection, connection=conn, reason="Bipsync no longer accepts it."
-    )
+    with pytest.raises(tokens.ReconnectRequired):
+        tokens.get_access_token(conn)
+    conn.refresh_from_db()
+    assert conn.status == Connection.Status.NEEDS_RECONNECT
     disconnect(conn, alice)
 
     types = list(
         Event.objects.order_by("id").values_list("type", "payload__data__connection__status")
     )
     assert types == [
-        ("connection.needs_reconnect", conn.status),
+        ("connection.needs_reconnect", "needs_reconnect"),
         ("connection.disconnected", "disconnected"),
     ]
-    assert Event.objects.get(type="connection.needs_reconnect").payload["data"]["reason"] == (
-        "Bipsync no longer accepts it."
+    event = Event.objects.get(type="connection.needs_reconnect")
+    assert event.payload["data"]["reason"] == conn.last_error_message
+    # Written by the token service's own transaction, with the history line of the dead grant
+    # (the same savepoint, so the same transaction id), not in one of its own after the commit.
+    assert _written_by(Event, event.pk) == _written_by(
+        ConnectionEvent,
+        ConnectionEvent.objects.get(connection=conn, kind=ConnectionEvent.Kind.NEEDS_RECONNECT).pk,
     )
+
+
+def _written_by(model: type[Model], pk: int) -> str:
+    """The id of the transaction that wrote the row (PostgreSQL's ``xmin``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT xmin::text FROM {model._meta.db_table} WHERE id = %s",
+            [pk],
+        )
+        return str(cursor.fetchone()[0])
