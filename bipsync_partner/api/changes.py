@@ -6,6 +6,12 @@ note body or an attachment of such a document (a body is keyed by its document's
 would name the document); a ``deleted`` entry is always given (it names only the id, and the
 consumer must drop what it holds). The other resources are the team's (:mod:`.resources`).
 
+What the key may read can change without the document's row changing: a document becomes the
+team's when a team-wide connection sees it too, and stops being it when the last one no longer
+does. The feed has an entry for each (``changed`` and ``deleted``, from the sightings' triggers:
+``bipsync_partner.feed.triggers.track_team_visibility``), so a consumer that applies every entry
+holds what the key may read.
+
 Each entry names its resource, and ``path`` where the API serves the row.
 """
 

@@ -15,6 +15,10 @@ bookkeeping columns alone, such as the writing connection, is no change of the d
 Adding a synced table to the feed is one operation in its migration: ``track(table, resource)``.
 """
 
+# The SQL is assembled from table names and connection kinds written in migrations (the kinds
+# checked as identifiers), never from input.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 from django.db import migrations
@@ -101,4 +105,79 @@ CREATE TRIGGER feed_deleted AFTER DELETE ON {table}
         f"DROP TRIGGER IF EXISTS feed_{event} ON {table};"
         for event in ("inserted", "updated", "deleted")
     )
+    return migrations.RunSQL(create, drop, elidable=False)
+
+
+def track_team_visibility(team_wide: tuple[str, ...]) -> migrations.RunSQL:
+    """Research entries for what an API key of the team may read (a document some team-wide
+    connection of the team sees, disconnected ones excepted:
+    ``bipsync_partner.connections.visibility.team_research_sources``), written from the
+    sightings' changes when that alone changes, the document's row staying as it was:
+
+    - ``changed`` when a team-wide connection sees a document no other one did (one that only a
+      member's own connection saw until now), so that a consumer reads it;
+    - ``deleted`` when the last team-wide connection that saw a document stops seeing it while a
+      member's own still does, so that a consumer drops it.
+
+    A document written in the same transaction has an entry of its own already (the first sync
+    of a team-wide connection inserts its documents and their sightings in one statement): its
+    row's ``xmin`` is the transaction's id, or, written under a savepoint (whose rows carry the
+    savepoint's own id), the feed holds an entry of this transaction for it. And
+    one that no connection sees any more is deleted or marked deleted, which writes its own.
+    ``team_wide`` is the kinds of connection that are team-wide, as this migration knew them
+    (written in the migration, never input)."""
+    assert all(kind.isidentifier() for kind in team_wide), team_wide
+    kinds = ", ".join(f"'{kind}'" for kind in team_wide)
+    live_team_wide = f"""
+          SELECT 1 FROM sync_documentsighting AS s
+          JOIN connections_connection AS o ON o.id = s.connection_id
+          WHERE s.document_id = d.id AND s.connection_id <> n.connection_id
+            AND o.kind IN ({kinds}) AND o.status <> 'disconnected'"""
+    create = f"""
+CREATE FUNCTION feed_team_sighted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO feed_feedentry (team_id, resource, tenant, bipsync_id, action, row_id)
+    SELECT d.team_id, 'research', d.tenant, d.bipsync_id, 'changed', d.id
+    FROM (SELECT DISTINCT document_id, connection_id FROM feed_new) AS n
+    JOIN connections_connection AS c ON c.id = n.connection_id
+    JOIN sync_researchdocument AS d ON d.id = n.document_id
+    WHERE c.kind IN ({kinds}) AND c.status <> 'disconnected'
+      AND d.deleted_at IS NULL
+      AND d.xmin <> pg_current_xact_id()::xid
+      AND NOT EXISTS (
+          SELECT 1 FROM feed_feedentry AS f
+          WHERE f.team_id = d.team_id AND f.txid = pg_current_xact_id()
+            AND f.resource = 'research' AND f.row_id = d.id)
+      AND NOT EXISTS ({live_team_wide})
+    ORDER BY d.id;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION feed_team_unsighted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO feed_feedentry (team_id, resource, tenant, bipsync_id, action, row_id)
+    SELECT d.team_id, 'research', d.tenant, d.bipsync_id, 'deleted', d.id
+    FROM (SELECT DISTINCT document_id, connection_id FROM feed_old) AS n
+    LEFT JOIN connections_connection AS c ON c.id = n.connection_id
+    JOIN sync_researchdocument AS d ON d.id = n.document_id
+    WHERE (c.id IS NULL OR c.kind IN ({kinds}))
+      AND d.deleted_at IS NULL
+      AND NOT EXISTS ({live_team_wide})
+    ORDER BY d.id;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER feed_team_sighted AFTER INSERT ON sync_documentsighting
+    REFERENCING NEW TABLE AS feed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_team_sighted();
+CREATE TRIGGER feed_team_unsighted AFTER DELETE ON sync_documentsighting
+    REFERENCING OLD TABLE AS feed_old
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_team_unsighted();
+"""
+    drop = """
+DROP TRIGGER IF EXISTS feed_team_unsighted ON sync_documentsighting;
+DROP TRIGGER IF EXISTS feed_team_sighted ON sync_documentsighting;
+DROP FUNCTION IF EXISTS feed_team_unsighted();
+DROP FUNCTION IF EXISTS feed_team_sighted();
+"""
     return migrations.RunSQL(create, drop, elidable=False)

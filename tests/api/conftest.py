@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.test import Client
 
 from accounts.models import Team, User
@@ -44,6 +45,13 @@ def machine(team: Team, **fields: Any) -> Connection:
 
 
 def document(team: Team, seen_by: Connection, bid: str, **fields: Any) -> ResearchDocument:
+    """A document and its sighting in one transaction, as a sync page writes them (apart, the
+    feed would say twice that the team can read it: created, then changed when sighted)."""
+    with transaction.atomic():
+        return _document(team, seen_by, bid, **fields)
+
+
+def _document(team: Team, seen_by: Connection, bid: str, **fields: Any) -> ResearchDocument:
     doc = ResearchDocument.objects.create(
         team=team,
         tenant=seen_by.tenant,

@@ -358,3 +358,61 @@ def test_a_document_is_deleted_when_the_last_connection_that_saw_it_no_longer_do
     assert not DocumentSighting.objects.filter(document__in=still).exists()
     deleted_marks = DocumentChange.objects.filter(document__in=still, changes={"deleted": True})
     assert deleted_marks.count() == len(gone_shared)
+
+
+def _team_changes(team: Team, alice: User) -> list[tuple[str, int]]:
+    """The research entries of the team's change feed as an API key of the team reads them."""
+    from bipsync_partner.api.keys import create_key
+    from tests.api.conftest import key_client
+
+    client = key_client(create_key(team, "Feed reader", ["read"], alice))
+    entries: list[tuple[str, int]] = []
+    after: str | None = None
+    while True:
+        body = client.get("/api/v1/changes", {"after": after} if after else {}).json()
+        entries += [
+            (e["action"], e["row_id"]) for e in body["entries"] if e["resource"] == "research"
+        ]
+        after = body["next_cursor"]
+        if not body["has_more"]:
+            return entries
+
+
+def test_the_teams_feed_tells_when_a_document_becomes_the_teams_and_when_it_stops_being(
+    two_views: TwoViews, celery_worker: Worker, team: Team, alice: User
+) -> None:
+    sync(two_views.bobs)  # Bob's own connection first: the team as a whole reads none of it
+    assert _team_changes(team, alice) == []
+    pks = dict(ResearchDocument.objects.filter(team=team).values_list("bipsync_id", "pk"))
+    shared = {pks[bid] for bid in two_views.shared}
+
+    sync(two_views.service)  # the service account sees the shared ones too, and changes no row
+    first = _team_changes(team, alice)
+    assert {pk for action, pk in first if action == "changed"} == shared
+    assert {pk for _, pk in first} == shared  # nothing of what Bob alone sees
+
+    disconnect_url = reverse(
+        "connections:disconnect",
+        kwargs={"team_slug": team.slug, "connection_id": two_views.service.pk},
+    )
+    assert signed_in(alice).post(disconnect_url).status_code == 302
+    wait_for(
+        lambda: not DocumentSighting.objects.filter(connection=two_views.service).exists(),
+        timeout=60,
+        what="the disconnected service account's sightings to be removed",
+    )
+    # Bob still sees them, so they stay stored, but the team's keys must drop them.
+    assert set(ResearchDocument.objects.filter(team=team).values_list("pk", flat=True)) >= shared
+    after = _team_changes(team, alice)
+    assert {pk for action, pk in after if action == "deleted"} == shared
+
+
+def test_a_team_wide_first_sync_writes_one_entry_per_document(
+    two_views: TwoViews, team: Team, alice: User
+) -> None:
+    sync(two_views.service)
+    entries = _team_changes(team, alice)
+    assert sorted(entries) == sorted(
+        ("created", pk)
+        for pk in ResearchDocument.objects.filter(team=team).values_list("pk", flat=True)
+    )
