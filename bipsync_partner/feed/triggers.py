@@ -136,6 +136,14 @@ def track_team_visibility(team_wide: tuple[str, ...]) -> migrations.RunSQL:
     create = f"""
 CREATE FUNCTION feed_team_sighted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- A member's own connection changes nothing the team reads: no look-up per row.
+    IF NOT EXISTS (
+        SELECT 1 FROM (SELECT DISTINCT connection_id FROM feed_new) AS n
+        JOIN connections_connection AS c ON c.id = n.connection_id
+        WHERE c.kind IN ({kinds}) AND c.status <> 'disconnected'
+    ) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO feed_feedentry (team_id, resource, tenant, bipsync_id, action, row_id)
     SELECT d.team_id, 'research', d.tenant, d.bipsync_id, 'changed', d.id
     FROM (SELECT DISTINCT document_id, connection_id FROM feed_new) AS n
