@@ -121,18 +121,22 @@ def track_team_visibility(team_wide: tuple[str, ...]) -> migrations.RunSQL:
 
     A document written in the same transaction has an entry of its own already (the first sync
     of a team-wide connection inserts its documents and their sightings in one statement): its
-    row's ``xmin`` is the transaction's id, or, written under a savepoint (whose rows carry the
+    row's ``xmin`` (``written_by``) is the transaction's id, or, written under a savepoint (whose rows carry the
     savepoint's own id), the feed holds an entry of this transaction for it. And
     one that no connection sees any more is deleted or marked deleted, which writes its own.
     ``team_wide`` is the kinds of connection that are team-wide, as this migration knew them
     (written in the migration, never input)."""
     assert all(kind.isidentifier() for kind in team_wide), team_wide
     kinds = ", ".join(f"'{kind}'" for kind in team_wide)
+    # Every look-up is a probe per sighting (``OFFSET 0`` keeps PostgreSQL from turning it into
+    # a join over the whole table, which it plans for a table whose statistics are still empty,
+    # a fresh database's first sync, making each page's trigger read every earlier page's rows).
     live_team_wide = f"""
           SELECT 1 FROM sync_documentsighting AS s
           JOIN connections_connection AS o ON o.id = s.connection_id
           WHERE s.document_id = d.id AND s.connection_id <> n.connection_id
-            AND o.kind IN ({kinds}) AND o.status <> 'disconnected'"""
+            AND o.kind IN ({kinds}) AND o.status <> 'disconnected'
+          OFFSET 0"""
     create = f"""
 CREATE FUNCTION feed_team_sighted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -148,14 +152,18 @@ BEGIN
     SELECT d.team_id, 'research', d.tenant, d.bipsync_id, 'changed', d.id
     FROM (SELECT DISTINCT document_id, connection_id FROM feed_new) AS n
     JOIN connections_connection AS c ON c.id = n.connection_id
-    JOIN sync_researchdocument AS d ON d.id = n.document_id
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.team_id, r.tenant, r.bipsync_id, r.deleted_at, r.xmin AS written_by
+        FROM sync_researchdocument AS r WHERE r.id = n.document_id OFFSET 0
+    ) AS d
     WHERE c.kind IN ({kinds}) AND c.status <> 'disconnected'
       AND d.deleted_at IS NULL
-      AND d.xmin <> pg_current_xact_id()::xid
+      AND d.written_by <> pg_current_xact_id()::xid
       AND NOT EXISTS (
           SELECT 1 FROM feed_feedentry AS f
           WHERE f.team_id = d.team_id AND f.txid = pg_current_xact_id()
-            AND f.resource = 'research' AND f.row_id = d.id)
+            AND f.resource = 'research' AND f.row_id = d.id
+          OFFSET 0)
       AND NOT EXISTS ({live_team_wide})
     ORDER BY d.id;
     RETURN NULL;
@@ -167,7 +175,10 @@ BEGIN
     SELECT d.team_id, 'research', d.tenant, d.bipsync_id, 'deleted', d.id
     FROM (SELECT DISTINCT document_id, connection_id FROM feed_old) AS n
     LEFT JOIN connections_connection AS c ON c.id = n.connection_id
-    JOIN sync_researchdocument AS d ON d.id = n.document_id
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.team_id, r.tenant, r.bipsync_id, r.deleted_at, r.xmin AS written_by
+        FROM sync_researchdocument AS r WHERE r.id = n.document_id OFFSET 0
+    ) AS d
     WHERE (c.id IS NULL OR c.kind IN ({kinds}))
       AND d.deleted_at IS NULL
       AND NOT EXISTS ({live_team_wide})
