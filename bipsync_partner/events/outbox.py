@@ -13,6 +13,7 @@ every endpoint with a due delivery).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -24,9 +25,12 @@ from bipsync_partner.coordination import OnceKeys
 from bipsync_partner.events.models import Delivery, Endpoint, Event
 
 
-def record(team_id: int, type: str, data: dict[str, Any]) -> Event | None:
+def record(
+    team_id: int, type: str, data: dict[str, Any] | Callable[[], dict[str, Any]]
+) -> Event | None:
     """Add the event to the outbox if any endpoint of the team wants it (None otherwise: an
-    event nobody receives is not kept)."""
+    event nobody receives is not kept). ``data`` may be a function, called only then: what a
+    receiver reads to describe the change is not read for an event nobody wants."""
     endpoints = list(
         Endpoint.objects.filter(team_id=team_id, enabled=True, event_types__contains=[type])
         .order_by()
@@ -35,7 +39,11 @@ def record(team_id: int, type: str, data: dict[str, Any]) -> Event | None:
     if not endpoints:
         return None
     now = timezone.now()
-    payload = {"type": type, "timestamp": now.isoformat(), "data": data}
+    payload = {
+        "type": type,
+        "timestamp": now.isoformat(),
+        "data": data() if callable(data) else data,
+    }
     event = Event.objects.create(team_id=team_id, type=type, payload=payload, created=now)
     Delivery.objects.bulk_create(
         Delivery(event=event, endpoint_id=endpoint, next_attempt_at=now) for endpoint in endpoints

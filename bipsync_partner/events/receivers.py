@@ -116,9 +116,9 @@ def write_data(write: Write) -> dict[str, Any]:
 
 @receiver(write_delivered, dispatch_uid="events.write_delivered")
 def write_delivered_event(sender: type[Write], write: Write, **kwargs: Any) -> None:
-    record(write.team_id, "write.delivered", write_data(write))
+    record(write.team_id, "write.delivered", lambda: write_data(write))
 
 
 @receiver(write_failed, dispatch_uid="events.write_failed")
 def write_failed_event(sender: type[Write], write: Write, **kwargs: Any) -> None:
-    record(write.team_id, "write.failed", write_data(write))
+    record(write.team_id, "write.failed", lambda: write_data(write))
