@@ -10,7 +10,7 @@ real HTTP; the disconnect's removal runs on a real Celery worker.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from pytest_django.fixtures import Settings
 
 from accounts.models import Membership, Team, User
 from bipsync_partner.connections.models import Connection
+from bipsync_partner.feed.reading import read_changes
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.client import api_for
 from bipsync_partner.sync.exposure import documents_only_visible_through
@@ -35,6 +36,7 @@ from bipsync_partner.sync.models import (
     TeamSyncSettings,
 )
 from tests.conftest import signed_in
+from tests.feed.waiting import eventually
 from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld, Worker, make_sync_world, user_connection, wait_for
 
@@ -360,35 +362,52 @@ def test_a_document_is_deleted_when_the_last_connection_that_saw_it_no_longer_do
     assert deleted_marks.count() == len(gone_shared)
 
 
-def _team_changes(team: Team, alice: User) -> list[tuple[str, int]]:
-    """The research entries of the team's change feed as an API key of the team reads them."""
+def _team_feed(team: Team, alice: User) -> Callable[[], list[tuple[str, int]]]:
+    """A reader of the research entries of the team's change feed, as an API key of the team
+    reads them (the feed serves a change once every older transaction on the server has ended,
+    so the tests wait for what they expect: ``eventually``)."""
     from bipsync_partner.api.keys import create_key
     from tests.api.conftest import key_client
 
     client = key_client(create_key(team, "Feed reader", ["read"], alice))
-    entries: list[tuple[str, int]] = []
-    after: str | None = None
-    while True:
-        body = client.get("/api/v1/changes", {"after": after} if after else {}).json()
-        entries += [
-            (e["action"], e["row_id"]) for e in body["entries"] if e["resource"] == "research"
-        ]
-        after = body["next_cursor"]
-        if not body["has_more"]:
-            return entries
+
+    def read() -> list[tuple[str, int]]:
+        entries: list[tuple[str, int]] = []
+        after: str | None = None
+        while True:
+            body = client.get("/api/v1/changes", {"after": after} if after else {}).json()
+            entries += [
+                (e["action"], e["row_id"]) for e in body["entries"] if e["resource"] == "research"
+            ]
+            after = body["next_cursor"]
+            if not body["has_more"]:
+                return entries
+
+    return read
+
+
+def _of(entries: list[tuple[str, int]], action: str) -> set[int]:
+    return {pk for done, pk in entries if done == action}
 
 
 def test_the_teams_feed_tells_when_a_document_becomes_the_teams_and_when_it_stops_being(
     two_views: TwoViews, celery_worker: Worker, team: Team, alice: User
 ) -> None:
+    read = _team_feed(team, alice)
     sync(two_views.bobs)  # Bob's own connection first: the team as a whole reads none of it
-    assert _team_changes(team, alice) == []
     pks = dict(ResearchDocument.objects.filter(team=team).values_list("bipsync_id", "pk"))
     shared = {pks[bid] for bid in two_views.shared}
+    # Bob's documents are in the feed (his own connection's first sync) but not the team's.
+    served = eventually(
+        lambda: read_changes(team.pk, None, 10_000).entries,
+        lambda found: len(found) >= len(pks),
+    )
+    assert len(served) >= len(pks)
+    assert read() == []
 
     sync(two_views.service)  # the service account sees the shared ones too, and changes no row
-    first = _team_changes(team, alice)
-    assert {pk for action, pk in first if action == "changed"} == shared
+    first = eventually(read, lambda found: _of(found, "changed") >= shared)
+    assert _of(first, "changed") == shared
     assert {pk for _, pk in first} == shared  # nothing of what Bob alone sees
 
     disconnect_url = reverse(
@@ -403,16 +422,15 @@ def test_the_teams_feed_tells_when_a_document_becomes_the_teams_and_when_it_stop
     )
     # Bob still sees them, so they stay stored, but the team's keys must drop them.
     assert set(ResearchDocument.objects.filter(team=team).values_list("pk", flat=True)) >= shared
-    after = _team_changes(team, alice)
-    assert {pk for action, pk in after if action == "deleted"} == shared
+    after = eventually(read, lambda found: _of(found, "deleted") >= shared)
+    assert _of(after, "deleted") == shared
 
 
 def test_a_team_wide_first_sync_writes_one_entry_per_document(
     two_views: TwoViews, team: Team, alice: User
 ) -> None:
+    read = _team_feed(team, alice)
     sync(two_views.service)
-    entries = _team_changes(team, alice)
-    assert sorted(entries) == sorted(
-        ("created", pk)
-        for pk in ResearchDocument.objects.filter(team=team).values_list("pk", flat=True)
-    )
+    stored = set(ResearchDocument.objects.filter(team=team).values_list("pk", flat=True))
+    entries = eventually(read, lambda found: _of(found, "created") >= stored)
+    assert sorted(entries) == sorted(("created", pk) for pk in stored)
