@@ -580,7 +580,7 @@ EVENTS_LEASE_SECONDS = env_int("EVENTS_LEASE_SECONDS", 60, minimum=56)
 if EVENTS_TIMEOUT_SECONDS >= 50:
     raise ImproperlyConfiguredEnv("EVENTS_TIMEOUT_SECONDS must stay below the task's 50 s limit.")
 # A run of an endpoint's deliverer claims its due deliveries in batches (a burst costs a few
-# statements per batch instead of per event): at most this many, and after its first batch of 10
+# statements per batch instead of per event): at most this many, and after its first batch of 25
 # as many as take about EVENTS_DELIVERY_BATCH_MS at the endpoint's pace, so that a slow
 # endpoint's burst is shared between workers instead of held by one (bench/README.md).
 EVENTS_DELIVERY_BATCH = env_int("EVENTS_DELIVERY_BATCH", 100, minimum=1)
