@@ -67,7 +67,7 @@ from uuid import UUID
 import httpx
 import psycopg.errors
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
 
@@ -693,6 +693,10 @@ def _keep_rotated(locked: Connection, refresh_token: str, now: datetime, writes:
     return True
 
 
+class _ReceiverFailed(Exception):
+    """A receiver of ``history_appended`` raised (Django's ``send_robust`` logged it)."""
+
+
 def _append_event(conn: Connection, kind: str, message: str) -> None:
     """One line of history under a savepoint, with what the receivers of ``history_appended``
     write for it (the events outbox): failing to write them (a trigger, a full disk for that
@@ -706,8 +710,8 @@ def _append_event(conn: Connection, kind: str, message: str) -> None:
             sender=Connection, connection=conn, kind=kind, message=message
         ):
             if isinstance(failure, Exception):
-                raise failure
-    except Exception:
+                raise _ReceiverFailed from failure
+    except (DatabaseError, _ReceiverFailed):
         transaction.savepoint_rollback(savepoint)
         log.warning("Could not record the %s event of %r; its tokens are kept", kind, conn)
     else:

@@ -15,6 +15,7 @@ from accounts.models import Team, User
 from bipsync_partner.connections import tokens
 from bipsync_partner.connections.disconnect import disconnect
 from bipsync_partner.connections.models import Connection, ConnectionEvent
+from bipsync_partner.connections.signals import history_appended
 from bipsync_partner.events.models import Delivery, Event
 from bipsync_partner.feed.reading import current_cursor, read_changes
 from bipsync_partner.writes import api
@@ -159,3 +160,35 @@ def _written_by(model: type[Model], pk: int) -> str:
             [pk],
         )
         return str(cursor.fetchone()[0])
+
+
+def test_a_failing_receiver_of_the_dead_grants_history_loses_its_line_never_the_grants_state(
+    events_settings: Settings,
+    partner: Settings,  # noqa: F811
+    world: SyncWorld,  # noqa: F811
+    receiver: Receiver,
+    team: Team,
+    alice: User,
+) -> None:
+    add_endpoint(team, receiver, ["connection.needs_reconnect"])
+    conn = user_connection(world, team, alice, expires_in=timedelta(seconds=-1))
+    conn.refresh_token = "a-refresh-token-bipsync-never-issued"
+    conn.save(update_fields=["refresh_token"])
+
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("a receiver's bug")
+
+    history_appended.connect(broken, dispatch_uid="test.broken")
+    try:
+        with pytest.raises(tokens.ReconnectRequired):
+            tokens.get_access_token(conn)
+    finally:
+        history_appended.disconnect(dispatch_uid="test.broken")
+
+    conn.refresh_from_db()
+    assert conn.status == Connection.Status.NEEDS_RECONNECT  # what a person must know, kept
+    assert conn.last_error_message
+    assert not ConnectionEvent.objects.filter(
+        connection=conn, kind=ConnectionEvent.Kind.NEEDS_RECONNECT
+    ).exists()
+    assert not Event.objects.filter(type="connection.needs_reconnect").exists()
