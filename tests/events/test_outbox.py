@@ -115,6 +115,15 @@ def test_a_write_sends_write_delivered_in_the_transaction_of_its_outcome(
     }
 
 
+def dead_grant(world: SyncWorld, team: Team, user: User) -> Connection:  # noqa: F811
+    """A member's connection whose access token has expired and whose refresh token Bipsync
+    never issued: its next refresh is refused with invalid_grant."""
+    conn = user_connection(world, team, user, expires_in=timedelta(seconds=-1))
+    conn.refresh_token = "a-refresh-token-bipsync-never-issued"
+    conn.save(update_fields=["refresh_token"])
+    return conn
+
+
 def test_a_dead_grant_and_a_disconnect_become_events_in_their_own_transactions(
     events_settings: Settings,
     partner: Settings,  # noqa: F811
@@ -124,10 +133,7 @@ def test_a_dead_grant_and_a_disconnect_become_events_in_their_own_transactions(
     alice: User,
 ) -> None:
     add_endpoint(team, receiver, ["connection.disconnected", "connection.needs_reconnect"])
-    conn = user_connection(world, team, alice, expires_in=timedelta(seconds=-1))
-    # Bipsync no longer knows the grant: the refresh is refused with invalid_grant.
-    conn.refresh_token = "a-refresh-token-bipsync-never-issued"
-    conn.save(update_fields=["refresh_token"])
+    conn = dead_grant(world, team, alice)
 
     with pytest.raises(tokens.ReconnectRequired):
         tokens.get_access_token(conn)
@@ -171,9 +177,7 @@ def test_a_failing_receiver_of_the_dead_grants_history_loses_its_line_never_the_
     alice: User,
 ) -> None:
     add_endpoint(team, receiver, ["connection.needs_reconnect"])
-    conn = user_connection(world, team, alice, expires_in=timedelta(seconds=-1))
-    conn.refresh_token = "a-refresh-token-bipsync-never-issued"
-    conn.save(update_fields=["refresh_token"])
+    conn = dead_grant(world, team, alice)
 
     def broken(**kwargs: object) -> None:
         raise RuntimeError("a receiver's bug")
