@@ -27,10 +27,7 @@ from uuid import UUID
 from django.db import connection, models
 
 from bipsync_partner.connections.models import Connection, ConnectionEvent
-
-
-def _quoted(name: str) -> str:
-    return connection.ops.quote_name(name)
+from bipsync_partner.sqlnames import quoted as _quoted
 
 
 @functools.cache

@@ -28,17 +28,8 @@ from django.conf import settings
 from django.db import connection, models
 
 from bipsync_partner.events.models import Delivery, Endpoint, Event
-
-
-def _quoted(name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
-def _column(model: type[models.Model], name: str) -> str:
-    field = model._meta.get_field(name)
-    assert isinstance(field, models.Field), name
-    return _quoted(field.column)
-
+from bipsync_partner.sqlnames import column as _column
+from bipsync_partner.sqlnames import quoted as _quoted
 
 #: What the deliverer reads of a claimed delivery and its event; the rest of each row is left
 #: deferred (the outcome is written by id, and a failure's notice reads only these).

@@ -14,7 +14,9 @@ from typing import Any
 from django.db import connection, models
 
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.sync.engine.sql import _column, _q, _table
+from bipsync_partner.sqlnames import column as _column
+from bipsync_partner.sqlnames import quoted as _q
+from bipsync_partner.sqlnames import table as _table
 from bipsync_partner.sync.models import TenantRow
 
 #: Columns the run supplies for the whole page: field name -> statement parameter.

@@ -27,6 +27,9 @@ from typing import Any
 
 from django.db import connection, models
 
+from bipsync_partner.sqlnames import column as _column
+from bipsync_partner.sqlnames import quoted as _q
+from bipsync_partner.sqlnames import table as _table
 from bipsync_partner.sync.models import (
     DocumentChange,
     DocumentSighting,
@@ -56,20 +59,6 @@ HISTORY_COLUMNS = {
     "created": "bipsync_created",
     "modified": "bipsync_modified",
 }
-
-
-def _q(name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
-def _table(model: type[models.Model]) -> str:
-    return _q(model._meta.db_table)
-
-
-def _column(model: type[models.Model], name: str) -> str:
-    field = model._meta.get_field(name)
-    assert isinstance(field, models.Field), name
-    return _q(field.column)
 
 
 def _fields(model: SyncedModel) -> list[models.Field[Any, Any]]:
