@@ -139,8 +139,8 @@ def drop_indexes(names: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def running_sandbox() -> Iterator[Sandbox]:
-    generator = start_sandbox(workers=2, threads=4)
+def running_sandbox(workers: int = 2, threads: int = 4) -> Iterator[Sandbox]:
+    generator = start_sandbox(workers=workers, threads=threads)
     sandbox = next(generator)
     try:
         yield sandbox

@@ -541,6 +541,9 @@ WRITES_MAX_ATTEMPTS = env_int("WRITES_MAX_ATTEMPTS", 25, minimum=1)
 # next run: the task's cost and the connection's reads are paid once per run, not per write.
 WRITES_BATCH_SIZE = env_int("WRITES_BATCH_SIZE", 200, minimum=1)
 WRITES_BATCH_SECONDS = env_int("WRITES_BATCH_SECONDS", 60, minimum=1)
+# A run claims this many writes in one statement (one durable commit) and records the delivered
+# ones of the group in one transaction after sending them; 1 claims and records write by write.
+WRITES_GROUP_SIZE = env_int("WRITES_GROUP_SIZE", 10, minimum=1)
 # Teams with due writes queued per sweep.
 WRITES_SWEEP_BATCH = env_int("WRITES_SWEEP_BATCH", 2000, minimum=1)
 # --- The HTTP API (bipsync_partner/api/) ---------------------------------------------------------

@@ -16,6 +16,7 @@ the change's own transaction:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db.models.signals import post_save
@@ -23,7 +24,7 @@ from django.dispatch import receiver
 
 from bipsync_partner.connections.models import Connection, ConnectionEvent
 from bipsync_partner.connections.signals import history_appended
-from bipsync_partner.events.outbox import record
+from bipsync_partner.events.outbox import record, record_each
 from bipsync_partner.sync.models import SyncRun
 from bipsync_partner.sync.signals import sync_completed
 from bipsync_partner.writes.models import Write
@@ -98,27 +99,37 @@ def sync_completed_event(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
     )
 
 
-def write_data(write: Write) -> dict[str, Any]:
-    # The outcome was written by an UPDATE of the claimed row: read it back (same transaction).
-    write = Write.objects.get(pk=write.pk)
-    return {
-        "write": {
-            "id": str(write.uid),
-            "kind": write.kind,
-            "external_id": {"source": write.external_source, "value": write.external_value},
-            "bipsync_id": write.bipsync_id or None,
-            "connection": str(write.connection_id) if write.connection_id else None,
-            "error_code": write.error_code or None,
-            "error": write.error or None,
+def write_data(writes: list[Write]) -> list[dict[str, Any]]:
+    # The outcomes were written by an UPDATE of the claimed rows: read them back (same
+    # transaction), in one query for the group.
+    stored = Write.objects.in_bulk([write.pk for write in writes])
+    return [
+        {
+            "write": {
+                "id": str(write.uid),
+                "kind": write.kind,
+                "external_id": {"source": write.external_source, "value": write.external_value},
+                "bipsync_id": write.bipsync_id or None,
+                "connection": str(write.connection_id) if write.connection_id else None,
+                "error_code": write.error_code or None,
+                "error": write.error or None,
+            }
         }
-    }
+        for write in (stored[one.pk] for one in writes)
+    ]
+
+
+def _record_writes(type: str, writes: list[Write]) -> None:
+    for team_id in {write.team_id for write in writes}:
+        mine = [write for write in writes if write.team_id == team_id]
+        record_each(team_id, type, functools.partial(write_data, mine))
 
 
 @receiver(write_delivered, dispatch_uid="events.write_delivered")
-def write_delivered_event(sender: type[Write], write: Write, **kwargs: Any) -> None:
-    record(write.team_id, "write.delivered", lambda: write_data(write))
+def write_delivered_event(sender: type[Write], writes: list[Write], **kwargs: Any) -> None:
+    _record_writes("write.delivered", writes)
 
 
 @receiver(write_failed, dispatch_uid="events.write_failed")
-def write_failed_event(sender: type[Write], write: Write, **kwargs: Any) -> None:
-    record(write.team_id, "write.failed", lambda: write_data(write))
+def write_failed_event(sender: type[Write], writes: list[Write], **kwargs: Any) -> None:
+    _record_writes("write.failed", writes)

@@ -1,9 +1,10 @@
-"""Claiming a write for one worker, with a lease, and every later change fenced on the claim.
+"""Claiming writes for one worker, with a lease, and every later change fenced on the claim.
 
 A claim is one statement: ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``, so
 two workers never both get a write (the second skips the row the first has locked, or finds it
-claimed), no row lock is held during the HTTP requests, and a claim costs one round trip. The same
-statement returns what the sender must know about earlier writes of the external id (the note
+claimed), no row lock is held during the HTTP requests, and a claim costs one round trip and one
+durable commit, for one write or a group of them (a delivery run claims ``WRITES_GROUP_SIZE`` at
+a time, see writes/delivery.py). The same statement returns what the sender must know about earlier writes of the external id (the note
 an earlier write produced, and whether one was ever attempted), so delivering a note needs no
 further read.
 
@@ -19,6 +20,7 @@ that took over.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -63,28 +65,31 @@ class NotClaimed(Exception):
         self.reason = reason
 
 
-# A claim takes one write by id, when it is due, not held by a live lease, and first of its
-# ordering key (an earlier write of the key goes first; its end lets this one go). Everything the
-# statement compares is a constant (the id, team, key and external id read with the candidate),
-# so PostgreSQL plans each part on the primary key and the indexes made for it even while the
-# table's statistics are stale (a fresh outbox filled in one go, before autovacuum's next pass),
-# when a join over all due writes could be planned to visit every pending row once per row. The
-# conditions are evaluated on the locked row, so a row another worker claimed since the
-# statement's snapshot is re-checked and passed over. Table and statuses come from the model,
-# values are parameters.
+# A claim takes writes by id (a group of candidates read beforehand), each when it is due, not
+# held by a live lease, and first of its ordering key (an earlier write of the key goes first;
+# its end lets this one go). The ids are constants, so PostgreSQL finds the rows by the primary
+# key; "first of its key" and the look-ups of earlier writes of the external id are asked of each
+# row with its own values (an index probe each, ``OFFSET 0`` keeping the NOT EXISTS a per-row
+# probe), so the plan holds while the table's statistics are stale (a fresh outbox filled in one
+# go, before autovacuum's next pass), when a join over all due writes could be planned to visit
+# every pending row once per row. The conditions are evaluated on the locked row, so a row another
+# worker claimed since the statement's snapshot is re-checked and passed over. Table and statuses
+# come from the model, values are parameters.
 _CLAIM = """
 WITH picked AS (
     SELECT w.id, (w.uncertain OR w.status = %(sending)s) AS was_uncertain
     FROM {table} w
-    WHERE w.id = %(id)s
+    WHERE w.id = ANY(%(ids)s)
+      AND w.team_id = %(team)s
       AND w.status IN (%(queued)s, %(sending)s)
       AND w.next_attempt_at <= %(now)s
       AND (w.status = %(queued)s OR w.lease_until IS NULL OR w.lease_until <= %(now)s)
       AND NOT EXISTS (
           SELECT 1 FROM {table} e
-          WHERE e.team_id = %(team)s AND e.ordering_key = %(key)s AND e.id < %(id)s
-            AND e.status IN (%(queued)s, %(sending)s))
-    FOR UPDATE SKIP LOCKED
+          WHERE e.team_id = w.team_id AND e.ordering_key = w.ordering_key AND e.id < w.id
+            AND e.status IN (%(queued)s, %(sending)s)
+          OFFSET 0)
+    FOR UPDATE OF w SKIP LOCKED
 )
 UPDATE {table} AS t
 SET status = %(sending)s, claim_token = %(token)s, lease_until = %(lease)s,
@@ -93,14 +98,37 @@ FROM picked
 WHERE t.id = picked.id
 RETURNING t.*, picked.was_uncertain,
     (SELECT e.bipsync_id FROM {table} e
-     WHERE e.team_id = %(team)s AND e.kind = %(note)s AND e.external_source = %(source)s
-       AND e.external_value = %(value)s AND e.id < %(id)s AND e.status = %(delivered)s
+     WHERE e.team_id = t.team_id AND e.kind = %(note)s AND e.external_source = t.external_source
+       AND e.external_value = t.external_value AND e.id < t.id AND e.status = %(delivered)s
        AND e.bipsync_id <> ''
      ORDER BY e.id DESC LIMIT 1) AS known_note_id,
     EXISTS (SELECT 1 FROM {table} e
-     WHERE e.team_id = %(team)s AND e.kind = %(note)s AND e.external_source = %(source)s
-       AND e.external_value = %(value)s AND e.id < %(id)s AND e.attempts > 0
+     WHERE e.team_id = t.team_id AND e.kind = %(note)s AND e.external_source = t.external_source
+       AND e.external_value = t.external_value AND e.id < t.id AND e.attempts > 0
     ) AS written_before
+"""
+
+# Giving back claimed writes that were never sent (a group whose run stopped before reaching
+# them): as they were before the claim, so the next claimant neither counts an attempt nor looks
+# up a note that was never written. Fenced on the claim.
+_GIVE_BACK = """
+UPDATE {table} AS t
+SET status = %(queued)s, claim_token = NULL, lease_until = NULL, attempts = t.attempts - 1,
+    uncertain = given.was_uncertain, updated = %(now)s
+FROM unnest(%(ids)s::bigint[], %(uncertain)s::boolean[]) AS given(id, was_uncertain)
+WHERE t.id = given.id AND t.claim_token = %(token)s
+"""
+
+# Delivered outcomes of a group, each fenced on its own claim; the ids it recorded.
+_DELIVERED = """
+UPDATE {table} AS t
+SET status = %(delivered)s, bipsync_id = done.bipsync_id, connection_id = done.connection_id,
+    uncertain = false, error = '', error_code = '', claim_token = NULL, lease_until = NULL,
+    finished_at = %(now)s, updated = %(now)s
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(bipsync_ids)s::text[],
+            %(connections)s::{connection_type}[]) AS done(id, token, bipsync_id, connection_id)
+WHERE t.id = done.id AND t.claim_token = done.token
+RETURNING t.id
 """
 
 
@@ -157,47 +185,87 @@ def due_candidates(team_id: int, limit: int) -> list[Candidate]:
         return [Candidate(*row) for row in cursor.fetchall()]
 
 
-def claim_candidate(candidate: Candidate) -> Claim | None:
-    """Take the write for this worker in one statement; None when it is not to be taken now."""
+def claim_candidates(team_id: int, candidates: Sequence[Candidate]) -> list[Claim]:
+    """Take for this worker, in one statement, those of the team's candidates that are to be
+    taken now (see ``_CLAIM``), in the candidates' order; they share one claim token."""
+    if not candidates:
+        return []
     token = uuid.uuid4()
-    rows = list(
-        Write.objects.raw(
-            _CLAIM.format(table=Write._meta.db_table),
+    rows = Write.objects.raw(
+        _CLAIM.format(table=Write._meta.db_table),
+        {
+            "ids": [candidate.id for candidate in candidates],
+            "team": team_id,
+            "queued": Write.Status.QUEUED.value,
+            "sending": Write.Status.SENDING.value,
+            "delivered": Write.Status.DELIVERED.value,
+            "note": Write.Kind.NOTE.value,
+            "token": token,
+            "lease": lease_end(),
+            "now": timezone.now(),
+        },
+    )
+    taken = {
+        write.pk: Claim(
+            write=write,
+            token=token,
+            uncertain=bool(getattr(write, "was_uncertain")),  # noqa: B009 - a column of the query
+            known_note_id=getattr(write, "known_note_id") or None,  # noqa: B009
+            written_before=bool(getattr(write, "written_before")),  # noqa: B009
+        )
+        for write in rows
+    }
+    return [taken[candidate.id] for candidate in candidates if candidate.id in taken]
+
+
+def give_back(claims: Sequence[Claim]) -> None:
+    """Return claimed writes that were not sent to the queue, as they were before their claim."""
+    for token in {held.token for held in claims}:
+        mine = [held for held in claims if held.token == token]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _GIVE_BACK.format(table=Write._meta.db_table),
+                {
+                    "ids": [held.write.pk for held in mine],
+                    "uncertain": [held.uncertain for held in mine],
+                    "token": token,
+                    "queued": Write.Status.QUEUED.value,
+                    "now": timezone.now(),
+                },
+            )
+
+
+def record_delivered(delivered: Sequence[tuple[Claim, str]]) -> set[int]:
+    """Mark the claimed writes delivered with their Bipsync ids, in one statement; the ids of
+    those whose claim still held (the others belong to whoever took them over)."""
+    connection_type = Write._meta.get_field("connection").target_field.db_type(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DELIVERED.format(table=Write._meta.db_table, connection_type=connection_type),
             {
-                "id": candidate.id,
-                "team": candidate.team_id,
-                "key": candidate.ordering_key,
-                "source": candidate.external_source,
-                "value": candidate.external_value,
-                "queued": Write.Status.QUEUED.value,
-                "sending": Write.Status.SENDING.value,
+                "ids": [held.write.pk for held, _ in delivered],
+                "tokens": [held.token for held, _ in delivered],
+                "bipsync_ids": [bipsync_id for _, bipsync_id in delivered],
+                "connections": [held.write.connection_id for held, _ in delivered],
                 "delivered": Write.Status.DELIVERED.value,
-                "note": Write.Kind.NOTE.value,
-                "token": token,
-                "lease": lease_end(),
                 "now": timezone.now(),
             },
         )
-    )
-    if not rows:
-        return None
-    [write] = rows
-    return Claim(
-        write=write,
-        token=token,
-        uncertain=bool(getattr(write, "was_uncertain")),  # noqa: B009 - a column of the raw query
-        known_note_id=getattr(write, "known_note_id") or None,  # noqa: B009
-        written_before=bool(getattr(write, "written_before")),  # noqa: B009
-    )
+        recorded = {row[0] for row in cursor.fetchall()}
+    for held, bipsync_id in delivered:
+        if held.write.pk in recorded:
+            held.write.status = Write.Status.DELIVERED
+            held.write.bipsync_id = bipsync_id
+    return recorded
 
 
 def claim(write_id: int) -> Claim:
     """Take this write for this worker, or raise :class:`NotClaimed` saying why not."""
     row = Write.objects.filter(pk=write_id).values_list(*_CANDIDATE_FIELDS).first()
-    held = claim_candidate(Candidate(*row)) if row is not None else None
-    if held is None:
+    held = claim_candidates(row[1], [Candidate(*row)]) if row is not None else []
+    if not held:
         raise NotClaimed(_why_not(write_id))
-    return held
+    return held[0]
 
 
 def _why_not(write_id: int) -> str:

@@ -19,7 +19,7 @@ from bipsync_partner.connections.signals import history_appended
 from bipsync_partner.events.models import Delivery, Event
 from bipsync_partner.feed.reading import current_cursor, read_changes
 from bipsync_partner.writes import api
-from bipsync_partner.writes.delivery import deliver
+from bipsync_partner.writes.delivery import deliver, deliver_due
 from tests.events.conftest import Receiver, add_endpoint
 from tests.feed.waiting import eventually
 from tests.support.sandbox import Sandbox
@@ -113,6 +113,31 @@ def test_a_write_sends_write_delivered_in_the_transaction_of_its_outcome(
         "source": write.external_source,
         "value": "n-1",
     }
+
+
+def test_a_group_of_writes_gets_one_write_delivered_event_each(
+    events_settings: Settings,
+    partner: Settings,  # noqa: F811
+    world: SyncWorld,  # noqa: F811
+    receiver: Receiver,
+    team: Team,
+) -> None:
+    add_endpoint(team, receiver, ["write.delivered"])
+    service_account(team, world)
+    partner.WRITES_GROUP_SIZE = 4
+    writes = [
+        api.create_note(team, external_id=f"g-{n}", title="Hello", author=world.world.admin.id)
+        for n in range(4)
+    ]
+    assert deliver_due(team.pk).attempted == 4
+
+    events = Event.objects.filter(type="write.delivered")
+    by_write = {event.payload["data"]["write"]["id"]: event.payload["data"] for event in events}
+    assert sorted(by_write) == sorted(str(write.uid) for write in writes)
+    for write in writes:
+        write.refresh_from_db()
+        assert by_write[str(write.uid)]["write"]["bipsync_id"] == write.bipsync_id != ""
+    assert Delivery.objects.filter(event__in=events).count() == 4
 
 
 def dead_grant(world: SyncWorld, team: Team, user: User) -> Connection:  # noqa: F811

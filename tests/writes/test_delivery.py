@@ -174,6 +174,79 @@ def test_only_the_claim_waits_for_the_disk_not_the_outcome(
         assert cursor.fetchone()[0] == "on"
 
 
+def recorded_groups() -> tuple[list[list[str]], object]:
+    """The external ids of each ``write_delivered`` the run sends, and the receiver to disconnect."""
+    groups: list[list[str]] = []
+
+    def note_group(writes: list[Write], **_: object) -> None:
+        groups.append([write.external_value for write in writes])
+
+    write_delivered.connect(note_group, dispatch_uid="group-test")
+    return groups, note_group
+
+
+def test_a_run_claims_a_group_and_records_its_outcomes_together(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    service_account(team, world)
+    partner.WRITES_GROUP_SIZE = 3
+    author = world.world.admin.id
+    for n in range(5):
+        api.create_note(team, external_id=f"group-{n}", title=f"Note {n}", author=author)
+    groups, _ = recorded_groups()
+    try:
+        result = delivery.deliver_due(team.pk)
+    finally:
+        write_delivered.disconnect(dispatch_uid="group-test")
+
+    assert result.attempted == 5
+    # Two claims (3, then 2), each group's outcomes in one transaction.
+    assert sorted(len(group) for group in groups) == [2, 3]
+    assert sorted(name for group in groups for name in group) == [f"group-{n}" for n in range(5)]
+    assert sandbox.note_counts(world.tenant, SOURCE) == {f"group-{n}": 1 for n in range(5)}
+    stored = Write.objects.filter(team=team)
+    assert {(w.status, w.attempts, w.uncertain, w.claim_token) for w in stored} == {
+        (Write.Status.DELIVERED, 1, False, None)
+    }
+    assert all(w.bipsync_id for w in stored)
+
+
+def test_writes_a_slow_group_did_not_reach_in_half_their_lease_go_back_unsent(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    service_account(team, world)
+    partner.WRITES_GROUP_SIZE = 3
+    partner.WRITES_LEASE_SECONDS = 2
+    # The first note's answer takes more than half the lease: the two claimed behind it are
+    # given back rather than sent on a lease that may run out meanwhile.
+    sandbox.set_fault(
+        "slow",
+        delay_ms=1300,
+        count=1,
+        target="api",
+        tenant=world.tenant,
+        path_prefix=f"/t/{world.tenant}/api/v2/research/note",
+        method="POST",
+    )
+    author = world.world.admin.id
+    for n in range(3):
+        api.create_note(team, external_id=f"slow-{n}", title=f"Note {n}", author=author)
+    groups, _ = recorded_groups()
+    try:
+        assert delivery.deliver_due(team.pk).attempted == 3
+    finally:
+        write_delivered.disconnect(dispatch_uid="group-test")
+
+    # The run starts its group at a random place, so which note was slow is not known.
+    assert [len(group) for group in groups] == [1, 2]
+    assert sorted(name for group in groups for name in group) == ["slow-0", "slow-1", "slow-2"]
+    # Given back as they were: no attempt counted and nothing looked up for the unsent ones.
+    assert sorted(Write.objects.filter(team=team).values_list("attempts", flat=True)) == [1, 1, 1]
+    client_id = world.world.service_app.client_id
+    assert sandbox.api_requests(client_id, "GET /v2/research/note") == 0
+    assert sandbox.note_counts(world.tenant, SOURCE) == {f"slow-{n}": 1 for n in range(3)}
+
+
 def test_a_delivered_mark_lost_in_a_database_crash_is_adopted_not_sent_twice(
     partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
 ) -> None:
