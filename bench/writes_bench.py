@@ -1,10 +1,12 @@
 """Writes to Bipsync against their limits, measured in the same run.
 
-- ``rate``: NOTES notes (default 10,000) queued in one transaction and delivered by a real Celery
-  worker (``-c CONCURRENCY -P prefork``) until every one is delivered, against a bare loop of the
-  same ``POST /v2/research/note`` requests (same body shape, external ids included, one token) in
-  CONCURRENCY threads. Bracketed: a bare loop right before and right after the worker's run, and
-  the ratio against the faster of the two (the conservative choice). Target >= 0.8.
+- ``rate``: NOTES notes (default 10,000) delivered by a real Celery worker (``-c CONCURRENCY -P
+  prefork``), against a bare loop of the same ``POST /v2/research/note`` requests (same body
+  shape, external ids included, one token) in CONCURRENCY threads. Interleaved in ROUNDS rounds
+  (default 4): a bare loop of RAW/ROUNDS POSTs, then NOTES/ROUNDS notes queued in one transaction
+  and delivered until every one is; a last bare loop closes. The ratio is the worker's pooled
+  rate against the bare loops' pooled rate; each round's ratio (against the bare loops either
+  side of it) and the ratio against the fastest bare loop are reported too. Target >= 0.8.
 - ``memory``: an attachment of 500 MB against one of 5 MB, each delivered in a fresh process by
   the deliverer itself; peak resident memory from just before the delivery (``VmHWM`` after
   ``clear_refs``, as in sync_bench.py) and Python's traced peak (tracemalloc). Target ratio <= 1.2.
@@ -13,6 +15,7 @@ The sandbox runs under gunicorn (two sync workers, see ``main``) with its own da
 ``bench_partner_<pid>`` and a temporary MEDIA_ROOT; all are removed at the end.
 
     .venv/bin/python bench/writes_bench.py [rate|memory|all] [--notes 10000] [--raw 3000]
+        [--rounds 4]
 """
 
 from __future__ import annotations
@@ -123,7 +126,9 @@ def raw_note_rate(
     }
 
 
-def deliver_notes(team: Any, author: str, count: int, timeout: float) -> dict[str, Any]:
+def deliver_notes(
+    team: Any, author: str, count: int, timeout: float, tag: str = "bench"
+) -> dict[str, Any]:
     from django.db import transaction
 
     from bipsync_partner.writes import api
@@ -133,7 +138,7 @@ def deliver_notes(team: Any, author: str, count: int, timeout: float) -> dict[st
         for index in range(count):
             api.create_note(
                 team,
-                external_id=f"bench-{index}",
+                external_id=f"{tag}-{index}",
                 title=f"Bench note {index}",
                 content="<p>A bench note.</p>",
                 author=author,
@@ -147,36 +152,66 @@ def deliver_notes(team: Any, author: str, count: int, timeout: float) -> dict[st
             raise RuntimeError(f"{pending.count()} notes still pending after {timeout} s")
         time.sleep(0.25)
     seconds = time.perf_counter() - started
-    delivered = Write.objects.filter(team=team, status=Write.Status.DELIVERED).count()
+    delivered = Write.objects.filter(
+        team=team, status=Write.Status.DELIVERED, external_value__startswith=f"{tag}-"
+    ).count()
     assert delivered == count, f"{count - delivered} notes were not delivered"
     return {"notes": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
+
+
+def _pooled(runs: list[dict[str, Any]], what: str) -> float:
+    return sum(run[what] for run in runs) / sum(run["seconds"] for run in runs)
 
 
 def bench_rate(
     sandbox: Sandbox, world: SandboxWorld, args: argparse.Namespace, env: dict[str, str]
 ) -> dict[str, Any]:
+    """ROUNDS rounds of (a bare loop of RAW/ROUNDS POSTs, then NOTES/ROUNDS notes through the
+    worker), and a last bare loop: the baseline is measured in the same minutes as the worker,
+    so that the host's drift (the bare loop's rate moved from 97 to 140 POSTs/s within one
+    bracketed run) weighs on both sides alike."""
     sandbox.set_api_rate_limit(0)  # measure writing, not the sandbox's per-token limit
     team, token = service_account(world, "BenchRate")
     worker = start_worker(env, args.concurrency, Path(tempfile.gettempdir()) / "writes-bench.log")
+    bare: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     try:
         load_before = load()
-        before = raw_note_rate(world, token, args.raw, args.concurrency, "before")
-        say(f"bare loop before: {before}")
-        run = deliver_notes(team, world.admin.id, args.notes, args.timeout)
-        say(f"worker: {run}")
-        after = raw_note_rate(world, token, args.raw, args.concurrency, "after")
-        say(f"bare loop after: {after}")
+        for round_ in range(args.rounds):
+            bare.append(
+                raw_note_rate(world, token, args.raw // args.rounds, args.concurrency, f"b{round_}")
+            )
+            say(f"bare loop {round_ + 1}: {bare[-1]}")
+            runs.append(
+                deliver_notes(
+                    team, world.admin.id, args.notes // args.rounds, args.timeout, f"w{round_}"
+                )
+            )
+            say(f"worker {round_ + 1}: {runs[-1]}")
+        bare.append(raw_note_rate(world, token, args.raw // args.rounds, args.concurrency, "last"))
+        say(f"bare loop {args.rounds + 1}: {bare[-1]}")
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(timeout=30)
     counts = sandbox.note_counts(world.tenant, "bipsync-partner")
-    raw = max(before["per_second"], after["per_second"])
+    worker_rate = _pooled(runs, "notes")
+    bare_rate = _pooled(bare, "requests")
     return {
         "concurrency": args.concurrency,
-        "bare_before": before,
-        "worker": run,
-        "bare_after": after,
-        "ratio": round(run["per_second"] / raw, 3),
+        "rounds": args.rounds,
+        "bare_loops": bare,
+        "worker_runs": runs,
+        "worker_per_second": round(worker_rate, 1),
+        "bare_per_second": round(bare_rate, 1),
+        "ratio": round(worker_rate / bare_rate, 3),
+        # Each worker run against the mean of the bare loops either side of it.
+        "ratio_per_round": [
+            round(run["per_second"] / ((bare[i]["per_second"] + bare[i + 1]["per_second"]) / 2), 3)
+            for i, run in enumerate(runs)
+        ],
+        "ratio_against_the_fastest_bare_loop": round(
+            worker_rate / max(loop["per_second"] for loop in bare), 3
+        ),
         "notes_at_the_sandbox": sum(counts.values()),
         "external_ids_with_more_than_one_note": sum(1 for n in counts.values() if n > 1),
         "load_average_before": load_before,
@@ -299,7 +334,8 @@ def main() -> None:
     )
     parser.add_argument("write", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--notes", type=int, default=10_000)
-    parser.add_argument("--raw", type=int, default=3_000, help="POSTs of each bare loop")
+    parser.add_argument("--raw", type=int, default=3_000, help="POSTs of the bare loops, in all")
+    parser.add_argument("--rounds", type=int, default=4, help="bare loop, then worker, this often")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--small-mb", type=int, default=5)
     parser.add_argument("--big-mb", type=int, default=500)
