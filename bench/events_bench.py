@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sync_bench import (  # noqa: E402
+    interleaved_ratios,
     load,
     partner_database,
     partner_env,
@@ -168,10 +169,6 @@ def deliverer_rate(url: str, count: int) -> tuple[dict[str, Any], str]:
     }, secret
 
 
-def _pooled(runs: list[dict[str, Any]]) -> float:
-    return sum(run["count"] for run in runs) / sum(run["seconds"] for run in runs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=3000)
@@ -223,7 +220,6 @@ def main() -> None:
                 worker.wait(timeout=30)
     finally:
         receiver.terminate()
-    deliverer, baseline = _pooled(runs), _pooled(bare)
     result = {
         "machine": f"{os.cpu_count()} cores, {platform.python_version()}",
         "load": [load_before, load()],
@@ -232,17 +228,7 @@ def main() -> None:
         "warm_up": warm_up,
         "bare_loops": bare,
         "deliverer_runs": runs,
-        "deliverer_per_second": round(deliverer, 1),
-        "bare_per_second": round(baseline, 1),
-        "ratio": round(deliverer / baseline, 3),
-        # Each deliverer run against the mean of the bare loops either side of it.
-        "ratio_per_round": [
-            round(run["per_second"] / ((bare[i]["per_second"] + bare[i + 1]["per_second"]) / 2), 3)
-            for i, run in enumerate(runs)
-        ],
-        "ratio_against_the_fastest_bare_loop": round(
-            deliverer / max(loop["per_second"] for loop in bare), 3
-        ),
+        **interleaved_ratios(runs, "count", bare, "count"),
         "target": 0.8,
     }
     say(json.dumps(result, indent=2))

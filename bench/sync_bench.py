@@ -138,6 +138,32 @@ def drop_indexes(names: list[str]) -> None:
             say(f"dropped index {name}")
 
 
+def interleaved_ratios(
+    runs: list[dict[str, Any]], run_count: str, bare: list[dict[str, Any]], bare_count: str
+) -> dict[str, Any]:
+    """The figures of an interleaved bench (bare loop, run, bare loop, run, ..., bare loop):
+    each side's pooled rate (all it did over all its time) and their ratio, each run against
+    the mean of the bare loops either side of it, and the pooled rate against the fastest bare
+    loop (the most conservative reading)."""
+
+    def pooled(items: list[dict[str, Any]], count: str) -> float:
+        return float(sum(item[count] for item in items) / sum(item["seconds"] for item in items))
+
+    rate, baseline = pooled(runs, run_count), pooled(bare, bare_count)
+    return {
+        "pooled_per_second": round(rate, 1),
+        "bare_pooled_per_second": round(baseline, 1),
+        "ratio": round(rate / baseline, 3),
+        "ratio_per_round": [
+            round(run["per_second"] / ((bare[i]["per_second"] + bare[i + 1]["per_second"]) / 2), 3)
+            for i, run in enumerate(runs)
+        ],
+        "ratio_against_the_fastest_bare_loop": round(
+            rate / max(loop["per_second"] for loop in bare), 3
+        ),
+    }
+
+
 @contextlib.contextmanager
 def running_sandbox(workers: int = 2, threads: int = 4) -> Iterator[Sandbox]:
     generator = start_sandbox(workers=workers, threads=threads)

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sync_bench import (  # noqa: E402
+    interleaved_ratios,
     load,
     partner_database,
     partner_env,
@@ -159,10 +160,6 @@ def deliver_notes(
     return {"notes": count, "seconds": round(seconds, 2), "per_second": round(count / seconds, 1)}
 
 
-def _pooled(runs: list[dict[str, Any]], what: str) -> float:
-    return sum(run[what] for run in runs) / sum(run["seconds"] for run in runs)
-
-
 def bench_rate(
     sandbox: Sandbox, world: SandboxWorld, args: argparse.Namespace, env: dict[str, str]
 ) -> dict[str, Any]:
@@ -194,24 +191,12 @@ def bench_rate(
         os.killpg(worker.pid, 15)
         worker.wait(timeout=30)
     counts = sandbox.note_counts(world.tenant, "bipsync-partner")
-    worker_rate = _pooled(runs, "notes")
-    bare_rate = _pooled(bare, "requests")
     return {
         "concurrency": args.concurrency,
         "rounds": args.rounds,
         "bare_loops": bare,
         "worker_runs": runs,
-        "worker_per_second": round(worker_rate, 1),
-        "bare_per_second": round(bare_rate, 1),
-        "ratio": round(worker_rate / bare_rate, 3),
-        # Each worker run against the mean of the bare loops either side of it.
-        "ratio_per_round": [
-            round(run["per_second"] / ((bare[i]["per_second"] + bare[i + 1]["per_second"]) / 2), 3)
-            for i, run in enumerate(runs)
-        ],
-        "ratio_against_the_fastest_bare_loop": round(
-            worker_rate / max(loop["per_second"] for loop in bare), 3
-        ),
+        **interleaved_ratios(runs, "notes", bare, "requests"),
         "notes_at_the_sandbox": sum(counts.values()),
         "external_ids_with_more_than_one_note": sum(1 for n in counts.values() if n > 1),
         "load_average_before": load_before,
