@@ -115,9 +115,12 @@ TENANT_WAITING_SENTENCE: Final = (
 #: Database errors after which writing again may succeed: a dropped or restarted server, a
 #: failover, a serialization failure or deadlock (PostgreSQL classes 08, 40, 57).
 DATABASE_HICCUPS: Final = (OperationalError, InterfaceError)
-#: Pauses before each new attempt to store a rotation whose commit failed (about 3 s in all: a
-#: web request waits that long at worst, and a PostgreSQL restart is usually over by then).
-STORE_RETRY_DELAYS: Final = (0.0, 0.25, 1.0, 2.0)
+#: Pauses before each new attempt to store a rotation whose commit failed: about 15 s in all.
+#: A rotation not stored is a connection lost until a person reconnects it, so the attempts
+#: outlast a PostgreSQL crash and restart on a busy host (the soak's restart, with crash
+#: recovery under load, took longer than the 3 s these once covered), while staying well inside
+#: a web request's 30 s (gunicorn_conf.py) and a refresh task's soft time limit.
+STORE_RETRY_DELAYS: Final = (0.0, 0.25, 1.0, 2.0, 4.0, 8.0)
 #: Token requests one refresh may make when Bipsync's 200 answers rotate the refresh token but
 #: are unusable otherwise (each rescued refresh token is spent at once by the next request).
 UNUSABLE_ANSWER_ATTEMPTS: Final = 2
