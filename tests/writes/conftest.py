@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -56,6 +57,18 @@ def partner(settings: Settings, sandbox: Sandbox, world: SyncWorld, tmp_path: Pa
         setattr(settings, name, int(value))
     settings.MEDIA_ROOT = str(tmp_path / "media")
     return settings
+
+
+def note_post_fault(sandbox: Sandbox, world: SyncWorld, kind: str, **options: Any) -> None:
+    """A sandbox fault on the tenant's note creation only (``POST /v2/research/note``)."""
+    sandbox.set_fault(
+        kind,
+        target="api",
+        tenant=world.tenant,
+        path_prefix=f"/t/{world.tenant}/api/v2/research/note",
+        method="POST",
+        **options,
+    )
 
 
 def service_account(team: Team, world: SyncWorld, *, scope: str | None = None) -> Connection:

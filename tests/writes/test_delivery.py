@@ -22,7 +22,7 @@ from bipsync_partner.writes.models import Write
 from bipsync_partner.writes.signals import write_delivered
 from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld
-from tests.writes.conftest import service_account
+from tests.writes.conftest import note_post_fault, service_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,14 +124,7 @@ def test_a_note_whose_answer_was_lost_is_adopted_not_created_again(
     partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
 ) -> None:
     service_account(team, world)
-    sandbox.set_fault(
-        "lose_response",
-        target="api",
-        tenant=world.tenant,
-        method="POST",
-        path_prefix=f"/t/{world.tenant}/api/v2/research/note",
-        count=1,
-    )
+    note_post_fault(sandbox, world, "lose_response", count=1)
     write = api.create_note(team, external_id="lost-1", title="Once", author=world.world.admin.id)
 
     assert delivery.deliver(write.pk) == "retry"
@@ -219,15 +212,7 @@ def test_writes_a_slow_group_did_not_reach_in_half_their_lease_go_back_unsent(
     partner.WRITES_LEASE_SECONDS = 2
     # The first note's answer takes more than half the lease: the two claimed behind it are
     # given back rather than sent on a lease that may run out meanwhile.
-    sandbox.set_fault(
-        "slow",
-        delay_ms=1300,
-        count=1,
-        target="api",
-        tenant=world.tenant,
-        path_prefix=f"/t/{world.tenant}/api/v2/research/note",
-        method="POST",
-    )
+    note_post_fault(sandbox, world, "slow", delay_ms=1300, count=1)
     author = world.world.admin.id
     for n in range(3):
         api.create_note(team, external_id=f"slow-{n}", title=f"Note {n}", author=author)

@@ -21,7 +21,13 @@ from bipsync_partner.writes import api
 from bipsync_partner.writes.models import Write
 from tests.support.sandbox import Sandbox
 from tests.sync.conftest import SyncWorld, Worker, wait_for
-from tests.writes.conftest import deliver_all, service_account, start_worker, statuses
+from tests.writes.conftest import (
+    deliver_all,
+    note_post_fault,
+    service_account,
+    start_worker,
+    statuses,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -31,12 +37,9 @@ SOURCE = "bipsync-partner"
 
 def note_faults(sandbox: Sandbox, world: SyncWorld) -> None:
     """Small rates of every fault that matters to writes, on note creation only."""
-    prefix = f"/t/{world.tenant}/api/v2/research/note"
 
     def fault(kind: str, **options: Any) -> None:
-        sandbox.set_fault(
-            kind, target="api", tenant=world.tenant, path_prefix=prefix, method="POST", **options
-        )
+        note_post_fault(sandbox, world, kind, **options)
 
     fault("lose_response", probability=0.03)  # acted, answer dropped
     fault("status_after", status=502, probability=0.03)  # acted, then a server error
@@ -90,15 +93,7 @@ def test_a_worker_killed_holding_writes_loses_and_duplicates_nothing(
     service_account(team, world)
     # Every note is made, then its answer waits: the worker is killed while it holds writes
     # whose notes exist at Bipsync but whose ids it never learnt.
-    sandbox.set_fault(
-        "slow",
-        when="after",
-        delay_ms=3000,
-        target="api",
-        tenant=world.tenant,
-        path_prefix=f"/t/{world.tenant}/api/v2/research/note",
-        method="POST",
-    )
+    note_post_fault(sandbox, world, "slow", when="after", delay_ms=3000)
     author = world.world.admin.id
     ids = [f"kill-{n:03d}" for n in range(40)]
     first = start_worker(sandbox, world, tmp_path, partner, concurrency=4)
