@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bipsync_partner.commit_hooks import on_commit_once
+from bipsync_partner.connections.models import Connection
 from bipsync_partner.coordination import OnceKeys
 from bipsync_partner.writes.models import Write
 
@@ -87,6 +88,25 @@ def after_final(write: Write) -> None:
     ).exists()
     if successor:
         enqueue(write.team_id)
+
+
+def resume_through(connection: Connection) -> int:
+    """Make the writes waiting for ``connection`` (queued, their next attempt still to come) due
+    now, and queue a run for them; how many. A write that names no connection goes through the
+    team's service account, so those wait for it too. Any retry's wait ends here, a 429's
+    included: the tenant's gate holds the run back for as long as Bipsync asked."""
+    now = timezone.now()
+    through = Q(connection_id=connection.pk)
+    if connection.kind == Connection.Kind.SERVICE_ACCOUNT:
+        through |= Q(connection_id__isnull=True)
+    resumed = (
+        Write.objects.filter(team_id=connection.team_id, status=Write.Status.QUEUED)
+        .filter(through, next_attempt_at__gt=now)
+        .update(next_attempt_at=now)
+    )
+    if resumed:
+        enqueue(connection.team_id)
+    return resumed
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team
+from bipsync_partner.connections.models import Connection
+from bipsync_partner.connections.store import Grant, Owner, store_token
 from bipsync_partner.coordination import TenantGate
+from bipsync_partner.oauth.tokens import parse_token_document
 from bipsync_partner.writes import api, delivery, queueing
 from bipsync_partner.writes.models import Write
 from bipsync_partner.writes.signals import write_delivered
@@ -454,6 +457,41 @@ def test_a_refused_write_goes_again_once_the_connection_can_write(
     write.refresh_from_db()
     assert (write.status, write.connection_id) == (Write.Status.DELIVERED, fresh.pk)
     assert sandbox.note_counts(world.tenant, SOURCE) == {"later": 1}
+
+
+def reconnect(connection: Connection, world: SyncWorld) -> None:
+    """New tokens on the connection from a fresh approval at the sandbox, stored the way every
+    reconnect (browser, device or machine) stores them."""
+    app = world.world.service_app
+    issued = world.world.connect(app)
+    token = parse_token_document(
+        issued, status=200, received_at=timezone.now(), requested_scopes=app.scopes
+    )
+    owner = Owner.of(
+        team=connection.team, user=None, tenant=connection.tenant, kind=connection.kind
+    )
+    assert store_token(owner, Grant.of(token), actor=None, target=connection).reconnected
+
+
+def test_a_write_waiting_for_a_reconnect_goes_as_soon_as_the_connection_is_reconnected(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    # A retry's wait far longer than the test: only the reconnect can make the write due.
+    partner.WRITES_BACKOFF_BASE_MS = partner.WRITES_BACKOFF_CAP_MS = 600_000
+    connection = service_account(team, world)
+    Connection.objects.filter(pk=connection.pk).update(status=Connection.Status.NEEDS_RECONNECT)
+    write = api.create_note(team, external_id="waits", title="T", author=world.world.admin.id)
+    assert delivery.deliver_due(team.pk).attempted == 1
+    write.refresh_from_db()
+    assert (write.status, write.error_code) == (Write.Status.QUEUED, "needs_reconnect")
+    assert delivery.deliver_due(team.pk).attempted == 0  # waiting
+
+    reconnect(connection, world)
+
+    assert delivery.deliver_due(team.pk).attempted == 1
+    write.refresh_from_db()
+    assert write.status == Write.Status.DELIVERED, write.error
+    assert sandbox.note_counts(world.tenant, SOURCE) == {"waits": 1}
 
 
 def test_a_cancelled_write_is_never_sent_and_lets_the_next_one_go(
