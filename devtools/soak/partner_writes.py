@@ -15,7 +15,10 @@ committed in ``committed.json``.
 sandbox (its admin API) and the writes per status in the outbox, and names every duplicate
 (an external id with more than one note, a note with more than one copy of an attachment) and
 every loss (a committed external id without a delivered write, or a delivered one without its
-note at the sandbox).
+note at the sandbox). A write still queued because its connection needs reconnecting is not
+lost: it waits, as it should, for a person to reconnect (it then goes at once). Those are
+counted per connection (``waiting_for_reconnect``), and the report accepts them only on the
+connections whose loss the soak excuses (revoked on purpose, or rotated in flight).
 """
 
 from __future__ import annotations
@@ -124,20 +127,31 @@ def feed(plan_path: Path) -> None:
 def verify(committed_path: Path) -> dict[str, Any]:
     from django.conf import settings
 
+    from bipsync_partner.connections.models import Connection
     from bipsync_partner.writes.models import Write
 
     committed = set(json.loads(committed_path.read_text())) if committed_path.exists() else set()
     source = settings.BIPSYNC_WRITE_EXTERNAL_ID_SOURCE
+    fields = ("status", "connection_id", "connection__status", "connection__tenant")
     notes = list(
-        Write.objects.filter(kind=Write.Kind.NOTE)
-        .select_related("connection")
-        .values("external_value", "status", "connection__tenant", "error", "attempts")
+        Write.objects.filter(kind=Write.Kind.NOTE).values(
+            "external_value", "error", "attempts", *fields
+        )
     )
     attachments = list(
         Write.objects.filter(kind=Write.Kind.ATTACHMENT).values(
-            "depends_on__external_value", "status", "connection__tenant"
+            "depends_on__external_value", *fields
         )
     )
+
+    def waits(write: dict[str, Any]) -> bool:
+        return bool(
+            write["status"] == Write.Status.QUEUED
+            and write["connection__status"] == Connection.Status.NEEDS_RECONNECT
+        )
+
+    waiting = Counter(str(w["connection_id"]) for w in notes + attachments if waits(w))
+    waiting_notes = {n["external_value"] for n in notes if waits(n)}
     tenants = sorted({n["connection__tenant"] for n in notes if n["connection__tenant"]})
     at_sandbox: dict[str, int] = {}
     attached: dict[str, int] = {}
@@ -154,14 +168,17 @@ def verify(committed_path: Path) -> dict[str, Any]:
     duplicate_attachments = {v: c for v, c in attached.items() if c > 1}
     lost = sorted(
         (committed - in_outbox)  # committed, yet not in the outbox
-        | (in_outbox - delivered)  # never delivered
+        | (in_outbox - delivered - waiting_notes)  # never delivered, and not waiting
         | {v for v in delivered if at_sandbox.get(v, 0) == 0}  # delivered, not at Bipsync
     )
     lost_attachments = sorted(
         a["depends_on__external_value"]
         for a in attachments
-        if a["status"] != Write.Status.DELIVERED
-        or attached.get(a["depends_on__external_value"]) == 0
+        if (a["status"] != Write.Status.DELIVERED and not waits(a))
+        or (
+            a["status"] == Write.Status.DELIVERED
+            and attached.get(a["depends_on__external_value"]) == 0
+        )
     )
     return {
         "committed_by_feed": len(committed),
@@ -170,6 +187,10 @@ def verify(committed_path: Path) -> dict[str, Any]:
             Counter(Write.objects.values_list("status", flat=True).order_by())
         ),
         "notes_delivered": len(delivered),
+        "notes_waiting_for_reconnect": len(waiting_notes),
+        "attachments_waiting_for_reconnect": sum(1 for a in attachments if waits(a)),
+        # Writes (notes and attachments) per connection that needs reconnecting.
+        "waiting_for_reconnect": dict(waiting),
         "notes_at_sandbox": sum(at_sandbox.values()),
         "attachments": len(attachments),
         "attachments_at_sandbox": sum(attached.values()),

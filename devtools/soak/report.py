@@ -24,6 +24,9 @@ and every connection refreshed on time outside the fault windows.
 - *Pages*: the signed-in visitor's pages answered no 5xx outside the database outage (the
   ``postgres_restart`` window and ``DATABASE_SETTLE`` seconds after it), and inside it nothing but
   a 503 that says why in a sentence.
+- *Writes*: every note the feed committed is at the sandbox once, its attachments too, with no
+  duplicate; a write may still wait only on a connection whose loss is excused above (its
+  deliverer waits for a person to reconnect it).
 - *Processes*: no product process exited by itself (the soak restarts one that does, as a
   supervisor would, and lists it).
 """
@@ -167,6 +170,7 @@ class Report:
         sync = dict(self.verification.get("sync", {}))
         sync["documents_wrongly_deleted"] = int(sync.get("documents_deleted", 0))
         pages = self._pages()
+        writes = self._writes(revoked | set(in_flight))
         accepted = (
             not lost
             and not late
@@ -176,7 +180,12 @@ class Report:
             and pages["inside_database_outage"]["other_server_errors"] == 0
             and not self.crashes
             and (
-                self.writes is None or (self.writes["duplicates"] == 0 and self.writes["lost"] == 0)
+                writes is None
+                or (
+                    writes["duplicates"] == 0
+                    and writes["lost"] == 0
+                    and not writes["waiting_for_reconnect_not_excused"]
+                )
             )
         )
         load = self.sampler.load
@@ -246,7 +255,7 @@ class Report:
                 },
             },
             "sync": sync,
-            "writes": self.writes,
+            "writes": writes,
             "user_pages": pages,
             "faults": [w.as_json(self.t0) for w in self.windows],
             # Product processes that exited by themselves and were started again, as their
@@ -298,6 +307,20 @@ class Report:
             if window.applies_to(conn_id, tenant) and span[0] <= rotated <= span[1]:
                 return rotated
         return None
+
+    def _writes(self, excused: set[str]) -> dict[str, Any] | None:
+        """The writes' check, with those waiting for a reconnect split by whether the
+        connection's loss is excused."""
+        if self.writes is None:
+            return None
+        waiting: dict[str, int] = self.writes.get("waiting_for_reconnect", {})
+        return {
+            **self.writes,
+            "waiting_for_reconnect_excused": sum(n for c, n in waiting.items() if c in excused),
+            "waiting_for_reconnect_not_excused": {
+                c: n for c, n in waiting.items() if c not in excused
+            },
+        }
 
     def _pages(self) -> dict[str, Any]:
         """The visitor's answers, by status, inside and outside the database outage."""
@@ -443,5 +466,8 @@ def _writes_row(writes: dict[str, Any] | None) -> str:
         f"{writes['committed_by_feed']} notes queued, {writes['notes_delivered']} delivered, "
         f"{writes['notes_at_sandbox']} at the sandbox; attachments {writes['attachments']} "
         f"queued, {writes['attachments_at_sandbox']} at the sandbox; {writes['duplicates']} "
-        f"duplicates, {writes['lost']} lost; drained in {writes.get('drain_s', 0):.0f} s"
+        f"duplicates, {writes['lost']} lost; waiting for a reconnect "
+        f"{writes['waiting_for_reconnect_excused']} on excused connections, "
+        f"{sum(writes['waiting_for_reconnect_not_excused'].values())} on others; "
+        f"drained in {writes.get('drain_s', 0):.0f} s"
     )

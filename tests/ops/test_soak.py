@@ -176,9 +176,18 @@ def test_the_one_minute_soak_delivers_every_write_once_through_its_faults(
     _, report, _ = soak
     writes = report["writes"]
 
+    waiting = writes["notes_waiting_for_reconnect"]
+
     assert writes["committed_by_feed"] == 60, writes
-    assert writes["notes_delivered"] == 60, writes["not_delivered_examples"]
-    assert writes["notes_at_sandbox"] == 60, writes
-    assert writes["attachments_at_sandbox"] == writes["attachments"] == 6, writes
+    # A note whose connection's refresh token was lost in flight (the sandbox dropped the
+    # rotation's reply) waits for a person to reconnect it, and is then sent at once
+    # (tests/writes/test_delivery.py); nobody reconnects during the soak.
+    assert writes["notes_delivered"] + waiting == 60, writes["not_delivered_examples"]
+    assert writes["waiting_for_reconnect_not_excused"] == {}, writes
+    assert writes["notes_delivered"] <= writes["notes_at_sandbox"] <= 60, writes
+    assert writes["attachments"] == 6, writes
+    assert writes["attachments_at_sandbox"] + writes["attachments_waiting_for_reconnect"] == 6, (
+        writes
+    )
     assert writes["duplicates"] == 0, writes["duplicate_examples"]
     assert writes["lost"] == 0, writes["lost_examples"]
