@@ -588,6 +588,10 @@ if EVENTS_TIMEOUT_SECONDS >= 50:
 # endpoint's burst is shared between workers instead of held by one (bench/README.md).
 EVENTS_DELIVERY_BATCH = env_int("EVENTS_DELIVERY_BATCH", 100, minimum=1)
 EVENTS_DELIVERY_BATCH_MS = env_int("EVENTS_DELIVERY_BATCH_MS", 2000, minimum=1)
+# How many runs share one endpoint's burst: its first run calls in this many less one at once,
+# and the burst's last batches are shares of what is left among this many. About the events
+# workers' concurrency (4 in deploy/).
+EVENTS_DELIVERY_RUNS = env_int("EVENTS_DELIVERY_RUNS", 4, minimum=1)
 # The sweep queues a run for each endpoint with a delivery due for longer than this (sooner ones
 # have a run coming), at most this many endpoints per sweep.
 EVENTS_SWEEP_GRACE_SECONDS = env_int("EVENTS_SWEEP_GRACE_SECONDS", 30, minimum=0)

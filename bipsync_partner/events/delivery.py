@@ -67,34 +67,44 @@ def backoff(attempts: int) -> float:
 TASK_SOFT_LIMIT_SECONDS = 50
 
 
-def deliver_due(endpoint_id: uuid.UUID | str) -> str:
+def deliver_due(endpoint_id: uuid.UUID | str, *, call_in: bool = True) -> str:
     """A run of the endpoint's deliverer: claim a batch of its due deliveries at a time and
-    attempt them, until none is left or the task's time is nearly up. When more are due than
-    one batch, another run is queued first, so that a burst spreads over the workers (at most
-    one run waits per endpoint, :mod:`~bipsync_partner.events.outbox`).
+    attempt them, until none is left or the task's time is nearly up.
 
-    Batches are sized to the endpoint's pace (:func:`_next_batch_size`): a fast endpoint's burst
-    costs a few statements per hundred events, and a slow one's is shared between workers
-    rather than held by one."""
+    A burst spreads over the workers: when a run's first claim leaves more due than its batch,
+    it queues the runs that can share them at once (up to ``EVENTS_DELIVERY_RUNS`` in all; a run
+    so called in, ``call_in`` False, calls in no others), and a later claim that leaves more
+    queues one (at most one waits per endpoint otherwise,
+    :mod:`~bipsync_partner.events.outbox`). Batches are sized to the endpoint's pace and to
+    what is left (:func:`_next_batch_size`): a fast endpoint's burst costs a few statements per
+    hundred events, a slow one's is shared between workers rather than held by one, and the
+    last batches of a burst are shares of its end, so that the runs finish together
+    (:func:`claims.claim`)."""
     outbox.started(endpoint_id)
     started = time.monotonic()
     attempted = 0
     size = min(FIRST_BATCH, settings.EVENTS_DELIVERY_BATCH)
+    runs = settings.EVENTS_DELIVERY_RUNS
     with _asynchronous_commits():
         while True:
             if time.monotonic() - started > _budget():
                 outbox.enqueue(endpoint_id)
                 break
             token = uuid.uuid4()
-            batch, more = _claim(endpoint_id, token, size=size)
-            if not batch:
+            claimed = _claim(
+                endpoint_id, token, size=size, look_ahead=_look_ahead(), smallest_share=LAST_SHARE
+            )
+            if not claimed.batch:
                 break
-            if more:
+            if claimed.more and call_in and attempted == 0:
+                joining = min(runs - 1, -(-claimed.free_besides // size))
+                outbox.enqueue(endpoint_id, joining=max(1, joining))
+            elif claimed.more:
                 outbox.enqueue(endpoint_id)
             batch_started = time.monotonic()
-            outcomes = _attempt(batch, token, started)
+            outcomes = _attempt(claimed.batch, token, started)
             attempted += len(outcomes)
-            if len(outcomes) < len(batch):
+            if len(outcomes) < len(claimed.batch):
                 break  # out of time (the rest released and queued) or the endpoint disabled
             size = _next_batch_size(time.monotonic() - batch_started, len(outcomes))
     return f"{attempted} deliveries attempted"
@@ -102,11 +112,20 @@ def deliver_due(endpoint_id: uuid.UUID | str) -> str:
 
 #: A run's first batch, before it knows the endpoint's pace.
 FIRST_BATCH = 25
+#: The smallest batch a run takes as its share of a burst's end: smaller ones would cost more
+#: statements than the runs' uneven ends cost time.
+LAST_SHARE = 10
+
+
+def _look_ahead() -> int:
+    # What the other runs hold (the oldest due) and then a full batch for every run: enough to
+    # tell a run its share of a burst's end, and no more is read.
+    return 2 * settings.EVENTS_DELIVERY_RUNS * settings.EVENTS_DELIVERY_BATCH
 
 
 def _next_batch_size(seconds: float, attempted: int) -> int:
     """As many deliveries as take ``EVENTS_DELIVERY_BATCH_MS`` at the pace of the last batch,
-    from 1 to ``EVENTS_DELIVERY_BATCH``."""
+    from 1 to ``EVENTS_DELIVERY_BATCH`` (the claim may take fewer: its share of a burst's end)."""
     most = settings.EVENTS_DELIVERY_BATCH
     each = seconds / max(1, attempted)
     if each <= 0:
@@ -125,7 +144,7 @@ def deliver(delivery_id: int) -> str:
         return "not due"
     token = uuid.uuid4()
     with _asynchronous_commits():
-        batch, _ = _claim(endpoint_id, token, first=delivery_id)
+        batch = _claim(endpoint_id, token, first=delivery_id).batch
         if not batch:
             return "not due"
         outcomes = _attempt(batch, token, time.monotonic())
@@ -191,21 +210,25 @@ def _claim(
     *,
     size: int | None = None,
     first: int | None = None,
-) -> tuple[list[Delivery], bool]:
+    look_ahead: int = 0,
+    smallest_share: int = 1,
+) -> claims.Claimed:
     """Claim up to ``size`` (by default ``EVENTS_DELIVERY_BATCH``) of the endpoint's due
-    deliveries (``first``, when given and due, first; then the longest waiting); and whether
-    more were due than the batch took."""
+    deliveries (``first``, when given and due, first; then the longest waiting)
+    (:func:`claims.claim`)."""
     # The endpoint is read once, not joined to every candidate row nor to every claimed one: the
     # claim then reads its index in order and stops at the batch (events_delivery_claim).
     endpoint = Endpoint.objects.select_related("team").filter(id=endpoint_id, enabled=True).first()
     if endpoint is None:
-        return [], False
+        return claims.Claimed([], more=False, free_besides=0, other_runs=0)
     return claims.claim(
         endpoint,
         token,
         size or settings.EVENTS_DELIVERY_BATCH,
         timezone.now(),
         first=first,
+        look_ahead=look_ahead,
+        smallest_share=smallest_share,
     )
 
 

@@ -71,14 +71,18 @@ def _waiting() -> OnceKeys:
     return OnceKeys("events-run", ttl_seconds=settings.EVENTS_SWEEP_INTERVAL_SECONDS)
 
 
-def enqueue(endpoint_id: uuid.UUID | str, *, countdown: float = 0.0) -> None:
+def enqueue(endpoint_id: uuid.UUID | str, *, countdown: float = 0.0, joining: int = 0) -> None:
     """Queue a run of the endpoint's deliverer once the current transaction commits (at once
-    outside one). A run for later (a retry's back-off) is always queued; one for now only when
-    no other waits."""
+    outside one); or ``joining`` runs that join a burst's first run and call in no others. A run
+    for later (a retry's back-off) is always queued; runs for now only when no other waits."""
 
     def send() -> None:
         if countdown > 0 or _waiting().claim(_waiting().name(endpoint_id)):
-            publish(endpoint_id, countdown)
+            if joining:
+                for _ in range(joining):
+                    publish(endpoint_id, call_in=False)
+            else:
+                publish(endpoint_id, countdown)
 
     if countdown > 0:
         transaction.on_commit(send)
@@ -87,13 +91,14 @@ def enqueue(endpoint_id: uuid.UUID | str, *, countdown: float = 0.0) -> None:
         on_commit_once(("events-run", str(endpoint_id)), send)
 
 
-def publish(endpoint_id: uuid.UUID | str, countdown: float = 0.0) -> None:
+def publish(endpoint_id: uuid.UUID | str, countdown: float = 0.0, *, call_in: bool = True) -> None:
     from bipsync_partner.events.tasks import deliver_endpoint_task  # the task calls this module
 
+    args = (str(endpoint_id),) if call_in else (str(endpoint_id), False)
     if countdown > 0:
-        deliver_endpoint_task.apply_async((str(endpoint_id),), countdown=countdown)
+        deliver_endpoint_task.apply_async(args, countdown=countdown)
     else:
-        deliver_endpoint_task.apply_async((str(endpoint_id),))
+        deliver_endpoint_task.apply_async(args)
 
 
 def started(endpoint_id: uuid.UUID | str) -> None:

@@ -1,7 +1,8 @@
 """Celery tasks of the events: each takes ids, calls one function, and is safe to run twice.
 
-- ``events.deliver_endpoint(endpoint_id)`` (queue ``events``): a run of the endpoint's
-  deliverer, attempting its due deliveries in batches. A second run finds them delivered, not
+- ``events.deliver_endpoint(endpoint_id, call_in=True)`` (queue ``events``): a run of the
+  endpoint's deliverer, attempting its due deliveries in batches (``call_in`` False: a run
+  called in to share a burst, which calls in no others). A second run finds them delivered, not
   yet due, or claimed by the first, and does nothing.
 - ``events.deliver(delivery_id)`` (queue ``events``): one delivery (with a batch of its
   endpoint's); no longer queued, kept for the messages queued before runs per endpoint.
@@ -22,8 +23,8 @@ from bipsync_partner.events import delivery
     soft_time_limit=50,
     time_limit=55,
 )
-def deliver_endpoint_task(endpoint_id: str) -> str:
-    return delivery.deliver_due(endpoint_id)
+def deliver_endpoint_task(endpoint_id: str, call_in: bool = True) -> str:
+    return delivery.deliver_due(endpoint_id, call_in=call_in)
 
 
 @shared_task(

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team
-from bipsync_partner.events import delivery, outbox
-from bipsync_partner.events.models import Delivery
+from bipsync_partner.events import claims, delivery, outbox
+from bipsync_partner.events.models import Delivery, Endpoint
 from tests.events.conftest import Receiver, add_endpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,9 +32,9 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = outbox.publish
 
-    def spy(endpoint_id: Any, countdown: float = 0.0) -> None:
-        calls.append(str(endpoint_id))
-        real(endpoint_id, countdown)
+    def spy(endpoint_id: Any, countdown: float = 0.0, *, call_in: bool = True) -> None:
+        calls.append(str(endpoint_id) if call_in else f"{endpoint_id} (called in)")
+        real(endpoint_id, countdown, call_in=call_in)
 
     monkeypatch.setattr(outbox, "publish", spy)
     return calls
@@ -57,8 +57,9 @@ def test_a_burst_queues_one_run_and_marks_each_batch_delivered_in_one_statement(
     marks = [q["sql"] for q in queries.captured_queries if "delivered_at = v.at" in q["sql"]]
     assert len(marks) == 3  # batches of 10, 10 and 5
     assert len(queries.captured_queries) <= 3 * 8 + 4
-    # More were due than one batch: a second run was queued for another worker to join in.
-    assert published == [str(endpoint.pk)] * 2
+    # More were due than one batch: the first claim called in runs for other workers to join
+    # at once (one per batch left, up to EVENTS_DELIVERY_RUNS in all).
+    assert published == [str(endpoint.pk)] + [f"{endpoint.pk} (called in)"] * 2
     assert delivery.deliver_due(endpoint.pk) == "0 deliveries attempted"
 
 
@@ -95,13 +96,51 @@ def test_a_batch_holds_about_two_seconds_of_the_endpoints_pace(
     assert delivery._next_batch_size(seconds, attempted) == size
 
 
+def claim(endpoint: Endpoint, size: int, smallest_share: int = 1) -> claims.Claimed:
+    return delivery._claim(
+        endpoint.pk, uuid.uuid4(), size=size, look_ahead=400, smallest_share=smallest_share
+    )
+
+
+def test_a_run_sharing_a_burst_claims_its_fair_share_of_what_is_left(
+    events_settings: Settings, receiver: Receiver, team: Team
+) -> None:
+    endpoint = add_endpoint(team, receiver)
+    burst(team, 60)
+
+    alone = claim(endpoint, 20)
+    second = claim(endpoint, 100)
+    third = claim(endpoint, 100)
+
+    def seen(claimed: claims.Claimed) -> tuple[int, bool, int, int]:
+        return (len(claimed.batch), claimed.more, claimed.free_besides, claimed.other_runs)
+
+    # Alone: the batch asked for, 40 left free.
+    assert seen(alone) == (20, True, 40, 0)
+    # Another run holds 20: half of the 40 free, so that both end together.
+    assert seen(second) == (20, True, 20, 1)
+    # Two others: a third of the 20 free.
+    assert seen(third) == (7, True, 13, 2)
+
+
+def test_a_share_of_a_bursts_end_is_never_smaller_than_the_smallest_share(
+    events_settings: Settings, receiver: Receiver, team: Team
+) -> None:
+    endpoint = add_endpoint(team, receiver)
+    burst(team, 30)
+    claim(endpoint, 2)
+
+    # Half of the 28 free would be 14.
+    assert len(claim(endpoint, 100, smallest_share=20).batch) == 20
+
+
 def test_a_worker_that_lost_its_claim_marks_nothing_delivered(
     events_settings: Settings, receiver: Receiver, team: Team
 ) -> None:
     endpoint = add_endpoint(team, receiver)
     burst(team, 3)
     token = uuid.uuid4()
-    batch, more = delivery._claim(endpoint.pk, token)
+    batch, more, _, _ = delivery._claim(endpoint.pk, token)
     assert (len(batch), more) == (3, False)
     # Its lease ran out and another worker took the second one over.
     Delivery.objects.filter(pk=batch[1].pk).update(claim_token=uuid.uuid4())

@@ -6,7 +6,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import connection
 from django.db.models.signals import post_init, pre_init
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
@@ -31,7 +33,7 @@ def test_a_claimed_delivery_is_the_row_the_orm_would_load(
     endpoint = add_endpoint(team, receiver, ["write.delivered"])
     outbox.record(team.pk, "write.delivered", {"write": {"id": "w-1", "n": [1, 2]}})
 
-    [claimed], more = claims.claim(endpoint, uuid.uuid4(), 10, timezone.now())
+    [claimed], more, _, _ = claims.claim(endpoint, uuid.uuid4(), 10, timezone.now())
 
     assert more is False
     stored = Delivery.objects.select_related("event").get(pk=claimed.pk)
@@ -39,6 +41,10 @@ def test_a_claimed_delivery_is_the_row_the_orm_would_load(
     assert claimed._state.db == stored._state.db
     for name in ("id", "event_id", "endpoint_id", "attempts", "next_attempt_at"):
         assert getattr(claimed, name) == getattr(stored, name), name
+    # The event and the endpoint come with the claim: reading them asks the database nothing.
+    with CaptureQueriesContext(connection) as queries:
+        assert (claimed.event.pk, claimed.endpoint) == (stored.event_id, endpoint)
+    assert queries.captured_queries == []
     assert claimed.event.payload == stored.event.payload
     assert claimed.event.payload["data"] == {"write": {"id": "w-1", "n": [1, 2]}}
     assert (claimed.event.uid, claimed.event.type) == (stored.event.uid, stored.event.type)
