@@ -20,7 +20,11 @@
 The partner app gets a fresh database ``bench_partner_<pid>``, removed at the end.
 
     .venv/bin/python bench/events_bench.py [--events 3000] [--raw 3000] [--concurrency 4]
-        [--warm-up 500] [--rounds 4]
+        [--warm-up 500] [--rounds 4] [--answer-ms 0]
+
+``--answer-ms`` makes the receiver take that long to answer each POST, as a real endpoint does:
+the runs then wait on the network rather than share the cores, and how evenly they share a
+burst is what the figure shows.
 """
 
 from __future__ import annotations
@@ -55,9 +59,13 @@ from bench.sync_bench import (  # noqa: E402
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    #: Seconds the receiver takes to answer (``--answer-ms``): a real endpoint's latency.
+    delay = 0.0
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
+        if self.delay:
+            time.sleep(self.delay)
         self.send_response(204)
         self.send_header("content-length", "0")
         self.end_headers()
@@ -66,16 +74,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def _serve(port_out: Any) -> None:
+def _serve(port_out: Any, delay: float) -> None:
+    _Handler.delay = delay
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     port_out.put(server.server_address[1])
     server.serve_forever()
 
 
-def start_receiver() -> tuple[multiprocessing.Process, str]:
+def start_receiver(delay: float = 0.0) -> tuple[multiprocessing.Process, str]:
     ports: Any = multiprocessing.Queue()
-    process = multiprocessing.Process(target=_serve, args=(ports,), daemon=True)
+    process = multiprocessing.Process(target=_serve, args=(ports, delay), daemon=True)
     process.start()
     return process, f"http://127.0.0.1:{ports.get(timeout=10)}/hooks"
 
@@ -179,10 +188,13 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=4, help="bare loop, then deliverer, this often"
     )
+    parser.add_argument(
+        "--answer-ms", type=float, default=0.0, help="the receiver's latency per POST"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    receiver, url = start_receiver()
+    receiver, url = start_receiver(args.answer_ms / 1000)
     bare: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     try:
@@ -225,6 +237,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, {platform.python_version()}",
         "load": [load_before, load()],
         "concurrency": args.concurrency,
+        "answer_ms": args.answer_ms,
         "rounds": args.rounds,
         "warm_up": warm_up,
         "bare_loops": bare,
