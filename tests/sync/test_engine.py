@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 import redis
+from django.db.models.signals import post_save
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team, User
@@ -84,6 +85,32 @@ def test_a_first_sync_brings_every_document_content_type_and_field(
     schedule = SyncSchedule.objects.get(connection=conn)
     assert schedule.last_success_at == run.finished_at
     assert schedule.next_due_at > run.finished_at
+
+
+def test_a_run_is_never_seen_finished_before_its_rate_limits_are_counted(
+    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
+) -> None:
+    sandbox.generate_research(world.tenant, world.team_id, 50, seed=15)
+    conn = machine_connection(team, world)
+    sandbox.set_fault("rate_limit", target="api", delay_ms=1000, count=2, tenant=world.tenant)
+    # What a reader (a page, a test's poll) finds in the database the moment the run is saved
+    # as finished.
+    counted_when_finished: list[int] = []
+
+    def on_save(sender: type[SyncRun], instance: SyncRun, **kwargs: object) -> None:
+        if instance.status == SyncRun.Status.SUCCEEDED:
+            stored = SyncRun.objects.get(pk=instance.pk)
+            counted_when_finished.append(stored.rate_limited_count)
+
+    post_save.connect(on_save, sender=SyncRun, dispatch_uid="test.counted_when_finished")
+    try:
+        run_to_end(run := new_run(conn))
+    finally:
+        post_save.disconnect(sender=SyncRun, dispatch_uid="test.counted_when_finished")
+
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error_message
+    assert run.rate_limited_count == 2
+    assert counted_when_finished == [2]
 
 
 def test_an_unchanged_resync_writes_no_document_row(

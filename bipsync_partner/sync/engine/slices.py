@@ -112,25 +112,36 @@ def _execute_locked(
             # After the research's scan, before the run concludes: the run's progress and
             # notes say what became of each resource (bipsync_partner/sync/resources.py).
             sync_resources(run, api, deadline=deadline, tick=_renewing(slot))
+            _record_rate_limits(run, api)
             if finish(run):
                 break
         return Outcome(DONE, "succeeded")
     except SliceOver:
+        _record_rate_limits(run, api)
         return pause(run, "time slice over")
     except ApiError as error:
+        _record_rate_limits(run, api)
         if error.transient:
             return retry_later(run, error)
         fail(run, error.code, error.sentence)
         return Outcome(DONE, "failed")
     finally:
+        _record_rate_limits(run, api)  # an unexpected error's; the others are recorded
         if api is not None:
-            run.rate_limited_count += api.rate_limited
-            SyncRun.objects.filter(pk=run.pk).update(
-                rate_limited_count=F("rate_limited_count") + api.rate_limited
-            )
             api.close()
         slot.release()
         _set_session(False)
+
+
+def _record_rate_limits(run: SyncRun, api: BipsyncApi | None) -> None:
+    """Add the 429s the client met since the last call to the run's count. Called before the
+    run's outcome is saved, so that whoever sees the run finished sees its count too (recorded
+    after it, a reader could find a finished run with none)."""
+    if api is None or not api.rate_limited:
+        return
+    met, api.rate_limited = api.rate_limited, 0
+    run.rate_limited_count += met
+    SyncRun.objects.filter(pk=run.pk).update(rate_limited_count=F("rate_limited_count") + met)
 
 
 def _read_to_the_end(
