@@ -75,11 +75,11 @@ def deliver_due(endpoint_id: uuid.UUID | str, *, call_in: bool = True) -> str:
     it queues the runs that can share them at once (up to ``EVENTS_DELIVERY_RUNS`` in all; a run
     so called in, ``call_in`` False, calls in no others), and a later claim that leaves more
     queues one (at most one waits per endpoint otherwise,
-    :mod:`~bipsync_partner.events.outbox`). Batches are sized to the endpoint's pace and to
-    what is left (:func:`_next_batch_size`): a fast endpoint's burst costs a few statements per
-    hundred events, a slow one's is shared between workers rather than held by one, and the
-    last batches of a burst are shares of its end, so that the runs finish together
-    (:func:`claims.claim`)."""
+    :mod:`~bipsync_partner.events.outbox`). Batches are sized to the endpoint's pace
+    (:func:`_next_batch_size`): a fast endpoint's burst costs a few statements per hundred
+    events, and a slow one's is shared between workers rather than held by one. While runs
+    share a burst, each claim takes at most its share of what is left (:func:`claims.claim`),
+    so that the runs finish together."""
     outbox.started(endpoint_id)
     started = time.monotonic()
     attempted = 0
