@@ -145,6 +145,7 @@ def verify(committed_path: Path) -> dict[str, Any]:
     )
 
     def waits(write: dict[str, Any]) -> bool:
+        # As devtools.soak.writes.PENDING_SQL leaves out of the drain.
         return bool(
             write["status"] == Write.Status.QUEUED
             and write["connection__status"] == Connection.Status.NEEDS_RECONNECT

@@ -57,7 +57,8 @@ def feed_plan(
 
 
 #: Writes still to be delivered, but for those that wait for their connection to be reconnected
-#: (nobody reconnects in the soak; the report judges them).
+#: (nobody reconnects in the soak; the report judges them). The same test as ``waits`` in
+#: :func:`devtools.soak.partner_writes.verify`, in SQL: the runner has no Django.
 PENDING_SQL = """
 SELECT count(*) FROM writes_write w LEFT JOIN connections_connection c ON c.id = w.connection_id
 WHERE w.status IN ('queued', 'sending')
