@@ -45,12 +45,12 @@ from bipsync_partner.connections.models import Connection
 
 log = logging.getLogger(__name__)
 
-connection_needs_reconnect = Signal()
-history_appended = Signal()
-connection_reconnected = Signal()
-disconnect_consequences = Signal()
-sync_summaries = Signal()
-connection_disconnected = Signal()
+connection_needs_reconnect: Signal = Signal()
+history_appended: Signal = Signal()
+connection_reconnected: Signal = Signal()
+disconnect_consequences: Signal = Signal()
+sync_summaries: Signal = Signal()
+connection_disconnected: Signal = Signal()
 
 
 @dataclass(frozen=True)
