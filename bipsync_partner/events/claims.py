@@ -6,8 +6,9 @@ the ids, the ``UPDATE`` of their lease, then a ``SELECT`` of the rows with their
 building those queries and rows was most of what a delivery cost beyond its POST, on the cores
 the POSTs need (bench/README.md, "Outbound events"). Here it is one statement, generated from the
 models' own metadata on first use: ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)
-RETURNING`` the claimed rows and their events, loaded through ``from_db`` (and each field's
-``from_db_value``, so the event's JSON is decoded as the ORM decodes it).
+RETURNING`` what sending needs of each claimed row and its event, as plain values: the event's
+body as PostgreSQL prints its JSON (sent as it is, so it is neither decoded nor encoded again),
+and no model instances (building two per delivery cost more than its signature).
 
 Two workers never both get a delivery: the second skips the rows the first has locked, and
 re-checks the lease on the rows it locks.
@@ -21,46 +22,52 @@ from __future__ import annotations
 
 import functools
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import connection, connections, models
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models.base import ModelState
+from django.db import connection
 
 from bipsync_partner.events.models import Delivery, Endpoint, Event
 from bipsync_partner.sqlnames import column as _column
 from bipsync_partner.sqlnames import quoted as _quoted
 
-#: What the deliverer reads of a claimed delivery and its event; the rest of each row is left
-#: deferred (the outcome is written by id, and a failure's notice reads only these).
-_LOADED = {
-    Delivery: ("id", "event", "endpoint", "attempts", "first_attempt_at", "next_attempt_at"),
-    Event: ("id", "uid", "type", "payload"),
-}
 
+@dataclass(slots=True)
+class ClaimedDelivery:
+    """What sending a claimed delivery needs: its id and attempts, its event's ``webhook-id``,
+    type and body, and the endpoint (one object for the batch, so that what one outcome learns
+    of it the next sees)."""
 
-def _fields(model: type[models.Model]) -> tuple[models.Field[Any, Any], ...]:
-    # In the model's own order: ``from_db`` pairs the values with the concrete fields in that
-    # order, marking the ones left out as deferred.
-    wanted = {model._meta.get_field(name) for name in _LOADED[model]}
-    return tuple(field for field in model._meta.concrete_fields if field in wanted)
+    id: int
+    attempts: int
+    first_attempt_at: datetime | None
+    uid: str
+    type: str
+    #: The event's payload as stored, printed by PostgreSQL: the body sent and signed.
+    body: str
+    endpoint: Endpoint
 
 
 @functools.cache
 def _claim_sql(first: bool) -> str:
     table = _quoted(Delivery._meta.db_table)
     events = _quoted(Event._meta.db_table)
+    endpoints = _quoted(Endpoint._meta.db_table)
     d = functools.partial(_column, Delivery)
-    # ``first`` (the delivery a task was queued for) goes ahead of the rest when it is due.
-    priority = f"(d.{d('id')} = %(first)s)" if first else "false"
-    returned = ", ".join(
-        [f"t.{_quoted(f.column)}" for f in _fields(Delivery)]
-        + [f"e.{_quoted(f.column)}" for f in _fields(Event)]
-    )
+    e = functools.partial(_column, Event)
+    def priority(alias: str) -> str:
+        # ``first`` (the delivery a task was queued for) goes ahead of the rest when it is due.
+        return f"({alias}.{d('id')} = %(first)s)" if first else "false"
+
     return f"""
-        WITH ahead AS (
+        WITH endpoint AS (
+            -- The endpoint's row version: the deliverer reloads its endpoint (secrets, URL)
+            -- only when it changed. A disabled endpoint has nothing claimed.
+            SELECT xmin::text AS version FROM {endpoints}
+            WHERE {_column(Endpoint, "id")} = %(endpoint)s AND {_column(Endpoint, "enabled")}
+        ), ahead AS (
             -- What the endpoint has due, up to a bound, locking nothing: the oldest first, so
             -- that the batches other runs hold (still pending) are among what it sees, and
             -- then what is free to claim.
@@ -84,99 +91,79 @@ def _claim_sql(first: bool) -> str:
                    END::integer AS size
             FROM seen
         ), due AS (
-            SELECT d.{d("id")} AS id, d.{d("next_attempt_at")} AS at, {priority} AS named
+            SELECT d.{d("id")} AS id, d.{d("next_attempt_at")} AS at, {priority("d")} AS named
             FROM {table} d
             WHERE d.{d("endpoint")} = %(endpoint)s AND d.{d("status")} = %(pending)s
               AND d.{d("next_attempt_at")} <= %(now)s
               AND (d.{d("lease_until")} IS NULL OR d.{d("lease_until")} < %(now)s)
+              AND EXISTS (SELECT FROM endpoint)
             ORDER BY named DESC, d.{d("next_attempt_at")}, d.{d("id")}
             -- The batch asked for, not the share: a LIMIT the planner cannot read made it
             -- estimate a tenth of the endpoint's rows, and scan the whole table to update them.
             LIMIT %(size)s + 1
             FOR UPDATE SKIP LOCKED
         ), taken AS (
-            SELECT id FROM due ORDER BY named DESC, at, id LIMIT (SELECT size FROM share)
+            SELECT id, at, named FROM due ORDER BY named DESC, at, id LIMIT (SELECT size FROM share)
+        ), claimed AS (
+            UPDATE {table} AS t
+            SET {d("claim_token")} = %(token)s, {d("lease_until")} = %(lease)s
+            FROM {events} AS e
+            -- By primary key whatever the planner estimates of the share (a join with a
+            -- misestimated set of ids was a sequential scan of the table).
+            WHERE t.{d("id")} = ANY(ARRAY(SELECT id FROM taken))
+              AND e.{e("id")} = t.{d("event")}
+            RETURNING t.{d("id")} AS id, t.{d("attempts")} AS attempts,
+                t.{d("first_attempt_at")} AS first_attempt_at, t.{d("next_attempt_at")} AS at,
+                {priority("t")} AS named,
+                e.{e("uid")} AS uid, e.{e("type")} AS type, e.{e("payload")}::text AS body
         )
-        UPDATE {table} AS t
-        SET {d("claim_token")} = %(token)s, {d("lease_until")} = %(lease)s
-        FROM {events} AS e
-        -- By primary key whatever the planner estimates of the share (a join with a
-        -- misestimated set of ids was a sequential scan of the table).
-        WHERE t.{d("id")} = ANY(ARRAY(SELECT id FROM taken))
-          AND e.{_column(Event, "id")} = t.{d("event")}
-        RETURNING {returned}, (SELECT count(*) FROM due) > (SELECT size FROM share),
-            (SELECT free FROM seen), (SELECT others FROM seen)
+        -- RETURNING keeps no order: the batch in the order it was chosen in.
+        SELECT c.id, c.attempts, c.first_attempt_at, c.uid, c.type, c.body,
+            (SELECT count(*) FROM due) > (SELECT size FROM share),
+            (SELECT free FROM seen), (SELECT others FROM seen), (SELECT version FROM endpoint)
+        FROM claimed c
+        ORDER BY c.named DESC, c.at, c.id
     """
 
 
-@functools.cache
-def _loaders() -> tuple[tuple[str, ...], tuple[Any, ...], tuple[str, ...], tuple[Any, ...]]:
-    def converters(fields: tuple[models.Field[Any, Any], ...]) -> tuple[Any, ...]:
-        return tuple(getattr(f, "from_db_value", None) for f in fields)
-
-    return (
-        tuple(f.attname for f in _fields(Delivery)),
-        converters(_fields(Delivery)),
-        tuple(f.attname for f in _fields(Event)),
-        converters(_fields(Event)),
-    )
-
-
-def _load(
-    model: type[models.Model],
-    names: tuple[str, ...],
-    convert: tuple[Any, ...],
-    row: Any,
-    db: BaseDatabaseWrapper,
-) -> Any:
-    """The instance ``model.from_db`` would make of the row, made directly.
-
-    ``from_db`` goes through ``Model.__init__``: its ``pre_init``/``post_init`` signals and its
-    loop over every field, the deferred ones included, were 41 of the 57 µs a claimed delivery
-    cost to load (bench/README.md, "Outbound events"). What ``from_db`` leaves is an instance
-    with the loaded fields' values in ``__dict__`` (a field missing there is deferred, loaded on
-    first access) and a ``_state`` saying which database it came from; that is what is built
-    here. Neither model has an init signal receiver, which
-    ``tests/events/test_claims.py`` checks, so nothing ``__init__`` would run is skipped.
-    ``db`` is the connection itself, not Django's per-thread proxy of it, which costs a look-up
-    on every use."""
-    instance = model.__new__(model)
-    state = ModelState()
-    state.adding = False
-    state.db = db.alias
-    instance._state = state
-    instance.__dict__.update(
-        (name, value if converter is None else converter(value, None, db))
-        for name, value, converter in zip(names, row, convert, strict=True)
-    )
-    return instance
-
-
 class Claimed(NamedTuple):
-    batch: list[Delivery]
+    batch: list[ClaimedDelivery]
     #: More were due, and free to claim, than the batch took.
     more: bool
     #: Due deliveries free to claim besides the batch (seen within the look-ahead).
     free_besides: int
     #: Other runs holding due deliveries (seen within the look-ahead).
     other_runs: int
+    #: The endpoint the batch goes to, and the version of its row that it was loaded at (None
+    #: when nothing was claimed).
+    endpoint: Endpoint | None = None
+    endpoint_version: str = ""
+
+
+def load_endpoint(endpoint_id: uuid.UUID | str) -> Endpoint | None:
+    return Endpoint.objects.select_related("team").filter(id=endpoint_id, enabled=True).first()
 
 
 def claim(
-    endpoint: Endpoint,
+    endpoint_id: uuid.UUID | str,
     token: uuid.UUID,
     size: int,
     now: datetime,
     *,
+    known: Endpoint | None = None,
+    known_version: str = "",
     first: int | None = None,
     look_ahead: int = 0,
     smallest_share: int = 1,
 ) -> Claimed:
     """Claim up to ``size`` of the endpoint's due deliveries for ``token`` (``first``, when
-    given and due, first; then the longest waiting), each with its event and this endpoint
-    object; whether more were due than the batch took; and, within the first ``look_ahead``
-    due (0: not counted), how many are free to claim besides the batch and how many other runs
-    hold some.
+    given and due, first; then the longest waiting), each with its event and the endpoint;
+    whether more were due than the batch took; and, within the first ``look_ahead`` due (0: not
+    counted), how many are free to claim besides the batch and how many other runs hold some.
+
+    ``known`` is the endpoint as a previous claim of the run loaded it, at ``known_version`` of
+    its row: used again while its row is unchanged, and loaded afresh once it changed (a rotated
+    secret, a new URL), so that a run reads the endpoint once rather than once per batch.
 
     While other runs hold some, the batch is at most a fair share of what is free (at least
     ``smallest_share``), measured in the same statement as the claim: so the runs sharing a
@@ -186,7 +173,7 @@ def claim(
         cursor.execute(
             _claim_sql(first is not None),
             {
-                "endpoint": endpoint.pk,
+                "endpoint": endpoint_id,
                 "pending": Delivery.Status.PENDING.value,
                 "now": now,
                 "size": size,
@@ -198,21 +185,34 @@ def claim(
             },
         )
         rows = cursor.fetchall()
-    delivery_names, delivery_convert, event_names, event_convert = _loaders()
-    split = len(delivery_names)
-    db = connections[connection.alias]
-    batch: list[Delivery] = []
-    for row in rows:
-        delivery: Delivery = _load(Delivery, delivery_names, delivery_convert, row[:split], db)
-        # The related objects go where their descriptors would put them (the ids are loaded
-        # already); the endpoint is one object, so that what one outcome learns the next sees.
-        delivery._state.fields_cache.update(
-            event=_load(Event, event_names, event_convert, row[split:-3], db), endpoint=endpoint
-        )
-        batch.append(delivery)
-    # RETURNING keeps no order: put the batch back in the order it was chosen in.
-    batch.sort(key=lambda row: (row.pk != first, row.next_attempt_at, row.pk))
     if not rows:
-        return Claimed(batch, more=False, free_besides=0, other_runs=0)
-    more, free, others = rows[0][-3:]
-    return Claimed(batch, bool(more), free_besides=max(0, free - len(batch)), other_runs=others)
+        return Claimed([], more=False, free_besides=0, other_runs=0)
+    more, free, others, version = rows[0][-4:]
+    endpoint = known if known is not None and version == known_version else None
+    if endpoint is None:
+        # Loaded after the claim saw its version: a change in between is loaded now and seen
+        # again by the next claim, which loads it once more (never an older endpoint).
+        endpoint = load_endpoint(endpoint_id)
+        if endpoint is None:  # disabled since the claim: give the batch back
+            release([row[0] for row in rows], token)
+            return Claimed([], more=False, free_besides=0, other_runs=0)
+    batch = [
+        ClaimedDelivery(pk, attempts, first_attempt_at, uid, event_type, body, endpoint)
+        for pk, attempts, first_attempt_at, uid, event_type, body, *_ in rows
+    ]
+    return Claimed(
+        batch,
+        bool(more),
+        free_besides=max(0, free - len(batch)),
+        other_runs=others,
+        endpoint=endpoint,
+        endpoint_version=version,
+    )
+
+
+def release(ids: list[int], token: uuid.UUID) -> None:
+    """Give back claimed deliveries not attempted: due again at once, for any run."""
+    if ids:
+        Delivery.objects.filter(id__in=ids, claim_token=token).update(
+            claim_token=None, lease_until=None
+        )

@@ -146,7 +146,7 @@ class Delivery(models.Model):
                 name="events_delivery_due",
                 condition=models.Q(status="pending"),
             ),
-            # The claim's (delivery._claim): one endpoint's pending deliveries in the order they
+            # The claim's (events/claims.py): one endpoint's pending deliveries in the order they
             # are attempted, so that a claim reads the batch it takes rather than every pending
             # delivery of the endpoint, sorted (a burst of 2,000 events made each claim read
             # and sort all 2,000: bench/README.md, "Outbound events").

@@ -20,7 +20,9 @@ def _send(endpoint: Endpoint, subject: str, body: str) -> None:
         send_mail(subject, body, None, recipients)
 
 
-def delivery_failed(delivery: Delivery) -> None:
+def delivery_failed(delivery_id: int) -> None:
+    """The notice of a delivery that failed for good, from what was stored of it."""
+    delivery = Delivery.objects.select_related("event", "endpoint__team").get(id=delivery_id)
     endpoint = delivery.endpoint
     _send(
         endpoint,

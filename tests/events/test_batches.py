@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from accounts.models import Team
@@ -97,8 +98,13 @@ def test_a_batch_holds_about_two_seconds_of_the_endpoints_pace(
 
 
 def claim(endpoint: Endpoint, size: int, smallest_share: int = 1) -> claims.Claimed:
-    return delivery._claim(
-        endpoint.pk, uuid.uuid4(), size=size, look_ahead=400, smallest_share=smallest_share
+    return claims.claim(
+        endpoint.pk,
+        uuid.uuid4(),
+        size,
+        timezone.now(),
+        look_ahead=400,
+        smallest_share=smallest_share,
     )
 
 
@@ -140,20 +146,20 @@ def test_a_worker_that_lost_its_claim_marks_nothing_delivered(
     endpoint = add_endpoint(team, receiver)
     burst(team, 3)
     token = uuid.uuid4()
-    batch, more, _, _ = delivery._claim(endpoint.pk, token)
+    batch, more, *_ = claims.claim(endpoint.pk, token, 10, timezone.now())
     assert (len(batch), more) == (3, False)
     # Its lease ran out and another worker took the second one over.
-    Delivery.objects.filter(pk=batch[1].pk).update(claim_token=uuid.uuid4())
+    Delivery.objects.filter(pk=batch[1].id).update(claim_token=uuid.uuid4())
 
     outcomes = delivery._attempt(batch, token, started=time.monotonic())
 
     assert outcomes == {
-        batch[0].pk: "delivered",
-        batch[1].pk: "claim lost",
-        batch[2].pk: "delivered",
+        batch[0].id: "delivered",
+        batch[1].id: "claim lost",
+        batch[2].id: "delivered",
     }
-    taken = Delivery.objects.get(pk=batch[1].pk)
+    taken = Delivery.objects.get(pk=batch[1].id)
     assert (taken.status, taken.attempts, taken.delivered_at) == ("pending", 0, None)
-    done = Delivery.objects.get(pk=batch[0].pk)
+    done = Delivery.objects.get(pk=batch[0].id)
     assert (done.status, done.attempts, done.last_status_code) == ("delivered", 1, 204)
     assert done.first_attempt_at == done.last_attempt_at == done.delivered_at
