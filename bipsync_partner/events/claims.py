@@ -57,6 +57,7 @@ def _claim_sql(first: bool) -> str:
     endpoints = _quoted(Endpoint._meta.db_table)
     d = functools.partial(_column, Delivery)
     e = functools.partial(_column, Event)
+
     def priority(alias: str) -> str:
         # ``first`` (the delivery a task was queued for) goes ahead of the rest when it is due.
         return f"({alias}.{d('id')} = %(first)s)" if first else "false"
