@@ -192,6 +192,9 @@ def _attempt(
         target = str(refused)
     outcomes: dict[int, str] = {}
     delivered: list[tuple[int, Answer, float]] = []
+    # Once per batch, not per event: a batch lasts about EVENTS_DELIVERY_BATCH_MS, and a
+    # previous secret signing for that much past its overlap only adds a signature.
+    signing = batch[0].endpoint.signing_secrets(timezone.now())
     for index, delivery in enumerate(batch):
         if not delivery.endpoint.enabled:
             break  # disabled by the failure just recorded, which failed the rest with it
@@ -199,7 +202,7 @@ def _attempt(
             claims.release([row.id for row in batch[index:]], token)
             outbox.enqueue(delivery.endpoint.pk)
             break
-        answer = send(delivery, target, timezone.now())
+        answer = send(delivery, target, timezone.now(), signing)
         if answer.ok:
             delivered.append((delivery.id, answer, time.time()))
             continue
@@ -215,13 +218,19 @@ def _attempt(
     return outcomes
 
 
-def send(delivery: claims.ClaimedDelivery, target: addresses.Target | str, now: datetime) -> Answer:
-    """POST the event to the checked ``target`` (a sentence: the address was refused)."""
+def send(
+    delivery: claims.ClaimedDelivery,
+    target: addresses.Target | str,
+    now: datetime,
+    signing_secrets: list[str],
+) -> Answer:
+    """POST the event to the checked ``target`` (a sentence: the address was refused), signed
+    with each of ``signing_secrets``."""
     if isinstance(target, str):
         return Answer(None, target, 0)
     started = time.perf_counter()
     body = delivery.body
-    headers = signed_headers(delivery.uid, now, body, delivery.endpoint.signing_secrets(now))
+    headers = signed_headers(delivery.uid, now, body, signing_secrets)
     headers["host"] = target.host_header
     headers["user-agent"] = "bipsync-partner-webhooks"
     try:
