@@ -15,7 +15,7 @@ from pytest_django.fixtures import Settings
 
 from accounts.models import Team
 from bipsync_partner.events import claims, outbox
-from bipsync_partner.events.models import Delivery
+from bipsync_partner.events.models import Delivery, Endpoint
 from tests.events.conftest import Receiver, add_endpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,23 +60,32 @@ def test_a_batch_comes_in_the_order_it_was_chosen_in(
     assert [row.id for row in batch] == [ids[2], ids[0], ids[1], ids[3]]
 
 
-def test_a_run_reads_its_endpoint_once_while_the_endpoint_is_unchanged(
-    events_settings: Settings, receiver: Receiver, team: Team
-) -> None:
+def claim_again(endpoint_id: uuid.UUID, previous: claims.Claimed) -> claims.Claimed:
+    """A run's next claim: one, knowing the endpoint as the previous claim loaded it."""
+    return claims.claim(
+        endpoint_id,
+        uuid.uuid4(),
+        1,
+        timezone.now(),
+        known=previous.endpoint,
+        known_version=previous.endpoint_version,
+    )
+
+
+def first_of_two(team: Team, receiver: Receiver) -> tuple[Endpoint, claims.Claimed]:
     endpoint = add_endpoint(team, receiver)
     for n in range(2):
         outbox.record(team.pk, "write.delivered", {"write": {"id": f"w-{n}"}})
-    first = claims.claim(endpoint.pk, uuid.uuid4(), 1, timezone.now())
+    return endpoint, claims.claim(endpoint.pk, uuid.uuid4(), 1, timezone.now())
+
+
+def test_a_run_reads_its_endpoint_once_while_the_endpoint_is_unchanged(
+    events_settings: Settings, receiver: Receiver, team: Team
+) -> None:
+    endpoint, first = first_of_two(team, receiver)
 
     with CaptureQueriesContext(connection) as queries:
-        second = claims.claim(
-            endpoint.pk,
-            uuid.uuid4(),
-            1,
-            timezone.now(),
-            known=first.endpoint,
-            known_version=first.endpoint_version,
-        )
+        second = claim_again(endpoint.pk, first)
 
     assert len(queries.captured_queries) == 1  # the claim itself
     assert second.batch[0].endpoint is first.endpoint
@@ -85,21 +94,11 @@ def test_a_run_reads_its_endpoint_once_while_the_endpoint_is_unchanged(
 def test_an_endpoint_changed_since_the_last_claim_is_loaded_again(
     events_settings: Settings, receiver: Receiver, team: Team
 ) -> None:
-    endpoint = add_endpoint(team, receiver)
-    for n in range(2):
-        outbox.record(team.pk, "write.delivered", {"write": {"id": f"w-{n}"}})
-    first = claims.claim(endpoint.pk, uuid.uuid4(), 1, timezone.now())
+    endpoint, first = first_of_two(team, receiver)
     # An admin rotates the secret while the run sends its first batch.
     new = endpoint.rotate_secret(timezone.now())
 
-    second = claims.claim(
-        endpoint.pk,
-        uuid.uuid4(),
-        1,
-        timezone.now(),
-        known=first.endpoint,
-        known_version=first.endpoint_version,
-    )
+    second = claim_again(endpoint.pk, first)
 
     assert second.batch[0].endpoint is not first.endpoint
     assert second.batch[0].endpoint.signing_secrets(timezone.now())[0] == new
