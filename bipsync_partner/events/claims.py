@@ -140,8 +140,13 @@ class Claimed(NamedTuple):
     endpoint: Endpoint | None = None
     endpoint_version: str = ""
 
+    @classmethod
+    def nothing(cls) -> Claimed:
+        """No batch: what a claim finds when nothing is due (and a run's start)."""
+        return cls([], more=False, free_besides=0, other_runs=0)
 
-def load_endpoint(endpoint_id: uuid.UUID | str) -> Endpoint | None:
+
+def _load_endpoint(endpoint_id: uuid.UUID | str) -> Endpoint | None:
     return Endpoint.objects.select_related("team").filter(id=endpoint_id, enabled=True).first()
 
 
@@ -187,16 +192,16 @@ def claim(
         )
         rows = cursor.fetchall()
     if not rows:
-        return Claimed([], more=False, free_besides=0, other_runs=0)
+        return Claimed.nothing()
     more, free, others, version = rows[0][-4:]
     endpoint = known if known is not None and version == known_version else None
     if endpoint is None:
         # Loaded after the claim saw its version: a change in between is loaded now and seen
         # again by the next claim, which loads it once more (never an older endpoint).
-        endpoint = load_endpoint(endpoint_id)
+        endpoint = _load_endpoint(endpoint_id)
         if endpoint is None:  # disabled since the claim: give the batch back
             release([row[0] for row in rows], token)
-            return Claimed([], more=False, free_besides=0, other_runs=0)
+            return Claimed.nothing()
     batch = [
         ClaimedDelivery(pk, attempts, first_attempt_at, uid, event_type, body, endpoint)
         for pk, attempts, first_attempt_at, uid, event_type, body, *_ in rows

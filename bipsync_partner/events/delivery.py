@@ -84,7 +84,7 @@ def deliver_due(endpoint_id: uuid.UUID | str, *, call_in: bool = True) -> str:
     attempted = 0
     size = min(FIRST_BATCH, settings.EVENTS_DELIVERY_BATCH)
     runs = settings.EVENTS_DELIVERY_RUNS
-    claimed = claims.Claimed([], more=False, free_besides=0, other_runs=0)
+    claimed = claims.Claimed.nothing()
     with _asynchronous_commits():
         while True:
             if time.monotonic() - started > _budget():
