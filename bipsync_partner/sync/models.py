@@ -532,22 +532,10 @@ class DocumentSighting(models.Model):
     """
 
     pk = models.CompositePrimaryKey("document", "connection")
-    # Neither key has a database constraint. The page statement writes a sighting only for the
-    # id it has just inserted or read in the same statement, and the run's own connection; each
-    # constraint's check locks the row it points to (FOR KEY SHARE), and the two cost 13 % of
-    # a first sync's database time (bench/README.md). Django's cascades still delete a
-    # document's and a connection's sightings, and the engine's statements delete sightings
-    # before the documents they leave unseen.
     document = models.ForeignKey(
-        ResearchDocument,
-        models.CASCADE,
-        related_name="sightings",
-        db_index=False,
-        db_constraint=False,
+        ResearchDocument, models.CASCADE, related_name="sightings", db_index=False
     )
-    connection = models.ForeignKey(
-        Connection, models.CASCADE, related_name="+", db_index=False, db_constraint=False
-    )
+    connection = models.ForeignKey(Connection, models.CASCADE, related_name="+", db_index=False)
     first_seen_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -303,28 +303,6 @@ def test_deleting_a_team_deletes_its_connections_synced_research(
     assert not DocumentSighting.objects.filter(connection_id=conn.pk).exists()
 
 
-def test_deleting_a_connection_or_a_document_deletes_their_sightings(
-    partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
-) -> None:
-    sandbox.generate_research(world.tenant, world.team_id, 30, seed=18)
-    first, second = machine_connection(team, world), machine_connection(team, world)
-    for conn in (first, second):
-        run_to_end(run := new_run(conn))
-        assert run.status == SyncRun.Status.SUCCEEDED, run.error_message
-    assert DocumentSighting.objects.filter(connection=second).count() == 30
-    doc = ResearchDocument.objects.filter(team=team).first()
-    assert doc is not None
-
-    # A sighting's keys have no database constraints (the engine's statements keep them
-    # right): Django's cascades must remove what points at a deleted row.
-    Connection.objects.filter(pk=second.pk).delete()
-    doc.delete()
-
-    assert not DocumentSighting.objects.filter(connection_id=second.pk).exists()
-    assert not DocumentSighting.objects.filter(document_id=doc.pk).exists()
-    assert DocumentSighting.objects.filter(connection=first).count() == 29
-
-
 def test_a_first_scan_that_meets_documents_again_updates_them_instead_of_failing(
     partner: Settings, sandbox: Sandbox, world: SyncWorld, team: Team
 ) -> None:
