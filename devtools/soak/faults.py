@@ -190,6 +190,12 @@ class FaultRunner(threading.Thread):
                 return
             self._halt.wait(min(1.0, max(0.0, deadline - time.time())))
 
+    def _hold_until_first(self, fault: PlannedFault, happened: Callable[[], bool]) -> None:
+        """A window whose fault has had no effect yet tested nothing: it stays open until the
+        first effect, for at most twice its length again."""
+        if not happened():
+            self._hold(2 * fault.duration, happened)
+
     def _token_5xx(self, window: Window, fault: PlannedFault) -> None:
         self.admin.set_fault("status", status=503, count=None)
         self._hold(fault.duration)
@@ -243,11 +249,9 @@ class FaultRunner(threading.Thread):
         count = max(5, self.config.connections // 100)
         created = self.admin.set_fault("close", count=count)
         self._hold(fault.duration, self._used_up(created["id"]))
-        if self._remaining(created["id"]) == count:
-            # A short run can meet a lull between sweeps' batches (a CI run closed nothing in
-            # its 3 s); a window that closed no connection tested nothing, so it stays open
-            # until the first close, for at most twice as long again.
-            self._hold(2 * fault.duration, lambda: self._remaining(created["id"]) < count)
+        # A short run can meet a lull between sweeps' batches (a CI run closed nothing in its
+        # 3 s).
+        self._hold_until_first(fault, lambda: self._remaining(created["id"]) < count)
         window.detail["closed"] = count - self._remaining(created["id"])
         self.admin.clear_faults()
 
@@ -260,9 +264,7 @@ class FaultRunner(threading.Thread):
         count = self.config.lost_replies
         created = self.admin.set_fault("lose_response", count=count, tenant=LOSSY_TENANT)
         self._hold(fault.duration, self._used_up(created["id"]))
-        if self._remaining(created["id"]) == count:
-            # As with token_close: a window that dropped nothing tested nothing.
-            self._hold(2 * fault.duration, lambda: self._remaining(created["id"]) < count)
+        self._hold_until_first(fault, lambda: self._remaining(created["id"]) < count)
         window.detail["lost"] = count - self._remaining(created["id"])
         self.admin.clear_faults()
 
@@ -274,11 +276,9 @@ class FaultRunner(threading.Thread):
         self.stack.fail_rotation_writes(count)
         try:
             self._hold(fault.duration, lambda: self.stack.rotation_writes_failed() >= count)
-            if self.stack.rotation_writes_failed() == 0:
-                # As with token_close: it follows PostgreSQL's restart, and on a loaded machine
-                # the sweeps can still be backing off from it for the whole window (a suite
-                # run at load 6 failed no write in 3.7 s), which tested nothing.
-                self._hold(2 * fault.duration, lambda: self.stack.rotation_writes_failed() > 0)
+            # It follows PostgreSQL's restart: on a loaded machine the sweeps can still be backing
+            # off from it for the whole window (a suite run at load 6 failed no write in 3.7 s).
+            self._hold_until_first(fault, lambda: self.stack.rotation_writes_failed() > 0)
             window.detail["failed_writes"] = self.stack.rotation_writes_failed()
         finally:
             self.stack.stop_failing_rotation_writes()
