@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import kombu.exceptions
 import redis
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -58,23 +59,22 @@ class Dependency:
     plain_page: bool
 
 
-DEPENDENCIES: tuple[Dependency, ...] = (
-    Dependency(
-        "PostgreSQL",
-        # InterfaceError: a connection that died under the request.
-        (OperationalError, InterfaceError),
-        DATABASE_DOWN_SENTENCE,
-        retry_after=30,
-        plain_page=True,
-    ),
-    Dependency(
-        "Redis",
-        (redis.RedisError, kombu.exceptions.OperationalError),
-        REDIS_DOWN_SENTENCE,
-        retry_after=60,
-        plain_page=False,
-    ),
+POSTGRESQL = Dependency(
+    "PostgreSQL",
+    # InterfaceError: a connection that died under the request.
+    (OperationalError, InterfaceError),
+    DATABASE_DOWN_SENTENCE,
+    retry_after=30,
+    plain_page=True,
 )
+REDIS = Dependency(
+    "Redis",
+    (redis.RedisError, kombu.exceptions.OperationalError),
+    REDIS_DOWN_SENTENCE,
+    retry_after=60,
+    plain_page=False,
+)
+DEPENDENCIES: tuple[Dependency, ...] = (POSTGRESQL, REDIS)
 
 
 class DependencyUnavailableMiddleware:
@@ -96,12 +96,49 @@ class DependencyUnavailableMiddleware:
         down = next((d for d in DEPENDENCIES if isinstance(exception, d.errors)), None)
         if down is None:
             return None
-        # The type only: the error's text can carry the server's address.
-        log.warning("%s is not answering (%s): answered 503", down.name, type(exception).__name__)
-        response = _unavailable(request, down)
-        response["Retry-After"] = str(down.retry_after)
-        response["Cache-Control"] = "no-store"
-        return response
+        return _answer_unavailable(request, down, exception)
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Django's, except that a session the database cannot save (PostgreSQL went away while
+    the page was being made) answers the outage's 503 and sentence.
+
+    The session is saved in the response phase, after the view, so
+    :class:`DependencyUnavailableMiddleware` never sees that error: Django's database backend
+    reads any error of an update as the session deleted under the request
+    (``SessionInterrupted``, a 400 whose page then fails as well), and a new session's error
+    reaches the handler as a 500. Either way the database error is in the exception's chain.
+    """
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        try:
+            return super().process_response(request, response)
+        except Exception as exc:
+            cause = _database_error_in(exc)
+            if cause is None:
+                raise
+            return _answer_unavailable(request, POSTGRESQL, cause)
+
+
+def _database_error_in(exc: BaseException) -> BaseException | None:
+    """The database error ``exc`` is, or was raised while handling, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, POSTGRESQL.errors):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _answer_unavailable(
+    request: HttpRequest, down: Dependency, exception: BaseException
+) -> HttpResponse:
+    # The type only: the error's text can carry the server's address.
+    log.warning("%s is not answering (%s): answered 503", down.name, type(exception).__name__)
+    response = _unavailable(request, down)
+    response["Retry-After"] = str(down.retry_after)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def _unavailable(request: HttpRequest, down: Dependency) -> HttpResponse:

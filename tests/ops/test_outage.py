@@ -57,3 +57,29 @@ def test_signing_in_answers_503_with_a_sentence_while_the_database_is_down(alice
 
     assert response.status_code == 503
     assert SENTENCE in response.content.decode()
+
+
+@contextlib.contextmanager
+def port_restored() -> Iterator[None]:
+    port = connection.settings_dict["PORT"]
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+
+
+@pytest.mark.urls("tests.ops.failing_urls")
+@pytest.mark.parametrize("visitor", ["signed in", "new session"])
+def test_a_session_the_database_cannot_save_answers_503_with_a_sentence(
+    visitor: str, alice: User
+) -> None:
+    # The session is saved after the view, in the response phase: a member's is updated, a new
+    # visitor's created, and each fails differently inside Django when PostgreSQL is gone.
+    client = signed_in(alice) if visitor == "signed in" else Client()
+    with port_restored():
+        response = client.get("/session-into-an-outage/", {"port": closed_port()})
+
+    assert response.status_code == 503
+    assert SENTENCE in response.content.decode()
+    assert response["Retry-After"] == "30"
