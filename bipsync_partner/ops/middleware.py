@@ -106,8 +106,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
     The session is saved in the response phase, after the view, so
     :class:`DependencyUnavailableMiddleware` never sees that error: Django's database backend
     reads any error of an update as the session deleted under the request
-    (``SessionInterrupted``, a 400 whose page then fails as well), and a new session's error
-    reaches the handler as a 500. Either way the database error is in the exception's chain.
+    (``SessionInterrupted``), and a new session's error goes through as it is; the soak saw
+    such a page answer 500. Either way the database error is in the exception's chain.
     """
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
