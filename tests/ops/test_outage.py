@@ -22,15 +22,21 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @contextlib.contextmanager
-def database_down() -> Iterator[None]:
+def port_restored() -> Iterator[None]:
     port = connection.settings_dict["PORT"]
-    connection.close()
-    connection.settings_dict["PORT"] = str(closed_port())
     try:
         yield
     finally:
         connection.close()
         connection.settings_dict["PORT"] = port
+
+
+@contextlib.contextmanager
+def database_down() -> Iterator[None]:
+    with port_restored():
+        connection.close()
+        connection.settings_dict["PORT"] = str(closed_port())
+        yield
 
 
 def test_a_page_answers_503_with_a_sentence_while_the_database_is_down(
@@ -57,16 +63,6 @@ def test_signing_in_answers_503_with_a_sentence_while_the_database_is_down(alice
 
     assert response.status_code == 503
     assert SENTENCE in response.content.decode()
-
-
-@contextlib.contextmanager
-def port_restored() -> Iterator[None]:
-    port = connection.settings_dict["PORT"]
-    try:
-        yield
-    finally:
-        connection.close()
-        connection.settings_dict["PORT"] = port
 
 
 @pytest.mark.urls("tests.ops.failing_urls")
