@@ -22,8 +22,9 @@ and every connection refreshed on time outside the fault windows.
 - *Documents*: Bipsync's research does not change during the run, so no synced document may end
   marked deleted.
 - *Pages*: the signed-in visitor's pages answered no 5xx outside the database outage (the
-  ``postgres_restart`` window and ``DATABASE_SETTLE`` seconds after it), and inside it nothing but
-  a 503 that says why in a sentence.
+  ``postgres_restart`` window and ``DATABASE_SETTLE`` seconds after it; a page is inside when it
+  was in flight at any moment of that span), and inside it nothing but a 503 that says why in a
+  sentence.
 - *Writes*: every note the feed committed is at the sandbox once, its attachments too, with no
   duplicate; a write may still wait only on a connection whose loss is excused above (its
   deliverer waits for a person to reconnect it).
@@ -336,7 +337,8 @@ class Report:
         for answer in self.answers:
             by_status[str(answer.status)] = by_status.get(str(answer.status), 0) + 1
             server_error = isinstance(answer.status, int) and answer.status >= 500
-            if any(start <= answer.at <= end for start, end in outages):
+            # A page sent just before PostgreSQL stopped can meet the outage before it answers.
+            if any(answer.at <= end and answer.ended >= start for start, end in outages):
                 inside["requests"] += 1
                 if answer.status == 503 and answer.sentence:
                     inside["503_with_sentence"] += 1

@@ -25,7 +25,8 @@ LOGIN = "/accounts/login/"
 
 @dataclass
 class Answer:
-    at: float
+    at: float  # when the request was sent
+    ended: float  # when its answer (or its error) came
     page: str
     status: int | str  # an HTTP status, or the exception's name when there was no answer
     sentence: bool = False
@@ -89,7 +90,7 @@ class Visitor:
             status, sentence = type(exc).__name__, False
         except SignInRefused as exc:
             status, sentence = exc.status, exc.sentence
-        self.answers.append(Answer(started, page, status, sentence))
+        self.answers.append(Answer(started, time.time(), page, status, sentence))
 
     def _post(self, http: httpx.Client, page: str) -> httpx.Response:
         form = http.get(f"/teams/{self.team}/sync/{self.connection}/")
