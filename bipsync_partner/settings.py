@@ -162,6 +162,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "bipsync_partner" / "static"]
 WHITENOISE_USE_FINDERS = DEBUG
+# Fixed here rather than left to WhiteNoise, which reads settings.DEBUG when its middleware is
+# built: the test runner turns DEBUG off at run time, and a handler built then (every test
+# client's first request) would scan and stat every static file of the finders, up front.
+# In development the files are looked up per request, as WhiteNoise does by default there
+# (https://whitenoise.readthedocs.io/en/stable/django.html#WHITENOISE_AUTOREFRESH).
+WHITENOISE_AUTOREFRESH = DEBUG
 # Files the app keeps (attachments waiting to be written to Bipsync), for the default storage.
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 STORAGES = {
