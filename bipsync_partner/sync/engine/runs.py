@@ -84,6 +84,7 @@ def finish(run: SyncRun) -> bool:
 def _queue_statistics_refresh() -> None:
     from bipsync_partner.sync.tasks import refresh_statistics_task
 
+    statistics.flush_counts()
     refresh_statistics_task.delay()
 
 
