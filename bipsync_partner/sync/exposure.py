@@ -16,7 +16,7 @@ from django.db import connection as db
 from django.db import models, transaction
 
 from bipsync_partner.connections.models import Connection
-from bipsync_partner.sync.engine.sql import forget_statement
+from bipsync_partner.sync.engine.sql import forget_statement, lock_sighted_statement
 from bipsync_partner.sync.models import DocumentSighting, ResearchDocument
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,13 @@ def forget_connection(connection_id: uuid.UUID | str) -> int:
         if conn is None:
             return 0
         with db.cursor() as cursor:
+            # Every document the connection sees, locked before anything goes: a page of
+            # another connection sighting one of them for the first time holds it FOR KEY
+            # SHARE until it commits (and then this statement's snapshot sees its sighting),
+            # or waits for this transaction and finds the document gone (and stores it
+            # again). The removal below is a later statement, so it reads a snapshot taken
+            # after these locks were granted. In id order, as pages lock theirs.
+            cursor.execute(lock_sighted_statement(ResearchDocument), {"connection": conn.pk})
             cursor.execute(forget_statement(ResearchDocument), {"connection": conn.pk})
             row = cursor.fetchone()
     removed = int(row[0]) if row else 0

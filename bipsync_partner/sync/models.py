@@ -529,13 +529,27 @@ class DocumentSighting(models.Model):
     The primary key (document, connection) is the index the visibility rule probes ("does one
     of these connections see this document"); the second index serves "this connection's
     sightings" (deletion detection, disconnect).
+
+    The database checks neither foreign key: PostgreSQL checks one row by row (a locked look-up
+    per sighting), and the two cost a sixth of a first sync (bench/README.md). What the checks
+    guarded is kept by locks instead, each taken once: the page statement locks its connection
+    and the stored documents it sights ``FOR KEY SHARE`` (:mod:`bipsync_partner.sync.engine.sql`),
+    and whatever removes a connection or a document locks it ``FOR UPDATE`` before removing its
+    sightings (:mod:`bipsync_partner.sync.exposure`, :mod:`bipsync_partner.sync.receivers`), so
+    that a sighting never outlives the rows it names. Django still cascades deletions to them.
     """
 
     pk = models.CompositePrimaryKey("document", "connection")
     document = models.ForeignKey(
-        ResearchDocument, models.CASCADE, related_name="sightings", db_index=False
+        ResearchDocument,
+        models.CASCADE,
+        related_name="sightings",
+        db_index=False,
+        db_constraint=False,
     )
-    connection = models.ForeignKey(Connection, models.CASCADE, related_name="+", db_index=False)
+    connection = models.ForeignKey(
+        Connection, models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     first_seen_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -27,6 +27,7 @@ import time
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import OperationalError
 
 from bipsync_partner.ops.context import bound
 from bipsync_partner.sync import engine, fresh, hints, scheduling
@@ -90,6 +91,11 @@ def sweep_due_syncs_task() -> str:
     name="sync.forget_connection",
     ignore_result=True,
     acks_late=True,
+    # A deadlock with a page locking the same documents (PostgreSQL aborts one of the two,
+    # and nothing of this run is left): again, shortly.
+    autoretry_for=(OperationalError,),
+    retry_backoff=5,
+    max_retries=5,
     soft_time_limit=300,
     time_limit=330,
 )

@@ -43,9 +43,10 @@ from bipsync_partner.sync.engine.items import document_row
 from bipsync_partner.sync.engine.lock import lock_is_free, lock_key, run_lock
 from bipsync_partner.sync.engine.metadata import sync_metadata
 from bipsync_partner.sync.engine.outcomes import CONTINUE, DONE, RETRY, Outcome, SliceOver
-from bipsync_partner.sync.engine.pages import PageResult, store_page
+from bipsync_partner.sync.engine.pages import store_page
 from bipsync_partner.sync.engine.paging import RESEARCH_PATH, Step, scan
 from bipsync_partner.sync.engine.prefetch import PREFETCH_PAGES
+from bipsync_partner.sync.engine.results import PageResult
 from bipsync_partner.sync.engine.runs import fail, finish, record_crash
 from bipsync_partner.sync.engine.slices import ApiFactory, execute
 

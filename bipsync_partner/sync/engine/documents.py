@@ -16,7 +16,7 @@ from django.utils import timezone
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.sync.engine.hashing import content_hash, json_text
 from bipsync_partner.sync.engine.items import ResearchItem, document_row, parse, valid_id
-from bipsync_partner.sync.engine.pages import PageResult
+from bipsync_partner.sync.engine.results import ConnectionGone, PageResult
 from bipsync_partner.sync.engine.sql import (
     documents_statement,
     known_statement,
@@ -44,9 +44,13 @@ def known_live(conn: Connection, ids: Iterable[str]) -> set[str]:
         return {bid for bid, _digest, gone, sighted in cursor if sighted and not gone}
 
 
-def store_documents(conn: Connection, items: Sequence[dict[str, Any]]) -> PageResult:
+def store_documents(
+    conn: Connection, items: Sequence[dict[str, Any]], *, again: bool = True
+) -> PageResult:
     """Upsert ``items`` (in the shape of ``GET /v1/research``) as the connection's view: rows
-    whose hash differs are written, the connection's new sightings recorded."""
+    whose hash differs are written, the connection's new sightings recorded. A stored document
+    removed between the look-up and the write (a disconnect of the connection that alone saw
+    it) is stored again, once (``again``)."""
     hashed: dict[str, tuple[str, dict[str, Any]]] = {}
     for item in items:
         bid = valid_id(item.get("id"))
@@ -66,16 +70,20 @@ def store_documents(conn: Connection, items: Sequence[dict[str, Any]]) -> PageRe
             },
         )
         known = {bid: (digest, gone, sighted) for bid, digest, gone, sighted in cursor}
-    rows, sight = [], []
+    rows, sight, to_sight = [], [], []
     for bid, (digest, item) in hashed.items():
         stored = known.get(bid)
         if stored is None or not stored[2]:
             sight.append(bid)
+            if stored is not None:
+                to_sight.append(bid)
         if stored is not None and stored[:2] == (digest, False):
             continue
         parsed = parse(ResearchItem, item, near=0)
         if parsed is not None:
             rows.append(document_row(parsed, digest))
+            if stored is None:
+                to_sight.append(bid)
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             documents_statement(ResearchDocument),
@@ -89,7 +97,13 @@ def store_documents(conn: Connection, items: Sequence[dict[str, Any]]) -> PageRe
             },
         )
         row = cursor.fetchone()
-    created, updated, sighted = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+    created, updated, sighted, held = (int(value) for value in row) if row else (0, 0, 0, 0)
+    if not held:
+        raise ConnectionGone(f"Connection {conn.pk} was deleted before its documents were stored.")
+    if sighted < len(to_sight) and again:
+        retried = store_documents(conn, [hashed[bid][1] for bid in to_sight], again=False)
+        created, updated = created + retried.created, updated + retried.updated
+        sighted += retried.sighted
     return PageResult(
         seen=len(hashed),
         created=created,

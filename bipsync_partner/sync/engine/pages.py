@@ -4,30 +4,22 @@ page's ids and the run's checkpoint in one statement."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
+from bipsync_partner.sync.engine.documents import store_documents
 from bipsync_partner.sync.engine.hashing import content_hash, json_text
 from bipsync_partner.sync.engine.items import ResearchItem, document_row, parse, valid_id
 from bipsync_partner.sync.engine.paging import Step
+from bipsync_partner.sync.engine.results import ConnectionGone, PageResult
 from bipsync_partner.sync.engine.sql import key_constraint, known_statement, page_statement
 from bipsync_partner.sync.models import ResearchDocument, SyncRun
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PageResult:
-    seen: int
-    created: int
-    updated: int
-    unchanged: int
-    #: Documents the connection saw for the first time (its new sightings).
-    sighted: int = 0
 
 
 def store_page(run: SyncRun, step: Step) -> PageResult:
@@ -38,7 +30,8 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
     page's ids (and whether this connection already sees them), then
     :func:`~bipsync_partner.sync.engine.sql.page_statement` with the rows that differ and the
     documents the connection sees for the first time. A document another connection stored
-    unchanged costs only its sighting. The first scan of a tenant
+    unchanged costs only its sighting (and, when a disconnect removed it in between, a second
+    statement that stores it again: :func:`resight`). The first scan of a tenant
     (:attr:`SyncRun.tenant_was_empty`) skips the lookup, as every stored row is one it wrote; a
     connection's first scan (:attr:`SyncRun.first_scan`) records no ids, as it has no sighting
     to remove.
@@ -71,15 +64,22 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
             known = {bid: (digest, gone, sighted) for bid, digest, gone, sighted in cursor}
     rows = []
     sight = []
+    #: The documents the connection sees for the first time that have a row to sight: stored
+    #: ones, and those written now.
+    to_sight = []
     for bid, (digest, item) in items.items():
         stored = known.get(bid)
         if stored is None or not stored[2]:
             sight.append(bid)  # the connection sees it for the first time
+            if stored is not None:
+                to_sight.append(bid)
         if stored is not None and stored[:2] == (digest, False):
             continue  # unchanged: it fitted the schema when it was stored, so it still does
         parsed = parse(ResearchItem, item, near=step.offset)
-        if parsed is not None:  # seen (a stored copy stays live), but not written
+        if parsed is not None:  # None: seen (a stored copy stays live), but not written
             rows.append(document_row(parsed, digest))
+            if stored is None:
+                to_sight.append(bid)
     pages = run.pages + 1
     # Server-side binding: the parameters travel beside the statement, so the ~60 KB JSON of a
     # page is not escaped into a literal on the client (Django's cursors bind client-side).
@@ -121,7 +121,18 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
                 raise
             cursor.execute(page_statement(ResearchDocument, upsert=True, record_ids=False), params)
         row = cursor.fetchone()
-    created, updated, sighted = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+    created, updated, sighted, held = (int(value) for value in row) if row else (0, 0, 0, 0)
+    if not held:
+        raise ConnectionGone(f"Connection {run.connection_id} was deleted during its sync.")
+    if sighted < len(to_sight):
+        # A stored document was removed between the look-up and the statement (a disconnect
+        # of the connection that alone saw it): stored again, as this connection sees it.
+        again = resight(run, {bid: items[bid][1] for bid in to_sight})
+        created, updated, sighted = (
+            created + again.created,
+            updated + again.updated,
+            sighted + again.sighted,
+        )
     result = PageResult(
         seen=len(items),
         created=created,
@@ -142,3 +153,17 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
     run.scan_unstable = run.scan_unstable or step.unstable
     run.heartbeat_at = now
     return result
+
+
+def resight(run: SyncRun, wanted: dict[str, dict[str, Any]]) -> PageResult:
+    """Store again, and sight, those of ``wanted`` (id -> item) that the run's connection does
+    not see; the run's counts take what that wrote (the page's statement counted it
+    unchanged)."""
+    again = store_documents(run.connection, list(wanted.values()))
+    log.info("Sync run %s: %d documents removed meanwhile stored again", run.pk, again.created)
+    SyncRun.objects.filter(pk=run.pk).update(
+        created_count=F("created_count") + again.created,
+        updated_count=F("updated_count") + again.updated,
+        unchanged_count=F("unchanged_count") - again.created - again.updated,
+    )
+    return again

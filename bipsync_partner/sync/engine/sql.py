@@ -27,6 +27,7 @@ from typing import Any
 
 from django.db import connection, models
 
+from bipsync_partner.connections.models import Connection
 from bipsync_partner.sqlnames import column as _column
 from bipsync_partner.sqlnames import quoted as _q
 from bipsync_partner.sqlnames import table as _table
@@ -91,16 +92,19 @@ def _newer(model: SyncedModel) -> str:
     view of the connection that wrote the row (or of none: its writer was disconnected). So an
     older view from another connection never undoes a newer edit, and two connections that
     see one document differently at the same ``modified`` do not overwrite each other on every
-    sync."""
-    deleted, modified, source = (
-        _column(model, name) for name in ("deleted_at", "bipsync_modified", "source_connection")
+    sync. A view with the stored hash changes nothing, unless the row had been marked deleted
+    (a first scan that meets its documents again, below, sends every row it read)."""
+    deleted, modified, source, digest = (
+        _column(model, name)
+        for name in ("deleted_at", "bipsync_modified", "source_connection", "content_hash")
     )
     return (
         f"d.{deleted} IS NOT NULL"
-        f" OR EXCLUDED.{modified} > d.{modified}"
+        f" OR (EXCLUDED.{digest} <> d.{digest} AND ("
+        f"EXCLUDED.{modified} > d.{modified}"
         f" OR (d.{modified} IS NULL AND EXCLUDED.{modified} IS NOT NULL)"
         f" OR (EXCLUDED.{modified} IS NOT DISTINCT FROM d.{modified}"
-        f" AND (d.{source} IS NULL OR d.{source} = EXCLUDED.{source}))"
+        f" AND (d.{source} IS NULL OR d.{source} = EXCLUDED.{source}))))"
     )
 
 
@@ -117,6 +121,21 @@ def _same_document(model: SyncedModel, alias: str) -> str:
 
 
 @functools.cache
+def _holder() -> str:
+    """The connection's row, locked ``FOR KEY SHARE`` once for the page: while the page's
+    transaction is open, the connection cannot be deleted (a delete locks it ``FOR UPDATE``
+    first, see :mod:`bipsync_partner.sync.receivers`), and a page that comes after a delete finds
+    no row and writes nothing. This is the check the sightings' foreign key made on every row,
+    made once per statement (a row lock waits for a concurrent delete and then skips the
+    deleted row, under the statement's snapshot or not)."""
+    return (
+        f"holder AS MATERIALIZED (\n    SELECT {_column(Connection, 'id')} AS id"
+        f" FROM {_table(Connection)}\n    WHERE {_column(Connection, 'id')} = %(connection)s"
+        " FOR KEY SHARE\n),\n"
+    )
+
+
+@functools.cache
 def _insert(model: SyncedModel, *, upsert: bool) -> str:
     fields = _fields(model)
     values = []
@@ -127,7 +146,10 @@ def _insert(model: SyncedModel, *, upsert: bool) -> str:
             values.append(STAMPS[field.name])
         else:
             values.append(f"r.{_q(field.attname)}")
-    sql = f"r AS (\n    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r({_record(model)})\n),\n"
+    sql = (
+        f"r AS (\n    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r({_record(model)})\n"
+        "    WHERE EXISTS (SELECT FROM holder)\n),\n"
+    )
     if upsert:
         # The stored values of the rows about to be written: every part of one statement reads
         # the same snapshot, so this is the row as it was before the upsert below.
@@ -191,26 +213,37 @@ def _history(model: SyncedModel) -> str:
 def _sightings(model: SyncedModel, *, upsert: bool) -> str:
     """The connection's sightings of the page's documents it did not see before: those the
     upsert wrote, and the stored ones named by ``sight`` (comma-joined ids). A plain insert
-    (nothing of the tenant was stored) sights what it inserted, nothing else."""
+    (nothing of the tenant was stored) sights what it inserted, nothing else.
+
+    The sightings' foreign keys are not checked by the database (a check per row was a sixth
+    of a first sync's time), so the statement itself never points a sighting at a row that is
+    gone: the connection's is the locked ``holder``, and a stored document is locked ``FOR KEY
+    SHARE`` as it is looked up (in id order, as a disconnect locks them), which waits for a
+    disconnect removing it and then skips it. ``sighted`` then falls short of what the caller
+    asked, and the caller stores the document again
+    (:func:`~bipsync_partner.sync.engine.pages.resight`)."""
     columns = ", ".join(
         _column(DocumentSighting, name) for name in ("document", "connection", "first_seen_at")
     )
     source = "SELECT id FROM up"
     if upsert:
         source += (
-            f"\n        UNION SELECT d.id FROM {_table(model)} AS d"
+            f"\n        UNION SELECT id FROM (SELECT d.id FROM {_table(model)} AS d"
             f" WHERE {_same_document(model, 'd')}"
             f" AND d.{_column(model, 'bipsync_id')} = ANY(string_to_array(%(sight)s, ','))"
+            " ORDER BY d.id FOR KEY SHARE OF d) AS stored"
         )
     conflict = "    ON CONFLICT DO NOTHING\n" if upsert else ""
     return (
         f"sight AS (\n    INSERT INTO {_table(DocumentSighting)} ({columns})\n"
-        f"    SELECT id, %(connection)s, %(now)s FROM (\n        {source}\n    ) AS seen\n"
+        f"    SELECT seen.id, holder.id, %(now)s FROM (\n        {source}\n    ) AS seen"
+        " CROSS JOIN holder\n"
         f"{conflict}    RETURNING 1\n),\n"
         "counts AS (\n"
         "    SELECT (SELECT count(*) FROM up WHERE inserted) AS created,\n"
         "           (SELECT count(*) FROM up WHERE NOT inserted) AS updated,\n"
-        "           (SELECT count(*) FROM sight) AS sighted\n),\n"
+        "           (SELECT count(*) FROM sight) AS sighted,\n"
+        "           (SELECT count(*) FROM holder) AS held\n),\n"
     )
 
 
@@ -219,7 +252,8 @@ def _scan_page() -> str:
     columns = ", ".join(_column(ScanPage, name) for name in ("run", "seq", "offset", "ids"))
     return (
         f"page AS (\n    INSERT INTO {_table(ScanPage)} ({columns})\n"
-        "    VALUES (%(run)s, %(seq)s, %(offset)s, string_to_array(%(ids)s, ',')::varchar(24)[])\n"
+        "    SELECT %(run)s, %(seq)s, %(offset)s, string_to_array(%(ids)s, ',')::varchar(24)[]\n"
+        "    WHERE EXISTS (SELECT FROM holder)\n"
         "),\n"
     )
 
@@ -248,8 +282,8 @@ def _checkpoint() -> str:
     )
     return (
         f"checkpoint AS (\n    UPDATE {_table(SyncRun)}\n    SET {assignments}\n"
-        f"    FROM counts\n    WHERE {_column(SyncRun, 'id')} = %(run)s\n)\n"
-        "SELECT created, updated, sighted FROM counts\n"
+        f"    FROM counts\n    WHERE {_column(SyncRun, 'id')} = %(run)s AND counts.held > 0\n)\n"
+        "SELECT created, updated, sighted, held FROM counts\n"
     )
 
 
@@ -263,12 +297,14 @@ def page_statement(model: SyncedModel, *, upsert: bool, record_ids: bool) -> str
     Parameters: ``connection``, ``team``, ``tenant``, ``now``, ``rows`` (a JSON array of objects
     keyed by :func:`item_columns`), ``sight`` (comma-joined ids of stored documents the
     connection now sees), ``run``, ``seq``, ``offset``, ``ids``, ``seen``, ``passed``,
-    ``total``, ``next_offset``, ``anchor``, ``unstable``. Returns (created, updated, sighted).
+    ``total``, ``next_offset``, ``anchor``, ``unstable``. Returns (created, updated, sighted,
+    held); ``held`` 0 means the connection is gone and nothing was written.
     """
     ids = _scan_page() if record_ids else ""
     history = _history(model) if upsert else ""
     return (
         "WITH "
+        + _holder()
         + _insert(model, upsert=upsert)
         + history
         + _sightings(model, upsert=upsert)
@@ -334,6 +370,20 @@ def mark_deleted_statement(model: SyncedModel) -> str:
 
 
 @functools.cache
+def lock_sighted_statement(model: SyncedModel) -> str:
+    """Lock ``FOR UPDATE``, in id order, every document the connection sees (parameter
+    ``connection``): what :func:`forget_statement` may remove, held against pages sighting
+    them meanwhile."""
+    sighting = _table(DocumentSighting)
+    document, conn = (_column(DocumentSighting, name) for name in ("document", "connection"))
+    return (
+        f"SELECT d.id FROM {_table(model)} AS d\n"
+        f"WHERE d.id IN (SELECT s.{document} FROM {sighting} AS s WHERE s.{conn} = %(connection)s)\n"
+        "ORDER BY d.id FOR UPDATE OF d"
+    )
+
+
+@functools.cache
 def forget_statement(model: SyncedModel) -> str:
     """Remove a connection's sightings, and the documents (with their history) that no other
     connection sees; the connection is no longer the writer of the documents left. Returns how
@@ -369,11 +419,15 @@ def documents_statement(model: SyncedModel) -> str:
     """Some documents outside a scan (a hint, the poll for new research): the page statement's
     upsert, history and sightings, without scan ids or a run's checkpoint. Parameters
     ``connection``, ``team``, ``tenant``, ``now``, ``rows``, ``sight``; returns (created,
-    updated, sighted)."""
-    body = _insert(model, upsert=True) + _history(model) + _sightings(model, upsert=True)
+    updated, sighted, held)."""
+    body = (
+        _holder() + _insert(model, upsert=True) + _history(model) + _sightings(model, upsert=True)
+    )
     # The last common table expression (counts) ends with the separator the checkpoint follows.
     return (
-        "WITH " + body.rstrip().removesuffix(",") + "\nSELECT created, updated, sighted FROM counts"
+        "WITH "
+        + body.rstrip().removesuffix(",")
+        + "\nSELECT created, updated, sighted, held FROM counts"
     )
 
 
