@@ -16,8 +16,10 @@ from django.db import connection as db
 from django.db import models, transaction
 
 from bipsync_partner.connections.models import Connection
+from bipsync_partner.sqlnames import column as _column
+from bipsync_partner.sqlnames import table as _table
 from bipsync_partner.sync.engine.sql import forget_statement, lock_sighted_statement
-from bipsync_partner.sync.models import DocumentSighting, ResearchDocument
+from bipsync_partner.sync.models import DocumentChange, DocumentSighting, ResearchDocument
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +64,18 @@ def forget_connection(connection_id: uuid.UUID | str) -> int:
     removed = int(row[0]) if row else 0
     log.info("Disconnected connection %s: %d documents only it saw were removed", conn.pk, removed)
     return removed
+
+
+def team_research_removal(team_id: int) -> None:
+    """Remove a team's research, its history and sightings (the team is being deleted, and its
+    connections are locked)."""
+    documents = _table(ResearchDocument)
+    team = _column(ResearchDocument, "team")
+    ids = f"SELECT id FROM {documents} WHERE {team} = %s"  # noqa: S608 (the models' names)
+    with db.cursor() as cursor:
+        for model in (DocumentChange, DocumentSighting):
+            cursor.execute(
+                f"DELETE FROM {_table(model)} WHERE {_column(model, 'document')} IN ({ids})",  # noqa: S608
+                [team_id],
+            )
+        cursor.execute(f"DELETE FROM {documents} WHERE {team} = %s", [team_id])  # noqa: S608

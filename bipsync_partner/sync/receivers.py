@@ -4,8 +4,9 @@
 The database does not check the sightings' foreign keys (see
 :class:`~bipsync_partner.sync.models.DocumentSighting`), so a deletion holds what a page
 could still write against: a connection is locked ``FOR UPDATE`` before Django removes its
-sightings (a page holds it ``FOR KEY SHARE`` while it writes), and a team's research that a page
-committed after Django listed the team's rows is removed with the team.
+sightings (a page holds it ``FOR KEY SHARE`` while it writes), and a team's research is removed
+after its connections are locked, including what a page committed after Django listed the
+team's rows.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_delete, pre_delete
+from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
 from accounts.models import Team
 from bipsync_partner.connections.models import Connection
 from bipsync_partner.connections.signals import connection_disconnected
-from bipsync_partner.sync.models import ResearchDocument
+from bipsync_partner.sync.exposure import team_research_removal
 
 
 @receiver(connection_disconnected, dispatch_uid="sync.forget_disconnected_connection")
@@ -39,9 +40,12 @@ def hold_deleted_connection(sender: object, instance: Connection, **_: Any) -> N
     list(Connection.objects.select_for_update().filter(pk=instance.pk).values_list("pk"))
 
 
-@receiver(post_delete, sender=Team, dispatch_uid="sync.remove_team_rows_left_behind")
-def remove_team_rows_left_behind(sender: object, instance: Team, **_: Any) -> None:
-    # The research's team key is not checked by the database either: documents a page committed
-    # after Django listed the team's (its connections are locked since, above) would outlive
-    # the team. Usually none: one query.
-    ResearchDocument.objects.filter(team_id=instance.pk).delete()
+@receiver(pre_delete, sender=Team, dispatch_uid="sync.remove_team_research")
+def remove_team_research(sender: object, instance: Team, **_: Any) -> None:
+    # Sent after the team's connections were locked (Django signals a deletion's models in the
+    # order it deletes them: a team's after its connections). The research's team key is not
+    # checked by the database either, so documents a page committed after Django listed the
+    # team's would outlive it: all of them go here, in three statements, and Django finds
+    # nothing left to delete. Before the team's row goes, so that its feed trigger removes the
+    # entries these deletions write.
+    team_research_removal(instance.pk)

@@ -21,6 +21,7 @@ from django.db import connection as db
 
 from accounts.models import Team
 from bipsync_partner.connections.models import Connection
+from bipsync_partner.feed.models import FeedEntry
 from bipsync_partner.sqlnames import column, table
 from bipsync_partner.sync import engine, scheduling
 from bipsync_partner.sync.engine.results import ConnectionGone, PageResult
@@ -268,3 +269,4 @@ def test_a_team_deleted_while_a_page_is_written_keeps_none_of_its_research(
     assert deleting.error is None, deleting.error
     assert not ResearchDocument.objects.filter(team_id=team.pk).exists()
     assert not DocumentSighting.objects.exists()
+    assert not FeedEntry.objects.filter(team_id=team.pk).exists()
