@@ -24,6 +24,7 @@ from bipsync_partner.connections.models import Connection
 from bipsync_partner.feed.models import FeedEntry
 from bipsync_partner.sqlnames import column, table
 from bipsync_partner.sync import engine, scheduling
+from bipsync_partner.sync.engine.documents import store_documents
 from bipsync_partner.sync.engine.results import ConnectionGone, PageResult
 from bipsync_partner.sync.exposure import forget_connection
 from bipsync_partner.sync.models import DocumentSighting, ResearchDocument, SyncRun
@@ -220,6 +221,24 @@ def test_a_page_waiting_on_a_disconnect_stores_again_what_the_disconnect_removed
     assert orphaned_sightings() == 0
     run.refresh_from_db()
     assert (run.created_count, run.unchanged_count) == (1, 0)
+
+
+def test_documents_a_hint_names_while_a_disconnect_removes_them_are_stored_again(
+    first: Connection, second: Connection
+) -> None:
+    disconnect(first)
+    forgetting = Held(lambda: forget_connection(first.pk))
+    hinted = Waiting(lambda: store_documents(second, [item(IDS[1])]))
+    hinted.wait_for_the_lock()
+
+    forgetting.commit()
+
+    result = hinted.join()
+    assert hinted.error is None, hinted.error
+    assert isinstance(result, PageResult)
+    assert result.created == 1
+    assert sighted_by(second) == {IDS[1]}
+    assert orphaned_sightings() == 0
 
 
 def test_a_connection_deleted_while_its_page_is_written_keeps_no_sighting(
