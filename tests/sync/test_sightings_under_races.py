@@ -145,6 +145,17 @@ class Waiting:
         return self.result
 
 
+def interleaved(held: Callable[[], object], waiting: Callable[[], object]) -> tuple[Held, Waiting]:
+    """``held`` runs and keeps its transaction open; ``waiting`` then runs and waits on a lock
+    that ``held`` took; ``held`` commits, and ``waiting`` ends."""
+    first = Held(held)
+    second = Waiting(waiting)
+    second.wait_for_the_lock()
+    first.commit()
+    second.join()
+    return first, second
+
+
 def orphaned_sightings() -> int:
     """Sightings whose document or connection is gone."""
     s, d, c = table(DocumentSighting), table(ResearchDocument), table(Connection)
@@ -185,13 +196,11 @@ def test_a_disconnect_waits_for_a_page_sighting_its_documents_and_keeps_them(
 ) -> None:
     disconnect(first)
     run = new_run(second)
-    page = Held(lambda: store(run, IDS[:1]))
-    forgetting = Waiting(lambda: forget_connection(first.pk))
-    forgetting.wait_for_the_lock()
 
-    page.commit()
+    _, forgetting = interleaved(lambda: store(run, IDS[:1]), lambda: forget_connection(first.pk))
 
-    assert forgetting.join() == 2  # the two documents no other connection sees
+    assert forgetting.error is None, forgetting.error
+    assert forgetting.result == 2  # the two documents no other connection sees
     assert sighted_by(second) == {IDS[0]}
     assert set(ResearchDocument.objects.values_list("bipsync_id", flat=True)) == {IDS[0]}
     assert not DocumentSighting.objects.filter(connection=first).exists()
@@ -204,17 +213,13 @@ def test_a_page_waiting_on_a_disconnect_stores_again_what_the_disconnect_removed
     disconnect(first)
     before = ResearchDocument.objects.get(bipsync_id=IDS[0]).pk
     run = new_run(second)
-    forgetting = Held(lambda: forget_connection(first.pk))
+
+    forgetting, page = interleaved(lambda: forget_connection(first.pk), lambda: store(run, IDS[:1]))
+
     assert forgetting.result == 3
-    page = Waiting(lambda: store(run, IDS[:1]))
-    page.wait_for_the_lock()
-
-    forgetting.commit()
-
-    result = page.join()
     assert page.error is None, page.error
-    assert isinstance(result, PageResult)
-    assert result.created == 1
+    assert isinstance(page.result, PageResult)
+    assert page.result.created == 1
     again = ResearchDocument.objects.get(bipsync_id=IDS[0])
     assert again.pk != before  # the removed row, stored again as the second connection sees it
     assert sighted_by(second) == {IDS[0]}
@@ -227,16 +232,14 @@ def test_documents_a_hint_names_while_a_disconnect_removes_them_are_stored_again
     first: Connection, second: Connection
 ) -> None:
     disconnect(first)
-    forgetting = Held(lambda: forget_connection(first.pk))
-    hinted = Waiting(lambda: store_documents(second, [item(IDS[1])]))
-    hinted.wait_for_the_lock()
 
-    forgetting.commit()
+    _, hinted = interleaved(
+        lambda: forget_connection(first.pk), lambda: store_documents(second, [item(IDS[1])])
+    )
 
-    result = hinted.join()
     assert hinted.error is None, hinted.error
-    assert isinstance(result, PageResult)
-    assert result.created == 1
+    assert isinstance(hinted.result, PageResult)
+    assert hinted.result.created == 1
     assert sighted_by(second) == {IDS[1]}
     assert orphaned_sightings() == 0
 
@@ -245,13 +248,11 @@ def test_a_connection_deleted_while_its_page_is_written_keeps_no_sighting(
     team: Team, second: Connection
 ) -> None:
     run = new_run(second)
-    page = Held(lambda: store(run, IDS))
-    deleting = Waiting(lambda: Connection.objects.get(pk=second.pk).delete())
-    deleting.wait_for_the_lock()
 
-    page.commit()
+    _, deleting = interleaved(
+        lambda: store(run, IDS), lambda: Connection.objects.get(pk=second.pk).delete()
+    )
 
-    deleting.join()
     assert deleting.error is None, deleting.error
     assert not Connection.objects.filter(pk=second.pk).exists()
     assert not DocumentSighting.objects.exists()
@@ -262,13 +263,11 @@ def test_a_page_of_a_connection_deleted_meanwhile_writes_nothing(
     team: Team, second: Connection
 ) -> None:
     run = new_run(second)
-    deleting = Held(lambda: Connection.objects.get(pk=second.pk).delete())
-    page = Waiting(lambda: store(run, IDS))
-    page.wait_for_the_lock()
 
-    deleting.commit()
+    _, page = interleaved(
+        lambda: Connection.objects.get(pk=second.pk).delete(), lambda: store(run, IDS)
+    )
 
-    page.join()
     assert isinstance(page.error, ConnectionGone)
     assert not ResearchDocument.objects.exists()
     assert not DocumentSighting.objects.exists()
@@ -278,13 +277,11 @@ def test_a_team_deleted_while_a_page_is_written_keeps_none_of_its_research(
     team: Team, second: Connection
 ) -> None:
     run = new_run(second)
-    page = Held(lambda: store(run, IDS))
-    deleting = Waiting(lambda: Team.objects.get(pk=team.pk).delete())
-    deleting.wait_for_the_lock()
 
-    page.commit()
+    _, deleting = interleaved(
+        lambda: store(run, IDS), lambda: Team.objects.get(pk=team.pk).delete()
+    )
 
-    deleting.join()
     assert deleting.error is None, deleting.error
     assert not ResearchDocument.objects.filter(team_id=team.pk).exists()
     assert not DocumentSighting.objects.exists()
