@@ -111,6 +111,8 @@ class Waiting:
     work: Callable[[], object]
     result: object = None
     error: BaseException | None = None
+    #: Its database session's backend.
+    pid: int = 0
 
     def __post_init__(self) -> None:
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -118,6 +120,8 @@ class Waiting:
 
     def _run(self) -> None:
         try:
+            db.ensure_connection()
+            self.pid = db.connection.info.backend_pid
             self.result = self.work()
         except BaseException as exc:
             self.error = exc
@@ -131,7 +135,8 @@ class Waiting:
             with db.cursor() as cursor:
                 cursor.execute(
                     "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    "WHERE pid = %s AND wait_event_type = 'Lock'",
+                    [self.pid],
                 )
                 (waiting,) = cursor.fetchone()
             if waiting:
