@@ -11,12 +11,12 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from bipsync_partner.sync.engine.documents import store_documents
+from bipsync_partner.sync.engine.documents import look_up, plan_writes, store_documents
 from bipsync_partner.sync.engine.hashing import content_hash, json_text
-from bipsync_partner.sync.engine.items import ResearchItem, document_row, parse, valid_id
+from bipsync_partner.sync.engine.items import valid_id
 from bipsync_partner.sync.engine.paging import Step
 from bipsync_partner.sync.engine.results import ConnectionGone, PageResult
-from bipsync_partner.sync.engine.sql import key_constraint, known_statement, page_statement
+from bipsync_partner.sync.engine.sql import key_constraint, page_statement
 from bipsync_partner.sync.models import ResearchDocument, SyncRun
 
 log = logging.getLogger(__name__)
@@ -47,39 +47,9 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
             continue
         # The same id twice on one page (the list shifted under us) counts once.
         items[bid] = (content_hash(item), item)
-    known: dict[str, tuple[str, bool, bool]] = {}
-    connection.ensure_connection()
     conn = run.connection
-    if not run.tenant_was_empty and items:
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(
-                known_statement(ResearchDocument),
-                {
-                    "team": conn.team_id,
-                    "tenant": conn.tenant,
-                    "connection": run.connection_id,
-                    "ids": ",".join(items),
-                },
-            )
-            known = {bid: (digest, gone, sighted) for bid, digest, gone, sighted in cursor}
-    rows = []
-    sight = []
-    #: The documents the connection sees for the first time that have a row to sight: stored
-    #: ones, and those written now.
-    to_sight = []
-    for bid, (digest, item) in items.items():
-        stored = known.get(bid)
-        if stored is None or not stored[2]:
-            sight.append(bid)  # the connection sees it for the first time
-            if stored is not None:
-                to_sight.append(bid)
-        if stored is not None and stored[:2] == (digest, False):
-            continue  # unchanged: it fitted the schema when it was stored, so it still does
-        parsed = parse(ResearchItem, item, near=step.offset)
-        if parsed is not None:  # None: seen (a stored copy stays live), but not written
-            rows.append(document_row(parsed, digest))
-            if stored is None:
-                to_sight.append(bid)
+    known = look_up(conn, items) if not run.tenant_was_empty and items else {}
+    writes = plan_writes(items, known, near=step.offset)
     pages = run.pages + 1
     # Server-side binding: the parameters travel beside the statement, so the ~60 KB JSON of a
     # page is not escaped into a literal on the client (Django's cursors bind client-side).
@@ -100,8 +70,8 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
             "connection": run.connection_id,
             "team": conn.team_id,
             "tenant": conn.tenant,
-            "rows": json_text(rows),
-            "sight": ",".join(sight),
+            "rows": json_text(writes.rows),
+            "sight": ",".join(writes.sight),
             "now": now,
             "run": run.pk,
             "seq": pages,
@@ -124,10 +94,10 @@ def store_page(run: SyncRun, step: Step) -> PageResult:
     created, updated, sighted, held = (int(value) for value in row) if row else (0, 0, 0, 0)
     if not held:
         raise ConnectionGone(f"Connection {run.connection_id} was deleted during its sync.")
-    if sighted < len(to_sight):
+    if sighted < len(writes.to_sight):
         # A stored document was removed between the look-up and the statement (a disconnect
         # of the connection that alone saw it): stored again, as this connection sees it.
-        again = resight(run, {bid: items[bid][1] for bid in to_sight})
+        again = resight(run, {bid: items[bid][1] for bid in writes.to_sight})
         created, updated, sighted = (
             created + again.created,
             updated + again.updated,
