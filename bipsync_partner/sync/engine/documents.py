@@ -31,8 +31,9 @@ Known = dict[str, tuple[str, bool, bool]]
 
 
 def look_up(conn: Connection, ids: Iterable[str]) -> Known:
-    """The stored hash and deletedness of each of ``ids`` (valid ones) stored for the
-    connection's team and tenant, and whether the connection already sees it."""
+    """The stored hash and deletedness of each of ``ids`` (valid Bipsync ids: the caller
+    checks them) stored for the connection's team and tenant, and whether the connection
+    already sees it."""
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
