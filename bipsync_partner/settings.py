@@ -332,6 +332,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 600, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 660, minimum=1)
+# How many tasks a worker process runs on one database connection. Celery's Django fixup closes
+# the connections before and after every task unless this is set (celery/fixups/django.py), so
+# that each task paid a new PostgreSQL session; between tasks, CONN_MAX_AGE and
+# CONN_HEALTH_CHECKS decide instead, as they do between requests (bipsync_partner/celery.py).
+# 0 restores a new connection per task.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
 # Optional prefix of every broker key (kombu's global_keyprefix), so that several deployments or
 # test sessions can share one Redis server without their workers taking each other's tasks.
