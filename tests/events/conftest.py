@@ -230,9 +230,18 @@ def events_worker_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def running_events_worker(tmp_path: Path, concurrency: int) -> Iterator[Worker]:
+    """A real worker of ``concurrency`` processes with the tests' events settings."""
+    worker = Worker(events_worker_env(), tmp_path / "celery.log", concurrency=concurrency)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
 @pytest.fixture
 def events_worker(events_settings: Settings, tmp_path: Path) -> Iterator[Worker]:
-    worker = Worker(events_worker_env(), tmp_path / "celery.log", concurrency=4)
-    worker.start()
-    yield worker
-    worker.stop()
+    with running_events_worker(tmp_path, concurrency=4) as worker:
+        yield worker

@@ -17,7 +17,7 @@ from pytest_django.fixtures import Settings
 from accounts.models import Team
 from bipsync_partner.events import outbox
 from bipsync_partner.events.models import Delivery
-from tests.events.conftest import Receiver, add_endpoint, events_worker_env
+from tests.events.conftest import Receiver, add_endpoint, running_events_worker
 from tests.sync.conftest import Worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -25,10 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def one_process_worker(events_settings: Settings, tmp_path: Path) -> Iterator[Worker]:
-    worker = Worker(events_worker_env(), tmp_path / "celery.log", concurrency=1)
-    worker.start()
-    yield worker
-    worker.stop()
+    with running_events_worker(tmp_path, concurrency=1) as worker:
+        yield worker
 
 
 def the_workers_sessions() -> set[int]:
