@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections
 
 from bipsync_partner.ops import broker
 
@@ -35,6 +36,4 @@ def _close_old_connections(sender: Task[Any, Any] | None = None, **_: Any) -> No
     Not for a task run eagerly (``apply()``), which runs inside its caller's transaction."""
     if sender is not None and getattr(sender.request, "is_eager", False):
         return
-    from django.db import close_old_connections
-
     close_old_connections()
