@@ -11,7 +11,8 @@ and every connection refreshed on time outside the fault windows.
   dead token, and no client can prevent that. Such a connection is recognised from the sandbox's
   own record (its stored refresh token was "rotated" at a moment a fault was dropping replies);
   they are counted separately, and every rotation the sandbox made must be either stored by the
-  partner or one of them ("unaccounted rotations" must be zero).
+  partner or one of them, a deliberately revoked connection's included ("unaccounted rotations"
+  must be zero).
   A rotation whose reply did arrive but whose storing failed because the partner's database
   failed right after it (the ``rotation_db_failure`` and ``postgres_restart`` windows) is not
   excused: the partner had the new pair in hand and could have kept it. Such connections count as
@@ -99,12 +100,16 @@ class Report:
         revoked = set(self.revoked) if revoke_window is not None else set()
 
         # Rotations whose reply no live partner process received: the sandbox's stored-token
-        # record says "rotated" at a moment a fault was dropping replies.
-        in_flight: dict[str, float] = {}
+        # record says "rotated" at a moment a fault was dropping replies. Every one counts
+        # against the sandbox's rotations, a revoked connection's too (its grant may have been
+        # revoked by the old token's reuse before the revoke window came, which then finds
+        # nothing to revoke); only the others are excused as lost in flight.
+        rotated_in_flight: dict[str, float] = {}
         for conn_id, state in connections.items():
             when = self._rotated_in_flight(conn_id, tenant_of.get(conn_id, ""), state)
-            if when is not None and conn_id not in revoked:
-                in_flight[conn_id] = when
+            if when is not None:
+                rotated_in_flight[conn_id] = when
+        in_flight = {c: when for c, when in rotated_in_flight.items() if c not in revoked}
         lost: dict[str, str] = {}
         database_lost: dict[str, float] = {}
         for conn_id, state in connections.items():
@@ -167,7 +172,7 @@ class Report:
         revoked_detected = sum(
             1 for c in revoked if connections.get(c, {}).get("status") == "needs_reconnect"
         )
-        unaccounted = sandbox.get("ok", 0) - stored_rotations - len(in_flight)
+        unaccounted = sandbox.get("ok", 0) - stored_rotations - len(rotated_in_flight)
         sync = dict(self.verification.get("sync", {}))
         sync["documents_wrongly_deleted"] = int(sync.get("documents_deleted", 0))
         pages = self._pages()
@@ -217,7 +222,7 @@ class Report:
                 "sandbox_ok": sandbox.get("ok", 0),
                 "stored_rotations": stored_rotations,
                 "replies_dropped_by_sandbox": dropped,
-                "rotations_lost_in_flight": len(in_flight),
+                "rotations_lost_in_flight": len(rotated_in_flight),
                 # Rotations the sandbox made that the partner neither stored nor lost in flight:
                 # each would be a refresh token the product itself lost.
                 "unaccounted_rotations": unaccounted,
