@@ -26,6 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -180,6 +181,16 @@ def introspect_batch(request: HttpRequest) -> HttpResponse:
     hashes = [digest(token) for token in tokens]
     by_access = {row.access_hash: row for row in Token.objects.filter(access_hash__in=hashes)}
     by_refresh = {row.refresh_hash: row for row in Token.objects.filter(refresh_hash__in=hashes)}
+    # How often each grant's refresh token was rotated: a soak compares it, grant by grant, with
+    # the rotations the partner stored, so that a rotation nobody kept names its connection.
+    rotations = dict(
+        Token.objects.filter(
+            grant_id__in={row.grant_id for row in by_refresh.values()}, revoke_reason="rotated"
+        )
+        .values_list("grant_id")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
     now = timezone.now()
     results: list[dict[str, Any]] = []
     for hashed in hashes:
@@ -204,6 +215,9 @@ def introspect_batch(request: HttpRequest) -> HttpResponse:
                 # When a refresh token was rotated or revoked: a soak tells a rotation whose
                 # reply was lost (a killed worker, a dropped reply) from one the partner stored.
                 "revoked_at": revoked_at.isoformat() if revoked_at else None,
+                "grant_rotations": (
+                    rotations.get(row.grant_id, 0) if token_type == "refresh_token" else None
+                ),
             }
         )
     return _json({"results": results})

@@ -177,6 +177,9 @@ def verify() -> dict[str, Any]:
                     and answer.get("token_type") == "refresh_token",
                     "refresh_reason": answer.get("revoke_reason"),
                     "refresh_revoked_at": answer.get("revoked_at"),
+                    # Rotations of the connection's grant at the sandbox (None: the stored
+                    # token is unknown there), beside ``version``, the partner's count plus one.
+                    "sandbox_rotations": answer.get("grant_rotations"),
                     "has_refresh_token": conn.has_refresh_token,
                 }
     events = Counter(ConnectionEvent.objects.values_list("kind", flat=True).order_by())

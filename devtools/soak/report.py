@@ -173,6 +173,7 @@ class Report:
             1 for c in revoked if connections.get(c, {}).get("status") == "needs_reconnect"
         )
         unaccounted = sandbox.get("ok", 0) - stored_rotations - len(rotated_in_flight)
+        unaccounted_by_connection = self._unaccounted_by_connection(rotated_in_flight, revoked)
         sync = dict(self.verification.get("sync", {}))
         sync["documents_wrongly_deleted"] = int(sync.get("documents_deleted", 0))
         pages = self._pages()
@@ -226,6 +227,9 @@ class Report:
                 # Rotations the sandbox made that the partner neither stored nor lost in flight:
                 # each would be a refresh token the product itself lost.
                 "unaccounted_rotations": unaccounted,
+                # The same, grant by grant where the sandbox could say (its rotations of the
+                # grant against the partner's): which connections the figure above comes from.
+                "unaccounted_examples": dict(list(unaccounted_by_connection.items())[:20]),
                 "partner_outcomes": partner,
                 "sandbox_outcomes": sandbox,
                 "metric_resets_seen": self.sampler.partner_metrics.resets,
@@ -281,6 +285,30 @@ class Report:
             "notes": self.notes,
         }
         return self
+
+    def _unaccounted_by_connection(
+        self, rotated_in_flight: dict[str, float], revoked: set[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Each connection whose grant the sandbox rotated more (or fewer) times than the partner
+        stored plus the one lost in flight, with the figures that say so."""
+        found: dict[str, dict[str, Any]] = {}
+        for conn_id, state in self.verification["connections"].items():
+            at_sandbox = state.get("sandbox_rotations")
+            if at_sandbox is None:
+                continue
+            stored = int(state["version"]) - 1
+            in_flight = 1 if conn_id in rotated_in_flight else 0
+            if at_sandbox != stored + in_flight:
+                found[conn_id] = {
+                    "sandbox_rotations": at_sandbox,
+                    "stored_rotations": stored,
+                    "lost_in_flight": in_flight,
+                    "revoked": conn_id in revoked,
+                    "status": state["status"],
+                    "refresh_reason": state.get("refresh_reason"),
+                    "refresh_revoked_at": state.get("refresh_revoked_at"),
+                }
+        return found
 
     def _rotated_in_flight(self, conn_id: str, tenant: str, state: dict[str, Any]) -> float | None:
         """When the sandbox rotated this connection's stored refresh token while a fault was

@@ -186,6 +186,9 @@ def run(config: SoakConfig, out: TextIO = sys.stderr) -> Report:
             stack.stop_product()
             sampler.sandbox_refreshes = admin.refresh_counters()
             verification = json.loads(stack.partner_step("verify", "verify"))
+            # Kept beside the report: what each connection ended as, at the partner and at the
+            # sandbox, so that a failed soak can be traced connection by connection afterwards.
+            (logs / "verification.json").write_text(json.dumps(verification, indent=1))
             writes = None
             if config.writes:
                 committed = str(logs / "writes-committed.json")

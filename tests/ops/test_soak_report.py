@@ -69,9 +69,11 @@ def _report(connections: dict[str, dict[str, Any]], sandbox_ok: int) -> dict[str
 def test_a_revoked_connections_rotation_lost_to_a_killed_worker_is_accounted_for() -> None:
     figures = _report(
         {
-            "alice": _state(3),  # two rotations stored
-            "bob": _state(2, **_rotated_at(KILL + 0.5)),  # one stored, one lost in the kill
-            "dave": _state(2, **_rotated_at(KILL + 1.0)),  # the same, and then revoked
+            "alice": _state(3, sandbox_rotations=2),  # two rotations stored
+            # One stored, one lost in the kill.
+            "bob": _state(2, sandbox_rotations=2, **_rotated_at(KILL + 0.5)),
+            # The same, and then revoked.
+            "dave": _state(2, sandbox_rotations=2, **_rotated_at(KILL + 1.0)),
         },
         sandbox_ok=2 + 2 + 2,
     )
@@ -81,12 +83,22 @@ def test_a_revoked_connections_rotation_lost_to_a_killed_worker_is_accounted_for
     # Bob is excused as lost in flight; Dave as revoked, not twice.
     assert figures["connections"]["lost_in_flight"] == 1
     assert figures["connections"]["lost"] == 0
+    assert figures["refreshes"]["unaccounted_examples"] == {}
 
 
 def test_a_rotation_nobody_stored_outside_the_faults_is_unaccounted() -> None:
     figures = _report(
-        {"alice": _state(3), "dave": _state(2, **_rotated_at(T0 + 45.0))},
+        {
+            "alice": _state(3, sandbox_rotations=2),
+            "dave": _state(2, sandbox_rotations=2, **_rotated_at(T0 + 45.0)),
+        },
         sandbox_ok=2 + 2,
     )
 
     assert figures["refreshes"]["unaccounted_rotations"] == 1
+    # The figure names its connection, with what each side counted.
+    examples = figures["refreshes"]["unaccounted_examples"]
+    assert list(examples) == ["dave"]
+    assert examples["dave"]["sandbox_rotations"] == 2
+    assert examples["dave"]["stored_rotations"] == 1
+    assert examples["dave"]["lost_in_flight"] == 0

@@ -1,5 +1,6 @@
 """The sandbox's bulk grant API (soak and load tests): minted grants behave like grants from the
-code flow, revoking a grant kills its rotated descendants too, batch introspection lines up."""
+code flow, revoking a grant kills its rotated descendants too, batch introspection lines up and
+counts each grant's rotations."""
 
 from __future__ import annotations
 
@@ -53,6 +54,12 @@ def test_minted_service_account_grants_refresh_rotate_and_name_their_subject(
     assert states[0]["revoked_at"] is not None
     assert states[1]["revoked_at"] is None
     assert states[2]["token_type"] == "access_token"
+    # A grant's rotations, counted on either of its refresh tokens; none for an access token.
+    assert states[0]["grant_rotations"] == states[1]["grant_rotations"] == 1
+    assert states[2]["grant_rotations"] is None
+    again = sandbox_world.refresh(app, new["refresh_token"]).json()["refresh_token"]
+    after = introspect(sandbox, [again, grants[1]["refresh_token"]])
+    assert [s["grant_rotations"] for s in after] == [2, 0]
 
 
 def test_revoking_a_grant_refuses_its_rotated_refresh_token_and_spares_the_others(
