@@ -686,11 +686,11 @@ def bench_sync(
     app = machine_app(sandbox, world, "bench-sync")
     token = machine_token(world, app)
 
-    def timed_sync(connection_id: Any) -> dict[str, Any]:
-        """A first sync, timed, then the statistics refresh a worker runs after it (timed on its
-        own, outside the sync's figure)."""
+    def timed(work: Any) -> dict[str, Any]:
+        """A sync, timed, then what a worker runs right after such a run, as the task it queued
+        (sync.refresh_statistics): timed on its own, outside the run's figure."""
         started, load_before = time.perf_counter(), load()
-        run = run_sync(connection_id)
+        run = work()
         seconds = time.perf_counter() - started
         refreshed = time.perf_counter()
         analysed = statistics.refresh_if_stale()
@@ -707,33 +707,21 @@ def bench_sync(
             },
         }
 
+    def with_neighbours(result: dict[str, Any], before: float, after: float) -> dict[str, Any]:
+        """The raw paging rates either side of a sync, and its ratio against the faster one."""
+        return {
+            **result,
+            "raw_before_per_second": before,
+            "raw_after_per_second": after,
+            "ratio": round(result["per_second"] / max(before, after), 3),
+        }
+
     def bracketed(work: Any) -> dict[str, Any]:
         """The machine is shared: a raw pass right before and right after the measured work,
         and the ratio against the faster of the two (the conservative choice)."""
-        before = raw_paging_rate(world, token)
-        started, load_before = time.perf_counter(), load()
-        run = work()
-        seconds = time.perf_counter() - started
-        # What a worker runs right after such a run, as the task it queued
-        # (sync.refresh_statistics): timed on its own, outside the run's figure.
-        refreshed = time.perf_counter()
-        analysed = statistics.refresh_if_stale()
-        refresh_seconds = time.perf_counter() - refreshed
-        after = raw_paging_rate(world, token)
-        raw = max(before["per_second"], after["per_second"])
-        rate = run.seen_count / seconds
-        return {
-            "documents": run.seen_count,
-            "pages": run.pages,
-            "status": run.status,
-            "seconds": round(seconds, 2),
-            "per_second": round(rate, 1),
-            "raw_before_per_second": before["per_second"],
-            "raw_after_per_second": after["per_second"],
-            "ratio": round(rate / raw, 3),
-            "load_average": load_before,
-            "statistics_refresh": {"tables": analysed, "seconds": round(refresh_seconds, 2)},
-        }
+        before = raw_paging_rate(world, token)["per_second"]
+        result = timed(work)
+        return with_neighbours(result, before, raw_paging_rate(world, token)["per_second"])
 
     # Full syncs interleaved with bare loops (bare, sync, bare, ..., sync, bare), each side
     # pooled, as bench/events_bench.py and bench/writes_bench.py measure: every bare loop serves
@@ -745,20 +733,13 @@ def bench_sync(
     conn = None
     for n in range(args.rounds):
         conn = make_connection(f"Full{n}", world, app)
-        rounds.append(timed_sync(conn.pk))
+        result = timed(lambda c=conn: run_sync(c.pk))
         bare.append(raw_paging_rate(world, token))
-        before, after = bare[-2]["per_second"], bare[-1]["per_second"]
-        rounds[-1].update(
-            raw_before_per_second=before,
-            raw_after_per_second=after,
-            ratio=round(rounds[-1]["per_second"] / max(before, after), 3),
-        )
+        rounds.append(with_neighbours(result, bare[-2]["per_second"], bare[-1]["per_second"]))
         say(f"full sync, round {n + 1}: {rounds[-1]}")
     assert conn is not None
     ratios = sorted(r["ratio"] for r in rounds)
-    for run in rounds:
-        run["count"] = run["documents"]
-    pooled = interleaved_ratios(rounds, "count", bare, "documents")
+    pooled = interleaved_ratios(rounds, "documents", bare, "documents")
     full = {
         "rounds": rounds,
         "bare_loops": bare,
